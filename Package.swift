@@ -1,0 +1,108 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// One set of settings for every target: Swift 6 language mode (strict concurrency) everywhere.
+let swiftSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "ratelimitd",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "ratelimitd", targets: ["ratelimitd"]),
+        .library(name: "RateLimiting", targets: ["RateLimiting"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+    ],
+    targets: [
+        // Algorithms, limits, rules and rule matching: pure Swift, no NIO, no I/O, no clock reads.
+        .target(name: "RateLimiting", swiftSettings: swiftSettings),
+        // Shards (the key → state tables), the key router, the decision clock, and shard workers.
+        .target(
+            name: "ShardStore",
+            dependencies: [
+                "RateLimiting",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The line protocol: framing, parsing, the command table, error codes, reply encoding.
+        .target(
+            name: "WireProtocol",
+            dependencies: [
+                "RateLimiting",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The TCP server: bootstrap, connection handler, hand-off to shard workers.
+        .target(
+            name: "RateLimitServer",
+            dependencies: [
+                "RateLimiting", "ShardStore", "WireProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The TOML configuration file and its validation.
+        .target(
+            name: "DaemonConfig",
+            dependencies: [
+                "RateLimiting",
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "ratelimitd",
+            dependencies: [
+                "DaemonConfig", "RateLimitServer", "RateLimiting",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "RateLimitingTests", dependencies: ["RateLimiting"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "ShardStoreTests",
+            dependencies: ["ShardStore", "RateLimiting"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "WireProtocolTests",
+            dependencies: ["WireProtocol", "RateLimiting", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "RateLimitServerTests",
+            dependencies: [
+                "RateLimitServer", "ShardStore", "RateLimiting", "WireProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "DaemonConfigTests",
+            dependencies: ["DaemonConfig", "RateLimiting"],
+            swiftSettings: swiftSettings
+        ),
+        // Starts the real `ratelimitd` binary; depends on it so `swift test` builds it first.
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["ratelimitd"],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

@@ -1,0 +1,86 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import RateLimiting
+import TOMLKit
+
+/// Reads and validates a ratelimitd TOML file. Every mistake is reported with the file, the rule or section,
+/// and the field; unknown settings are mistakes too, so a typo cannot silently leave a default in force.
+public enum ConfigFile {
+    static let topLevelKeys: Set<String> = ["server", "rules"]
+    static let serverKeys: Set<String> = ["listen", "shards", "log_level"]
+    static let ruleKeys: Set<String> = ["name", "match", "algorithm", "limit", "window", "burst"]
+
+    public static func load(path: String) throws(ConfigError) -> DaemonSettings {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigError(file: path, message: "cannot read the file (\(error.localizedDescription))")
+        }
+        return try parse(text, file: path)
+    }
+
+    public static func parse(_ text: String, file: String) throws(ConfigError) -> DaemonSettings {
+        let table: TOMLTable
+        do {
+            table = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw ConfigError(
+                file: file, location: "line \(error.source.begin.line), column \(error.source.begin.column)",
+                message: "not valid TOML: \(error.description)")
+        } catch {
+            throw ConfigError(file: file, message: "not valid TOML: \(error)")
+        }
+        try rejectUnknown(table, allowed: topLevelKeys, file: file, location: nil)
+        var settings = DaemonSettings()
+        if let server = table["server"] {
+            guard let server = server.table else {
+                throw ConfigError(file: file, field: "server", message: "must be a table ([server])")
+            }
+            try parseServer(server, into: &settings, file: file)
+        }
+        if let rules = table["rules"] {
+            guard let rules = rules.array else {
+                throw ConfigError(file: file, field: "rules", message: "must be an array of tables ([[rules]])")
+            }
+            settings.rules = try RuleParser.parse(rules, file: file)
+        }
+        return settings
+    }
+
+    private static func parseServer(_ server: TOMLTable, into settings: inout DaemonSettings, file: String) throws(ConfigError) {
+        let location = "[server]"
+        try rejectUnknown(server, allowed: serverKeys, file: file, location: location)
+        if let value = server["listen"] {
+            guard let text = value.string, let address = ListenAddress(parsing: text) else {
+                throw ConfigError(file: file, location: location, field: "listen",
+                                  message: "must be \"HOST:PORT\" (IPv6 as \"[::1]:7283\"), got \(value.debugDescription)")
+            }
+            settings.listen = address
+        }
+        if let value = server["shards"] {
+            guard let shards = value.int, shards >= 0, shards <= DaemonSettings.maxShards else {
+                throw ConfigError(file: file, location: location, field: "shards",
+                                  message: "must be an integer from 0 (one per core) to \(DaemonSettings.maxShards), got \(value.debugDescription)")
+            }
+            settings.shards = shards
+        }
+        if let value = server["log_level"] {
+            guard let text = value.string, let level = LogLevelName(rawValue: text) else {
+                throw ConfigError(file: file, location: location, field: "log_level",
+                                  message: "must be one of \(LogLevelName.namesList), got \(value.debugDescription)")
+            }
+            settings.logLevel = level
+        }
+    }
+
+    static func rejectUnknown(_ table: TOMLTable, allowed: Set<String>, file: String, location: String?) throws(ConfigError) {
+        for key in table.keys.sorted() where !allowed.contains(key) {
+            throw ConfigError(file: file, location: location, field: key,
+                              message: "unknown setting; expected one of \(allowed.sorted().joined(separator: ", "))")
+        }
+    }
+}

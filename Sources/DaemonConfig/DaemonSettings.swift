@@ -1,0 +1,28 @@
+import RateLimiting
+
+/// What a configuration file says; nil where it says nothing, so command-line flags and defaults can fill in.
+public struct DaemonSettings: Sendable {
+    public var listen: ListenAddress?
+    /// 0 means one shard per core.
+    public var shards: Int?
+    public var logLevel: LogLevelName?
+    /// nil when the file has no `[[rules]]`; the built-in `default` rule then applies.
+    public var rules: [Rule]?
+
+    public init(listen: ListenAddress? = nil, shards: Int? = nil, logLevel: LogLevelName? = nil, rules: [Rule]? = nil) {
+        self.listen = listen
+        self.shards = shards
+        self.logLevel = logLevel
+        self.rules = rules
+    }
+
+    /// The most shard workers accepted; far more than cores only adds hand-offs.
+    public static let maxShards = 1024
+}
+
+/// Log levels by the names swift-log uses.
+public enum LogLevelName: String, Sendable, CaseIterable {
+    case trace, debug, info, notice, warning, error, critical
+
+    public static let namesList = allCases.map(\.rawValue).joined(separator: ", ")
+}

@@ -1,0 +1,35 @@
+/// State of `fixed_window`: which window the count belongs to, and the units admitted in it.
+public struct FixedWindowState: Sendable, Hashable {
+    /// Start of the counted window, in decision-clock nanoseconds (aligned to the Unix epoch).
+    public var windowStart: Int64
+    public var used: Int64
+
+    public init(windowStart: Int64, used: Int64) {
+        self.windowStart = windowStart
+        self.used = used
+    }
+
+    public func isFresh(now: Int64, windowNanos: Int64) -> Bool {
+        used == 0 || now >= windowStart + windowNanos
+    }
+}
+
+/// At most `limit` units per window; windows are aligned to the Unix epoch so every daemon (and anything else
+/// that counts the same way) agrees on where they start and end.
+enum FixedWindow {
+    static func check(_ state: inout FixedWindowState?, cost: Int64, limit: Limit, now: Int64) -> Decision {
+        let start = TimeMath.windowStart(now, window: limit.windowNanos)
+        let untilEnd = start + limit.windowNanos - now
+        let used = state.map { $0.windowStart == start ? $0.used : 0 } ?? 0
+        guard cost <= limit.limit else {
+            return .denyForever(remaining: limit.limit - used)
+        }
+        guard used + cost <= limit.limit else {
+            return .deny(remaining: limit.limit - used, retryNanos: untilEnd)
+        }
+        if cost > 0 {
+            state = FixedWindowState(windowStart: start, used: used + cost)
+        }
+        return .allow(remaining: limit.limit - used - cost, resetNanos: used + cost > 0 ? untilEnd : 0)
+    }
+}

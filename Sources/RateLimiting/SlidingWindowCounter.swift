@@ -1,0 +1,80 @@
+/// State of `sliding_window_counter`: the counts of the current epoch-aligned window and the one before it.
+public struct SlidingCounterState: Sendable, Hashable {
+    public var windowStart: Int64
+    public var previous: Int64
+    public var current: Int64
+
+    public init(windowStart: Int64, previous: Int64, current: Int64) {
+        self.windowStart = windowStart
+        self.previous = previous
+        self.current = current
+    }
+
+    /// The counts as seen from the window starting at `start`: one window on, the current count becomes the
+    /// previous one; two or more on, both are gone.
+    func rolled(to start: Int64, windowNanos: Int64) -> SlidingCounterState {
+        if start == windowStart { return self }
+        if start == windowStart + windowNanos {
+            return SlidingCounterState(windowStart: start, previous: current, current: 0)
+        }
+        return SlidingCounterState(windowStart: start, previous: 0, current: 0)
+    }
+
+    public func isFresh(now: Int64, windowNanos: Int64) -> Bool {
+        let start = TimeMath.windowStart(now, window: windowNanos)
+        let rolled = rolled(to: start, windowNanos: windowNanos)
+        return rolled.previous == 0 && rolled.current == 0
+    }
+}
+
+/// Approximates the sliding log in O(1) memory, as Cloudflare and Redis users commonly do: the estimate of
+/// units in the last `window` is `previous * (window - elapsed) / window + current`, where `elapsed` is the
+/// time since the current window began. Arithmetic is exact (scaled by `window` in `Int128`), so the only
+/// approximation is the assumption that the previous window's units were spread evenly.
+enum SlidingWindowCounter {
+    static func check(_ state: inout SlidingCounterState?, cost: Int64, limit: Limit, now: Int64) -> Decision {
+        let window = limit.windowNanos
+        let start = TimeMath.windowStart(now, window: window)
+        var counts = state?.rolled(to: start, windowNanos: window)
+            ?? SlidingCounterState(windowStart: start, previous: 0, current: 0)
+        let elapsed = now - start
+        let w = Int128(window)
+        let capacity = Int128(limit.limit) * w
+        // The estimate, scaled by the window length.
+        func scaledEstimate(_ c: SlidingCounterState) -> Int128 {
+            Int128(c.previous) * (w - Int128(elapsed)) + Int128(c.current) * w
+        }
+        func remaining(_ c: SlidingCounterState) -> Int64 {
+            TimeMath.clamp((capacity - scaledEstimate(c)) / w)
+        }
+
+        guard cost <= limit.limit else {
+            return .denyForever(remaining: remaining(counts))
+        }
+        guard scaledEstimate(counts) + Int128(cost) * w <= capacity else {
+            return .deny(remaining: remaining(counts), retryNanos: retryNanos(counts, cost: cost, limit: limit, elapsed: elapsed))
+        }
+        if cost > 0 {
+            counts.current += cost
+            state = counts
+        }
+        let resetNanos: Int64 =
+            if counts.current > 0 { 2 * window - elapsed } else if counts.previous > 0 { window - elapsed } else { 0 }
+        return .allow(remaining: remaining(counts), resetNanos: resetNanos)
+    }
+
+    /// How long until `cost` fits: the previous window's weight falls linearly through the current window;
+    /// if the current count alone leaves no room, the wait runs into the next window, where the current
+    /// count becomes the one that fades.
+    private static func retryNanos(_ c: SlidingCounterState, cost: Int64, limit: Limit, elapsed: Int64) -> Int64 {
+        let window = limit.windowNanos
+        if c.current + cost <= limit.limit, c.previous > 0 {
+            // previous * (window - e) <= (limit - current - cost) * window
+            let fitsAt = window - TimeMath.mulDiv(limit.limit - c.current - cost, window, c.previous)
+            return max(fitsAt - elapsed, 1)
+        }
+        // In the next window: current * (window - e) <= (limit - cost) * window.
+        let fitsAt = c.current > 0 ? window - TimeMath.mulDiv(limit.limit - cost, window, c.current) : 0
+        return window - elapsed + max(fitsAt, 0)
+    }
+}

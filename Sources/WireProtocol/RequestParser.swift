@@ -1,0 +1,90 @@
+import RateLimiting
+
+/// Parses one line of the line protocol (without its `\n` or `\r\n`) into a `Request`.
+public enum RequestParser {
+    public static let maxCost: Int64 = 1_000_000_000
+
+    /// The request on `line`, or nil for an empty (or all-space) line, which gets no reply.
+    public static func parse(_ line: UnsafeRawBufferPointer) throws(ProtocolError) -> Request? {
+        var cursor = TokenCursor(line)
+        guard let word = cursor.next() else { return nil }
+        guard let command = Command.lookup(word) else {
+            throw ProtocolError(.unknownCommand, "unknown command \(Printable.quote(word))")
+        }
+        let count = cursor.remainingCount()
+        guard command.arguments.contains(count) else {
+            throw ProtocolError(.wrongArguments, "wrong number of arguments; usage: \(command.usage)")
+        }
+        switch command {
+        case .ping: return .ping
+        case .quit: return .quit
+        case .reset: return .reset(key: try key(cursor.next()!))
+        case .check: return try check(&cursor, count: count)
+        }
+    }
+
+    private static func check(_ cursor: inout TokenCursor, count: Int) throws(ProtocolError) -> Request {
+        let key = try key(cursor.next()!)
+        var units: Int64 = 1
+        if let word = cursor.next() { units = try cost(word) }
+        guard let spec = cursor.next() else {
+            return .check(key: key, cost: units, limit: nil)
+        }
+        var chosen = Algorithm.tokenBucket
+        if let word = cursor.next() { chosen = try algorithm(word) }
+        return .check(key: key, cost: units, limit: try limit(spec, algorithm: chosen))
+    }
+
+    static func key(_ word: UnsafeRawBufferPointer.SubSequence) throws(ProtocolError) -> String {
+        guard word.count <= KeyRules.maxKeyLength else {
+            throw ProtocolError(.badKey, "key is \(word.count) bytes; keys are 1 to \(KeyRules.maxKeyLength) bytes")
+        }
+        guard word.allSatisfy(KeyRules.isKeyByte) else {
+            throw ProtocolError(.badKey, "keys are printable ASCII without spaces or control bytes")
+        }
+        return String(decoding: word, as: UTF8.self)
+    }
+
+    static func cost(_ word: UnsafeRawBufferPointer.SubSequence) throws(ProtocolError) -> Int64 {
+        guard let value = decimal(word, max: maxCost) else {
+            throw ProtocolError(.badCost, "cost must be an integer from 0 to \(maxCost), got \(Printable.quote(word))")
+        }
+        return value
+    }
+
+    static func algorithm(_ word: UnsafeRawBufferPointer.SubSequence) throws(ProtocolError) -> Algorithm {
+        guard let algorithm = Algorithm.allCases.first(where: { $0.rawValue.utf8.elementsEqual(word) }) else {
+            throw ProtocolError(
+                .badAlgorithm, "unknown algorithm \(Printable.quote(word)); expected one of \(Algorithm.namesList)")
+        }
+        return algorithm
+    }
+
+    /// `<limit>/<window>`, e.g. `100/1m`, `1000/250ms`.
+    static func limit(_ word: UnsafeRawBufferPointer.SubSequence, algorithm: Algorithm) throws(ProtocolError) -> Limit {
+        guard let slash = word.firstIndex(of: UInt8(ascii: "/")),
+            let count = decimal(word[word.startIndex..<slash], max: Limit.maxLimit),
+            let window = WindowDuration.parseNanos(word[(slash + 1)...])
+        else {
+            throw ProtocolError(
+                .badLimit, "limit must be <limit>/<window> such as 100/1m (units ms, s, m, h, d), got \(Printable.quote(word))")
+        }
+        do {
+            return try Limit(algorithm: algorithm, limit: count, windowNanos: window)
+        } catch {
+            throw ProtocolError(.badLimit, "\(error.field.rawValue): \(error.message)")
+        }
+    }
+
+    /// A plain non-negative decimal no larger than `max`: no sign, no spaces, no overflow.
+    static func decimal(_ word: UnsafeRawBufferPointer.SubSequence, max: Int64) -> Int64? {
+        guard !word.isEmpty, word.count <= 19 else { return nil }
+        var value: Int64 = 0
+        for byte in word {
+            guard byte >= 0x30, byte <= 0x39 else { return nil }
+            value = value * 10 + Int64(byte - 0x30)
+            if value > max { return nil }
+        }
+        return value
+    }
+}

@@ -1,0 +1,3 @@
+enum DaemonVersion {
+    static let string = "0.1.0"
+}

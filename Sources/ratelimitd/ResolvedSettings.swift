@@ -1,0 +1,87 @@
+import DaemonConfig
+import Logging
+import NIOCore
+import RateLimitServer
+import RateLimiting
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The settings the daemon runs with: the file's, overridden by flags, filled in by defaults.
+struct ResolvedSettings {
+    var listen: ListenAddress
+    var shards: Int
+    var logLevel: Logger.Level
+    var rules: RuleSet
+    var configPath: String?
+
+    var server: ServerConfiguration {
+        ServerConfiguration(host: listen.host, port: listen.port, shards: shards, rules: rules)
+    }
+
+    static func resolve(configPath: String?, listen: String?, shards: Int?, logLevel: String?) throws -> ResolvedSettings {
+        let file = try configPath.map { path throws(ConfigError) in try ConfigFile.load(path: path) } ?? DaemonSettings()
+        var resolved = ResolvedSettings(
+            listen: file.listen ?? .default,
+            shards: file.shards ?? 0,
+            logLevel: Logger.Level(rawValue: (file.logLevel ?? .info).rawValue) ?? .info,
+            rules: .defaults,
+            configPath: configPath
+        )
+        if let listen {
+            guard let address = ListenAddress(parsing: listen) else {
+                throw FlagError("--listen must be HOST:PORT (IPv6 as [::1]:7283), got \"\(listen)\"")
+            }
+            resolved.listen = address
+        }
+        if let shards {
+            guard shards >= 0, shards <= DaemonSettings.maxShards else {
+                throw FlagError("--shards must be from 0 (one per core) to \(DaemonSettings.maxShards), got \(shards)")
+            }
+            resolved.shards = shards
+        }
+        if let logLevel {
+            guard let level = Logger.Level(rawValue: logLevel) else {
+                throw FlagError("--log-level must be one of \(LogLevelName.namesList), got \"\(logLevel)\"")
+            }
+            resolved.logLevel = level
+        }
+        if resolved.shards == 0 {
+            resolved.shards = System.coreCount
+        }
+        if let rules = file.rules {
+            // ConfigFile already built this set once to validate it, so it cannot fail here.
+            resolved.rules = try RuleSet(rules)
+        }
+        return resolved
+    }
+
+    /// What `--check-config` prints.
+    var summary: String {
+        var lines = ["configuration OK" + (configPath.map { " (\($0))" } ?? " (built-in defaults)")]
+        lines.append("listen = \(listen)")
+        lines.append("shards = \(shards)")
+        lines.append("log_level = \(logLevel.rawValue)")
+        if rules.rules.isEmpty {
+            lines.append("no rules: every CHECK must give its own <limit>/<window>")
+        }
+        for rule in rules.rules {
+            lines.append("rule \"\(rule.name)\": match \"\(rule.pattern.text)\" \(rule.limit)")
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+struct FlagError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+func printError(_ message: String) {
+    var line = message + "\n"
+    // write(2) on descriptor 2 rather than the C `stderr` global, which Swift 6 treats as shared mutable state.
+    line.withUTF8 { bytes in _ = write(2, bytes.baseAddress, bytes.count) }
+}
