@@ -71,10 +71,12 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Test helpers shared by the server and integration tests: a blocking TCP client, a daemon launcher.
+        .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: swiftSettings),
         .testTarget(name: "RateLimitingTests", dependencies: ["RateLimiting"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ShardStoreTests",
-            dependencies: ["ShardStore", "RateLimiting"],
+            dependencies: ["ShardStore", "RateLimiting", .product(name: "NIOPosix", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -85,7 +87,7 @@ let package = Package(
         .testTarget(
             name: "RateLimitServerTests",
             dependencies: [
-                "RateLimitServer", "ShardStore", "RateLimiting", "WireProtocol",
+                "RateLimitServer", "ShardStore", "RateLimiting", "WireProtocol", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -101,7 +103,7 @@ let package = Package(
         // Starts the real `ratelimitd` binary; depends on it so `swift test` builds it first.
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["ratelimitd"],
+            dependencies: ["ratelimitd", "TestSupport"],
             swiftSettings: swiftSettings
         ),
     ]

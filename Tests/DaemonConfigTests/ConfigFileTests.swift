@@ -1,0 +1,98 @@
+import DaemonConfig
+import RateLimiting
+import Testing
+
+@Suite("configuration file")
+struct ConfigFileTests {
+    @Test func readsTheDocumentedExample() throws {
+        let settings = try ConfigFile.parse("""
+            [server]
+            listen = "127.0.0.1:7283"
+            shards = 0
+            log_level = "debug"
+
+            [[rules]]
+            name = "login"
+            match = "login:*"
+            algorithm = "sliding_window_log"
+            limit = 5
+            window = "15m"
+
+            [[rules]]
+            name = "default"
+            match = "*"
+            algorithm = "token_bucket"
+            limit = 100
+            window = "1m"
+            burst = 100
+            """, file: "example.toml")
+        #expect(settings.listen == ListenAddress(host: "127.0.0.1", port: 7283))
+        #expect(settings.shards == 0)
+        #expect(settings.logLevel == .debug)
+        let rules = try #require(settings.rules)
+        #expect(rules.map(\.name) == ["login", "default"])
+        #expect(rules[0].pattern == .prefix("login:"))
+        #expect(rules[0].limit == (try Limit(algorithm: .slidingWindowLog, limit: 5, windowNanos: 900_000_000_000)))
+        #expect(rules[1].limit.burst == 100)
+    }
+
+    @Test func anEmptyFileMeansDefaults() throws {
+        let settings = try ConfigFile.parse("", file: "empty.toml")
+        #expect(settings.listen == nil && settings.shards == nil && settings.rules == nil)
+    }
+
+    @Test(arguments: [
+        // (file text, expected fragments of the message)
+        ("[[rules]]\nname = \"a\"\nmatch = \"*\"\nalgorithm = \"magic\"\nlimit = 1\nwindow = \"1s\"",
+         ["bad.toml", "rules[1] \"a\"", "algorithm", "magic"]),
+        ("[[rules]]\nname = \"a\"\nmatch = \"*\"\nalgorithm = \"fixed_window\"\nlimit = 0\nwindow = \"1s\"",
+         ["rules[1] \"a\"", "limit"]),
+        ("[[rules]]\nname = \"a\"\nmatch = \"*\"\nalgorithm = \"fixed_window\"\nlimit = 1\nwindow = \"1 minute\"",
+         ["rules[1] \"a\"", "window"]),
+        ("[[rules]]\nname = \"a\"\nmatch = \"a\"\nalgorithm = \"fixed_window\"\nlimit = 1\nwindow = \"1s\"\n"
+            + "[[rules]]\nname = \"a\"\nmatch = \"b\"\nalgorithm = \"fixed_window\"\nlimit = 1\nwindow = \"1s\"",
+         ["rules[2] \"a\"", "name", "duplicate"]),
+        ("[[rules]]\nname = \"a\"\nmatch = \"*\"\nalgorithm = \"fixed_window\"\nlimit = 1\nwindow = \"1s\"\nlimt = 3",
+         ["rules[1] \"a\"", "limt", "unknown setting"]),
+        ("[server]\nlisten = \"nowhere\"", ["[server]", "listen"]),
+        ("[server]\nshards = -1", ["[server]", "shards"]),
+        ("[server]\nport = 1", ["[server]", "port", "unknown setting"]),
+        ("[sever]\nlisten = \"127.0.0.1:1\"", ["sever", "unknown setting"]),
+        ("[[rules]]\nmatch = \"*\"", ["rules[1]", "name"]),
+        ("[[rules]]\nname = \"a\"\nmatch = \"a*b\"\nalgorithm = \"fixed_window\"\nlimit = 1\nwindow = \"1s\"",
+         ["rules[1] \"a\"", "match"]),
+        ("[[rules]]\nname = \"a\"\nmatch = \"*\"\nalgorithm = \"fixed_window\"\nlimit = 1.5\nwindow = \"1s\"",
+         ["rules[1] \"a\"", "limit", "integer"]),
+        ("[[rules]]\nname = \"a\"\nmatch = \"*\"\nalgorithm = \"sliding_window_log\"\nlimit = 100000\nwindow = \"1s\"",
+         ["rules[1] \"a\"", "limit", "10000"]),
+        ("this is not toml", ["bad.toml", "line 1", "not valid TOML"]),
+    ])
+    func refusesBadFilesNamingWhere(text: String, fragments: [String]) {
+        do {
+            _ = try ConfigFile.parse(text, file: "bad.toml")
+            Issue.record("accepted: \(text)")
+        } catch {
+            for fragment in fragments {
+                #expect(error.description.contains(fragment), "\(error.description) lacks \(fragment)")
+            }
+        }
+    }
+
+    @Test func loadReportsAMissingFile() {
+        #expect(throws: ConfigError.self) { try ConfigFile.load(path: "/nonexistent/ratelimitd.toml") }
+    }
+
+    @Test(arguments: [
+        ("127.0.0.1:7283", ListenAddress(host: "127.0.0.1", port: 7283)),
+        ("[::1]:80", ListenAddress(host: "::1", port: 80)),
+        ("localhost:0", ListenAddress(host: "localhost", port: 0)),
+    ])
+    func parsesListenAddresses(text: String, address: ListenAddress) {
+        #expect(ListenAddress(parsing: text) == address)
+    }
+
+    @Test(arguments: ["7283", ":7283", "host:", "host:65536", "host:-1", "::1:80", "[::1]80", "host:8o"])
+    func refusesBadListenAddresses(text: String) {
+        #expect(ListenAddress(parsing: text) == nil)
+    }
+}

@@ -1,0 +1,100 @@
+import Foundation
+
+/// Runs the real `ratelimitd` binary for a test: on a port the kernel picks, with its log in a file, and
+/// stopped (SIGTERM, then SIGKILL) when the test is done with it.
+public final class DaemonProcess: @unchecked Sendable {
+    // @unchecked: `process` and `logPath` are set once in init; Process itself is thread-safe for
+    // terminate/isRunning, and tests use one DaemonProcess from one task.
+    public let process: Process
+    public let logPath: String
+    public private(set) var port = 0
+
+    /// The `ratelimitd` built next to the test bundle (`swift build` puts every product in one folder).
+    public static var binaryPath: String {
+        let testBinary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        var directory = testBinary.deletingLastPathComponent()
+        // On Linux the test bundle is an executable inside the build folder; elsewhere it may be a bundle.
+        while !FileManager.default.isExecutableFile(atPath: directory.appendingPathComponent("ratelimitd").path),
+            directory.path != "/"
+        {
+            directory = directory.deletingLastPathComponent()
+        }
+        return directory.appendingPathComponent("ratelimitd").path
+    }
+
+    /// Starts the daemon with `arguments` (plus `--listen 127.0.0.1:0` unless `listen` is false) and waits
+    /// until it logs the address it listens on.
+    public init(arguments: [String], listen: Bool = true) throws {
+        logPath = NSTemporaryDirectory() + "ratelimitd-test-\(UUID().uuidString).log"
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: DaemonProcess.binaryPath)
+        process.arguments = (listen ? ["--listen", "127.0.0.1:0"] : []) + arguments
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        port = try waitForPort()
+    }
+
+    deinit { stop() }
+
+    public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    private func waitForPort() throws -> Int {
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline {
+            if let range = log.range(of: "listening on 127.0.0.1:") {
+                let digits = log[range.upperBound...].prefix { $0.isNumber }
+                if let port = Int(digits) { return port }
+            }
+            if !process.isRunning {
+                throw LineClient.Failure(description: "ratelimitd exited with \(process.terminationStatus): \(log)")
+            }
+            usleep(20_000)
+        }
+        stop()
+        throw LineClient.Failure(description: "ratelimitd did not start listening within 30 s: \(log)")
+    }
+
+    public func stop() {
+        guard process.isRunning else { return }
+        process.terminate()
+        for _ in 0..<250 where process.isRunning { usleep(20_000) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+        try? FileManager.default.removeItem(atPath: logPath)
+    }
+
+    /// Runs the binary to completion (for `--check-config`, `--version`, bad start-ups) and returns its exit
+    /// status and combined output.
+    public static func runToExit(_ arguments: [String], timeoutSeconds: Double = 30) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binaryPath)
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let deadline = Date().addingTimeInterval(timeoutSeconds)
+        // The output (a summary or an error) is far smaller than a pipe's buffer, so it is read after exit.
+        var output = Data()
+        let reader = pipe.fileHandleForReading
+        while process.isRunning, Date() < deadline {
+            usleep(10_000)
+        }
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+            throw LineClient.Failure(description: "ratelimitd \(arguments) did not exit in \(timeoutSeconds) s")
+        }
+        output.append(reader.readDataToEndOfFile())
+        return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+    }
+}
+
+/// Writes `text` to a fresh temporary file and returns its path.
+public func temporaryFile(_ text: String, suffix: String = ".toml") throws -> String {
+    let path = NSTemporaryDirectory() + "ratelimitd-\(UUID().uuidString)\(suffix)"
+    try text.write(toFile: path, atomically: true, encoding: .utf8)
+    return path
+}

@@ -1,0 +1,129 @@
+import NIOCore
+import RateLimiting
+import Testing
+import WireProtocol
+
+func parse(_ line: String) -> Result<Request?, ProtocolError> {
+    Array(line.utf8).withUnsafeBytes { bytes in
+        Result { () throws(ProtocolError) -> Request? in try RequestParser.parse(bytes) }
+    }
+}
+
+func parse(bytes: [UInt8]) -> Result<Request?, ProtocolError> {
+    bytes.withUnsafeBytes { bytes in
+        Result { () throws(ProtocolError) -> Request? in try RequestParser.parse(bytes) }
+    }
+}
+
+func code(_ result: Result<Request?, ProtocolError>) -> ErrorCode? {
+    if case .failure(let error) = result { return error.code }
+    return nil
+}
+
+@Suite("line protocol parser")
+struct RequestParserTests {
+    @Test func parsesEveryRequestForm() throws {
+        #expect(try parse("CHECK user:1").get() == .check(key: "user:1", cost: 1, limit: nil))
+        #expect(try parse("CHECK user:1 5").get() == .check(key: "user:1", cost: 5, limit: nil))
+        #expect(try parse("check user:1 0").get() == .check(key: "user:1", cost: 0, limit: nil))
+        let limit = try Limit(algorithm: .tokenBucket, limit: 100, windowNanos: 60_000_000_000)
+        #expect(try parse("CHECK k 2 100/1m").get() == .check(key: "k", cost: 2, limit: limit))
+        let window = try Limit(algorithm: .slidingWindowLog, limit: 5, windowNanos: 900_000_000_000)
+        #expect(try parse("CHECK k 1 5/15m sliding_window_log").get() == .check(key: "k", cost: 1, limit: window))
+        let fast = try Limit(algorithm: .fixedWindow, limit: 1000, windowNanos: 250_000_000)
+        #expect(try parse("Check   k  1   1000/250ms   fixed_window  ").get() == .check(key: "k", cost: 1, limit: fast))
+        #expect(try parse("PING").get() == .ping)
+        #expect(try parse("pInG").get() == .ping)
+        #expect(try parse("RESET user:1").get() == .reset(key: "user:1"))
+        #expect(try parse("QUIT").get() == .quit)
+        #expect(try parse("").get() == nil)
+        #expect(try parse("    ").get() == nil)
+    }
+
+    @Test func keysAreCaseSensitive() throws {
+        #expect(try parse("CHECK User:1").get() == .check(key: "User:1", cost: 1, limit: nil))
+    }
+
+    @Test(arguments: [
+        ("FOO", ErrorCode.unknownCommand), ("CHECKX k", .unknownCommand), ("\u{1}\u{2}", .unknownCommand),
+        ("CHECK", .wrongArguments), ("CHECK a 1 1/1s token_bucket extra", .wrongArguments),
+        ("PING extra", .wrongArguments), ("RESET", .wrongArguments), ("RESET a b", .wrongArguments),
+        ("QUIT now", .wrongArguments),
+        ("CHECK k -1", .badCost), ("CHECK k abc", .badCost), ("CHECK k 1000000001", .badCost),
+        ("CHECK k 99999999999999999999999", .badCost), ("CHECK k +1", .badCost), ("CHECK k 1.5", .badCost),
+        ("CHECK k 1 100", .badLimit), ("CHECK k 1 100/", .badLimit), ("CHECK k 1 /1m", .badLimit),
+        ("CHECK k 1 0/1m", .badLimit), ("CHECK k 1 100/1x", .badLimit), ("CHECK k 1 100/0s", .badLimit),
+        ("CHECK k 1 1000000001/1s", .badLimit), ("CHECK k 1 100/400d", .badLimit),
+        ("CHECK k 1 20000/1s sliding_window_log", .badLimit),
+        ("CHECK k 1 100/1m lottery", .badAlgorithm), ("CHECK k 1 100/1m TOKEN_BUCKET", .badAlgorithm),
+        ("CHECK k\u{7f} 1", .badKey), ("CHECK k\tx 1", .badKey), ("RESET k\u{0}", .badKey),
+        ("CHECK \(String(repeating: "k", count: 257)) 1", .badKey),
+    ])
+    func refusesBadInput(line: String, expected: ErrorCode) {
+        #expect(code(parse(line)) == expected)
+    }
+
+    @Test func keysOfExactlyTheMaximumLengthAreFine() throws {
+        let key = String(repeating: "k", count: 256)
+        #expect(try parse("CHECK \(key)").get() == .check(key: key, cost: 1, limit: nil))
+    }
+
+    @Test func nonASCIIKeysAreRefused() {
+        #expect(code(parse("CHECK clé 1")) == .badKey)
+        #expect(code(parse(bytes: Array("CHECK k".utf8) + [0xFF, 0xFE])) == .badKey)
+    }
+
+    @Test func binaryJunkIsEchoedSafely() throws {
+        var junk: [UInt8] = [0x00, 0x1B, 0x0D, 0xC3, 0x28]
+        junk += Array(repeating: 0x41, count: 200)
+        guard case .failure(let error) = parse(bytes: junk) else {
+            Issue.record("junk parsed")
+            return
+        }
+        #expect(error.code == .unknownCommand)
+        #expect(error.message.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7F })
+        #expect(error.message.utf8.count < 300)
+    }
+}
+
+@Suite("line framing and reply encoding")
+struct FramingTests {
+    @Test func cutsLinesAndAcceptsCRLF() {
+        var buffer = ByteBuffer(string: "PING\r\nCHECK a 1\n\npartial")
+        let framer = LineFramer()
+        var lines: [String] = []
+        while case .line(let line) = framer.next(in: &buffer) {
+            lines.append(String(buffer: line))
+        }
+        #expect(lines == ["PING", "CHECK a 1", ""])
+        #expect(String(buffer: buffer) == "partial")
+    }
+
+    @Test func refusesOverlongLinesBeforeTheirEndArrives() {
+        let framer = LineFramer(maxLineLength: 10)
+        var exact = ByteBuffer(string: String(repeating: "x", count: 10) + "\r\n")
+        guard case .line = framer.next(in: &exact) else { Issue.record("10 bytes refused"); return }
+        var partial = ByteBuffer(string: String(repeating: "x", count: 12))
+        guard case .tooLong = framer.next(in: &partial) else { Issue.record("partial overlong accepted"); return }
+        var complete = ByteBuffer(string: String(repeating: "x", count: 11) + "\n")
+        guard case .tooLong = framer.next(in: &complete) else { Issue.record("overlong accepted"); return }
+        var waiting = ByteBuffer(string: String(repeating: "x", count: 11))
+        guard case .needMoreData = framer.next(in: &waiting) else { Issue.record("may still end in \\r\\n"); return }
+    }
+
+    @Test(arguments: [
+        (Reply.decision(Decision(allowed: true, remaining: 99, resetMillis: 600)), "ALLOW 99 600\n"),
+        (.decision(Decision(allowed: false, remaining: 0, resetMillis: -1)), "DENY 0 -1\n"),
+        (.decision(Decision(allowed: true, remaining: 1_000_000_000, resetMillis: 31_536_000_000)),
+         "ALLOW 1000000000 31536000000\n"),
+        (.decision(Decision(allowed: true, remaining: 0, resetMillis: 9_223_372_036_854_775_807)),
+         "ALLOW 0 9223372036854775807\n"),
+        (.pong, "PONG\n"), (.ok, "OK\n"), (.bye, "BYE\n"),
+        (.error(ProtocolError(.badKey, "no")), "ERR bad_key no\n"),
+    ])
+    func encodesReplies(reply: Reply, text: String) {
+        var buffer = ByteBuffer()
+        buffer.writeReply(reply)
+        #expect(String(buffer: buffer) == text)
+    }
+}
