@@ -4,58 +4,100 @@ import ShardStore
 import WireProtocol
 
 extension ConnectionHandler {
-    /// Parses every complete line in the input and routes each request.
+    /// Parses every complete request in the input and routes each. Each request picks its own protocol: one
+    /// starting with `*` is a RESP array, anything else a line, as Redis tells RESP from inline commands.
     func processInput() {
-        while state == .open {
-            switch services.framer.next(in: &input) {
-            case .needMoreData:
-                return
-            case .tooLong:
-                replies.appendReady(.error(ProtocolError(
-                    .lineTooLong, "line exceeds \(services.framer.maxLineLength) bytes; closing the connection")))
-                state = .closingAfterReplies
-                input.clear()
-            case .line(let line):
-                handle(line: line)
+        while state == .open, let first = input.getInteger(at: input.readerIndex, as: UInt8.self) {
+            if first == UInt8(ascii: "*") {
+                switch resp.next(in: &input) {
+                case .needMoreData:
+                    return
+                case .empty:
+                    continue
+                case .malformed(let message):
+                    fail(ProtocolError(.protocolError, message), .resp)
+                case .request(let frame):
+                    let parsed = frame.withUnsafeReadableBytes { bytes in
+                        var words = RangeWords(bytes, ranges: resp.argumentRanges)
+                        return Result { () throws(ProtocolError) -> Request? in
+                            try RequestParser.parse(&words, dialect: .resp)
+                        }
+                    }
+                    handle(parsed, .resp)
+                }
+            } else {
+                switch services.framer.next(in: &input) {
+                case .needMoreData:
+                    return
+                case .tooLong:
+                    fail(ProtocolError(
+                        .lineTooLong, "line exceeds \(services.framer.maxLineLength) bytes; closing the connection"), .line)
+                case .line(let line):
+                    let parsed = line.withUnsafeReadableBytes { bytes in
+                        Result { () throws(ProtocolError) -> Request? in try RequestParser.parse(bytes) }
+                    }
+                    handle(parsed, .line)
+                }
             }
         }
     }
 
-    private func handle(line: ByteBuffer) {
-        let parsed = line.withUnsafeReadableBytes { bytes in
-            Result { () throws(ProtocolError) -> Request? in try RequestParser.parse(bytes) }
-        }
+    /// A fatal protocol error: answer it after everything before it, then close.
+    private func fail(_ error: ProtocolError, _ dialect: WireDialect) {
+        replies.appendReady(.error(error), dialect)
+        state = .closingAfterReplies
+        input.clear()
+    }
+
+    private func handle(_ parsed: Result<Request?, ProtocolError>, _ dialect: WireDialect) {
+        let request: Request
         switch parsed {
         case .failure(let error):
-            replies.appendReady(.error(error))
+            replies.appendReady(.error(error), dialect)
+            return
         case .success(nil):
-            break
-        case .success(.ping):
-            replies.appendReady(.pong)
-        case .success(.quit):
-            replies.appendReady(.bye)
-            state = .closingAfterReplies
-        case .success(.reset(let key)):
-            route(key: key, operation: .reset)
-        case .success(.check(let key, let cost, let given)):
+            return
+        case .success(.some(let parsed)):
+            request = parsed
+        }
+        switch request {
+        case .check(let key, let cost, let given):
             guard let limit = given ?? services.rules.match(key)?.limit else {
-                replies.appendReady(.error(ProtocolError(.noRule, "no rule matches key '\(key)'")))
+                replies.appendReady(.error(ProtocolError(.noRule, "no rule matches key '\(key)'")), dialect)
                 return
             }
-            route(key: key, operation: .check(cost: cost, limit: limit))
+            route(key: key, operation: .check(cost: cost, limit: limit), dialect)
+        case .reset(let key):
+            route(key: key, operation: .reset, dialect)
+        case .ping(let message):
+            replies.appendReady(message.map { .message($0) } ?? .pong, dialect)
+        case .quit:
+            replies.appendReady(.bye, dialect)
+            state = .closingAfterReplies
+        case .hello(let version):
+            if let version { respVersion = version }
+            replies.appendReady(.hello(HelloReply(connectionID: connectionID, version: respVersion)), dialect)
+        case .echo(let message):
+            replies.appendReady(.message(message), dialect)
+        case .clientAcknowledged, .select:
+            replies.appendReady(.ok, dialect)
+        case .emptyListing:
+            replies.appendReady(.emptyArray, dialect)
+        case .configGet(let parameters):
+            replies.appendReady(.configValues(parameters, version: respVersion), dialect)
         }
     }
 
-    private func route(key: String, operation: ShardOperation) {
+    private func route(key: String, operation: ShardOperation, _ dialect: WireDialect) {
         let shard = services.router.shard(for: key)
         if shard == localShard {
             // This loop owns the shard: decide now, no hand-off.
             let now = burstNow ?? services.workers[shard].now()
             burstNow = now
             let result = services.workers[shard].localShard.run(operation, key: key, now: now)
-            replies.appendReady(Reply(result))
+            replies.appendReady(Reply(result), dialect)
         } else {
-            let slot = replies.appendPending()
+            let slot = replies.appendPending(dialect)
             outgoing[shard].append(ShardRequest(slot: slot, key: key, operation: operation))
         }
     }
@@ -87,9 +129,12 @@ extension ConnectionHandler {
     func writeReadyReplies() {
         guard state != .closed, let context else { return }
         var out: ByteBuffer?
-        while let reply = replies.popReady() {
+        while let (reply, dialect) = replies.popReady() {
             if out == nil { out = context.channel.allocator.buffer(capacity: 64) }
-            out!.writeReply(reply)
+            switch dialect {
+            case .line: out!.writeLineReply(reply)
+            case .resp: out!.writeRESPReply(reply)
+            }
         }
         let finished = replies.isEmpty && batchesInFlight == 0 && (state == .closingAfterReplies || inputClosed)
         if let out {

@@ -25,6 +25,11 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     var state = State.open
     var input = ByteBuffer()
+    var resp: RESPDecoder
+    /// The RESP version `HELLO` selected; it changes only how `HELLO` itself is answered, since every other
+    /// reply uses types that read the same in RESP2 and RESP3.
+    var respVersion = 2
+    let connectionID: Int
     var replies = ReplyQueue()
     /// Requests for other shards gathered during the current burst, indexed by shard.
     var outgoing: [ShardBatch]
@@ -41,6 +46,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
         self.localShard = localShard
         self.logger = logger
         self.outgoing = Array(repeating: ShardBatch(), count: services.workers.count)
+        self.resp = services.respLimits
+        self.connectionID = services.connectionIDs.next()
     }
 
     func handlerAdded(context: ChannelHandlerContext) {

@@ -32,7 +32,9 @@ public final class RateLimitServer: Sendable {
             router: ShardRouter(shardCount: workers.count),
             workers: workers,
             framer: LineFramer(maxLineLength: configuration.maxLineLength),
-            maxPendingReplies: configuration.maxPendingRepliesPerConnection
+            respLimits: RESPDecoder(),
+            maxPendingReplies: configuration.maxPendingRepliesPerConnection,
+            connectionIDs: ConnectionIDs()
         )
         let workers = self.workers
         let logger = self.logger

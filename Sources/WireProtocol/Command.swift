@@ -1,7 +1,10 @@
-/// The command table: every command's name, its argument count and its usage, in one place, so lookup and
-/// arity are checked before any command-specific parsing runs (as Redis does with its command table).
+/// The command table: every command's name, its argument count, its usage and which protocols offer it, in
+/// one place, so lookup and arity are checked before any command-specific parsing runs (as Redis does with
+/// its command table).
 public enum Command: CaseIterable, Sendable {
     case check, reset, ping, quit
+    /// Commands Redis clients send on connecting or by habit; offered over RESP only.
+    case hello, echo, client, select, command, config
 
     public var name: String {
         switch self {
@@ -9,6 +12,12 @@ public enum Command: CaseIterable, Sendable {
         case .reset: "RESET"
         case .ping: "PING"
         case .quit: "QUIT"
+        case .hello: "HELLO"
+        case .echo: "ECHO"
+        case .client: "CLIENT"
+        case .select: "SELECT"
+        case .command: "COMMAND"
+        case .config: "CONFIG"
         }
     }
 
@@ -16,8 +25,12 @@ public enum Command: CaseIterable, Sendable {
     public var arguments: ClosedRange<Int> {
         switch self {
         case .check: 1...4
-        case .reset: 1...1
-        case .ping, .quit: 0...0
+        case .reset, .echo, .select: 1...1
+        case .ping: 0...1
+        case .quit: 0...0
+        case .hello: 0...6
+        case .client, .config: 1...15
+        case .command: 0...15
         }
     }
 
@@ -25,8 +38,23 @@ public enum Command: CaseIterable, Sendable {
         switch self {
         case .check: "CHECK <key> [<cost>] or CHECK <key> <cost> <limit>/<window> [<algorithm>]"
         case .reset: "RESET <key>"
-        case .ping: "PING"
+        case .ping: "PING [<message>]"
         case .quit: "QUIT"
+        case .hello: "HELLO [<protover> [AUTH <username> <password>] [SETNAME <clientname>]]"
+        case .echo: "ECHO <message>"
+        case .client: "CLIENT SETNAME <name> or CLIENT SETINFO <attribute> <value>"
+        case .select: "SELECT 0"
+        case .command: "COMMAND [<subcommand> ...]"
+        case .config: "CONFIG GET <parameter> ..."
+        }
+    }
+
+    /// Whether the line protocol offers the command too; the Redis-compatibility commands need RESP's
+    /// reply types.
+    public var inLineProtocol: Bool {
+        switch self {
+        case .check, .reset, .ping, .quit: true
+        case .hello, .echo, .client, .select, .command, .config: false
         }
     }
 
@@ -37,11 +65,20 @@ public enum Command: CaseIterable, Sendable {
     static func lookup(_ word: UnsafeRawBufferPointer.SubSequence) -> Command? {
         guard word.count <= longestName else { return nil }
         return allCases.first { command in
-            command.name.utf8.count == word.count
-                && zip(command.name.utf8, word).allSatisfy { expected, byte in
-                    // ASCII upper-casing: clearing bit 5 maps a-z onto A-Z.
-                    expected == (byte >= 0x61 && byte <= 0x7A ? byte & 0xDF : byte)
-                }
+            command.name.utf8.count == word.count && ASCII.equalsUppercased(command.name.utf8, word)
         }
+    }
+}
+
+enum ASCII {
+    /// Whether `word` equals `upper` (an upper-case ASCII word) ignoring letter case.
+    static func equalsUppercased(_ upper: some Sequence<UInt8>, _ word: UnsafeRawBufferPointer.SubSequence) -> Bool {
+        var iterator = word.makeIterator()
+        for expected in upper {
+            guard let byte = iterator.next() else { return false }
+            // ASCII upper-casing: clearing bit 5 maps a-z onto A-Z.
+            guard expected == (byte >= 0x61 && byte <= 0x7A ? byte & 0xDF : byte) else { return false }
+        }
+        return iterator.next() == nil
     }
 }

@@ -7,8 +7,13 @@ public enum ErrorCode: String, Sendable, CaseIterable {
     case badLimit = "bad_limit"
     case badAlgorithm = "bad_algorithm"
     case noRule = "no_rule"
-    /// The only error after which the server closes the connection: it cannot find the next request safely.
+    /// Closes the connection after the reply (as does `protocol_error`): the next request cannot be found safely.
     case lineTooLong = "line_too_long"
+    /// A RESP frame that breaks the protocol (bad length, missing CRLF, nesting); the server closes after it.
+    case protocolError = "protocol_error"
+    /// `HELLO` with a protocol version other than 2 or 3; sent as `-NOPROTO <message>`, the form Redis
+    /// clients recognise to fall back to RESP2.
+    case noproto = "noproto"
     /// Reserved for authentication; this version never sends it.
     case noauth
     /// Reserved for overload shedding; this version never sends it.

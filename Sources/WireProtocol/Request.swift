@@ -1,11 +1,44 @@
 import RateLimiting
 
-/// One parsed request of the line protocol.
+/// One parsed request, from either protocol.
 public enum Request: Sendable, Hashable {
     /// `CHECK <key> [<cost>]` (limit from the rules, `limit` nil) or
     /// `CHECK <key> <cost> <limit>/<window> [<algorithm>]` (limit given by the caller).
     case check(key: String, cost: Int64, limit: Limit?)
     case reset(key: String)
-    case ping
+    /// `PING` or `PING <message>`; the message is echoed as given (binary-safe over RESP).
+    case ping(message: [UInt8]?)
     case quit
+    /// `HELLO [2|3]`: nil keeps the connection's current protocol version.
+    case hello(version: Int?)
+    case echo([UInt8])
+    /// `CLIENT SETNAME` / `CLIENT SETINFO`: acknowledged, nothing to remember.
+    case clientAcknowledged
+    /// `SELECT 0`: the only database.
+    case select
+    /// `COMMAND …`: answered with an empty array.
+    case emptyListing
+    /// `CONFIG GET <parameter> …`: the parameters ratelimitd can answer for, as Redis would report them.
+    case configGet([ConfigParameter])
+}
+
+/// Which protocol a request came in, and so which form its reply takes.
+public enum WireDialect: Sendable, Hashable {
+    case line
+    case resp
+}
+
+/// The Redis configuration parameters `CONFIG GET` answers, because load generators ask for them:
+/// `redis-benchmark` reads `save` and `appendonly` on start and warns if it cannot. ratelimitd never writes
+/// RDB or AOF files, so the honest answers are "" and "no".
+public enum ConfigParameter: String, Sendable, Hashable, CaseIterable {
+    case save
+    case appendonly
+
+    public var value: String {
+        switch self {
+        case .save: ""
+        case .appendonly: "no"
+        }
+    }
 }

@@ -1,42 +1,52 @@
 import RateLimiting
 
-/// Parses one line of the line protocol (without its `\n` or `\r\n`) into a `Request`.
+/// Parses the words of one request into a `Request`: command lookup and arity from the command table first,
+/// then the command's own arguments.
 public enum RequestParser {
     public static let maxCost: Int64 = 1_000_000_000
 
-    /// The request on `line`, or nil for an empty (or all-space) line, which gets no reply.
+    /// One line of the line protocol (without its `\n` or `\r\n`); nil for an empty or all-space line, which
+    /// gets no reply.
     public static func parse(_ line: UnsafeRawBufferPointer) throws(ProtocolError) -> Request? {
-        var cursor = TokenCursor(line)
-        guard let word = cursor.next() else { return nil }
-        guard let command = Command.lookup(word) else {
-            throw ProtocolError(.unknownCommand, "unknown command \(Printable.quote(word))")
+        var words = TokenCursor(line)
+        return try parse(&words, dialect: .line)
+    }
+
+    public static func parse<W: Words>(_ words: inout W, dialect: WireDialect) throws(ProtocolError) -> Request? {
+        guard let word = words.next() else { return nil }
+        guard let command = Command.lookup(word), dialect == .resp || command.inLineProtocol else {
+            let known = Command.lookup(word) != nil
+            throw ProtocolError(
+                .unknownCommand, "unknown command \(Printable.quote(word))" + (known ? " (available over RESP only)" : ""))
         }
-        let count = cursor.remainingCount()
+        let count = words.remainingCount()
         guard command.arguments.contains(count) else {
             throw ProtocolError(.wrongArguments, "wrong number of arguments; usage: \(command.usage)")
         }
         switch command {
-        case .ping: return .ping
+        case .check: return try check(&words)
+        case .reset: return .reset(key: try key(words.next()!))
+        case .ping: return .ping(message: words.next().map { Array($0) })
         case .quit: return .quit
-        case .reset: return .reset(key: try key(cursor.next()!))
-        case .check: return try check(&cursor, count: count)
+        case .echo: return .echo(Array(words.next()!))
+        default: return try RedisCompatibility.parse(command, &words)
         }
     }
 
-    private static func check(_ cursor: inout TokenCursor, count: Int) throws(ProtocolError) -> Request {
-        let key = try key(cursor.next()!)
+    private static func check<W: Words>(_ words: inout W) throws(ProtocolError) -> Request {
+        let key = try key(words.next()!)
         var units: Int64 = 1
-        if let word = cursor.next() { units = try cost(word) }
-        guard let spec = cursor.next() else {
+        if let word = words.next() { units = try cost(word) }
+        guard let spec = words.next() else {
             return .check(key: key, cost: units, limit: nil)
         }
         var chosen = Algorithm.tokenBucket
-        if let word = cursor.next() { chosen = try algorithm(word) }
+        if let word = words.next() { chosen = try algorithm(word) }
         return .check(key: key, cost: units, limit: try limit(spec, algorithm: chosen))
     }
 
     static func key(_ word: UnsafeRawBufferPointer.SubSequence) throws(ProtocolError) -> String {
-        guard word.count <= KeyRules.maxKeyLength else {
+        guard !word.isEmpty, word.count <= KeyRules.maxKeyLength else {
             throw ProtocolError(.badKey, "key is \(word.count) bytes; keys are 1 to \(KeyRules.maxKeyLength) bytes")
         }
         guard word.allSatisfy(KeyRules.isKeyByte) else {

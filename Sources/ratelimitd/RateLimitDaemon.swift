@@ -14,7 +14,7 @@ struct RateLimitDaemon: AsyncParsableCommand {
             With no file it listens on 127.0.0.1:7283 with one rule, "default": token_bucket, 100 per 1m, \
             for every key. Flags override the file. See protocol.md for the protocol.
             """,
-        version: DaemonVersion.string
+        version: RatelimitdVersion.string
     )
 
     @Option(name: .long, help: ArgumentHelp("TOML configuration file.", valueName: "path"))

@@ -1,3 +1,0 @@
-enum DaemonVersion {
-    static let string = "0.1.0"
-}
