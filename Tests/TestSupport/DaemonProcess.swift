@@ -68,27 +68,7 @@ public final class DaemonProcess: @unchecked Sendable {
     /// Runs the binary to completion (for `--check-config`, `--version`, bad start-ups) and returns its exit
     /// status and combined output.
     public static func runToExit(_ arguments: [String], timeoutSeconds: Double = 30) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binaryPath)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let deadline = Date().addingTimeInterval(timeoutSeconds)
-        // The output (a summary or an error) is far smaller than a pipe's buffer, so it is read after exit.
-        var output = Data()
-        let reader = pipe.fileHandleForReading
-        while process.isRunning, Date() < deadline {
-            usleep(10_000)
-        }
-        if process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
-            throw LineClient.Failure(description: "ratelimitd \(arguments) did not exit in \(timeoutSeconds) s")
-        }
-        output.append(reader.readDataToEndOfFile())
-        return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+        try ExternalTool.runProgram(binaryPath, arguments, timeoutSeconds: timeoutSeconds)
     }
 }
 

@@ -24,17 +24,25 @@ public enum ExternalTool {
         required || names.allSatisfy { find($0) != nil }
     }
 
-    /// Runs a tool to completion with a deadline; returns its status and combined output.
+    /// Runs a tool from PATH to completion with a deadline; returns its status and combined output.
     public static func run(
         _ name: String, _ arguments: [String], environment: [String: String] = [:], timeoutSeconds: Double = 60
     ) throws -> (status: Int32, output: String) {
         guard let path = find(name) else {
             throw LineClient.Failure(description: "\(name) is not installed (scripts/test installs it)")
         }
+        return try runProgram(path, arguments, environment: environment, timeoutSeconds: timeoutSeconds)
+    }
+
+    /// Runs the program at `path` to completion with a deadline; returns its status and combined output.
+    public static func runProgram(
+        _ path: String, _ arguments: [String], environment: [String: String] = [:], timeoutSeconds: Double = 60
+    ) throws -> (status: Int32, output: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: path)
         process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        // Output goes to a file, not a pipe, so a chatty program can never block on a full pipe.
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("tool-\(UUID().uuidString).out")
         _ = FileManager.default.createFile(atPath: output.path, contents: nil)
         defer { try? FileManager.default.removeItem(at: output) }
@@ -48,7 +56,7 @@ public enum ExternalTool {
         if process.isRunning {
             process.terminate()
             process.waitUntilExit()
-            throw LineClient.Failure(description: "\(name) \(arguments) did not finish in \(timeoutSeconds) s")
+            throw LineClient.Failure(description: "\(path) \(arguments) did not finish in \(timeoutSeconds) s")
         }
         try handle.close()
         return (process.terminationStatus, (try? String(contentsOf: output, encoding: .utf8)) ?? "")
