@@ -17,13 +17,13 @@ extension ConnectionHandler {
                 case .malformed(let message):
                     fail(ProtocolError(.protocolError, message), .resp)
                 case .request(let frame):
-                    let parsed = frame.withUnsafeReadableBytes { bytes in
+                    frame.withUnsafeReadableBytes { bytes in
                         var words = RangeWords(bytes, ranges: resp.argumentRanges)
-                        return Result { () throws(ProtocolError) -> Request? in
+                        let parsed = Result { () throws(ProtocolError) -> Request? in
                             try RequestParser.parse(&words, dialect: .resp)
                         }
+                        handle(parsed, .resp, bytes)
                     }
-                    handle(parsed, .resp)
                 }
             } else {
                 switch services.framer.next(in: &input) {
@@ -33,10 +33,10 @@ extension ConnectionHandler {
                     fail(ProtocolError(
                         .lineTooLong, "line exceeds \(services.framer.maxLineLength) bytes; closing the connection"), .line)
                 case .line(let line):
-                    let parsed = line.withUnsafeReadableBytes { bytes in
-                        Result { () throws(ProtocolError) -> Request? in try RequestParser.parse(bytes) }
+                    line.withUnsafeReadableBytes { bytes in
+                        let parsed = Result { () throws(ProtocolError) -> Request? in try RequestParser.parse(bytes) }
+                        handle(parsed, .line, bytes)
                     }
-                    handle(parsed, .line)
                 }
             }
         }
@@ -49,7 +49,8 @@ extension ConnectionHandler {
         input.clear()
     }
 
-    private func handle(_ parsed: Result<Request?, ProtocolError>, _ dialect: WireDialect) {
+    /// Acts on one parsed request; `bytes` are the bytes it was parsed from, which hold its key.
+    private func handle(_ parsed: Result<Request?, ProtocolError>, _ dialect: WireDialect, _ bytes: UnsafeRawBufferPointer) {
         let request: Request
         switch parsed {
         case .failure(let error):
@@ -61,14 +62,16 @@ extension ConnectionHandler {
             request = parsed
         }
         switch request {
-        case .check(let key, let cost, let given):
+        case .check(let span, let cost, let given):
+            let key = UnsafeRawBufferPointer(rebasing: bytes[span])
             guard let limit = given ?? services.rules.match(key)?.limit else {
-                replies.appendReady(.error(ProtocolError(.noRule, "no rule matches key '\(key)'")), dialect)
+                let text = String(decoding: key, as: UTF8.self)
+                replies.appendReady(.error(ProtocolError(.noRule, "no rule matches key '\(text)'")), dialect)
                 return
             }
             route(key: key, operation: .check(cost: cost, limit: limit), dialect)
-        case .reset(let key):
-            route(key: key, operation: .reset, dialect)
+        case .reset(let span):
+            route(key: UnsafeRawBufferPointer(rebasing: bytes[span]), operation: .reset, dialect)
         case .ping(let message):
             replies.appendReady(message.map { .message($0) } ?? .pong, dialect)
         case .quit:
@@ -88,17 +91,18 @@ extension ConnectionHandler {
         }
     }
 
-    private func route(key: String, operation: ShardOperation, _ dialect: WireDialect) {
-        let shard = services.router.shard(for: key)
+    private func route(key: UnsafeRawBufferPointer, operation: ShardOperation, _ dialect: WireDialect) {
+        let hash = KeyHash.hash(key)
+        let shard = services.router.shard(forHash: hash)
         if shard == localShard {
             // This loop owns the shard: decide now, no hand-off.
             let now = burstNow ?? services.workers[shard].now()
             burstNow = now
-            let result = services.workers[shard].localShard.run(operation, key: key, now: now)
+            let result = services.workers[shard].localShard.run(operation, key: key, hash: hash, now: now)
             replies.appendReady(Reply(result), dialect)
         } else {
             let slot = replies.appendPending(dialect)
-            outgoing[shard].append(ShardRequest(slot: slot, key: key, operation: operation))
+            outgoing[shard].append(slot: slot, key: key, hash: hash, operation: operation)
         }
     }
 
@@ -108,7 +112,7 @@ extension ConnectionHandler {
         let origin = context.eventLoop
         for shard in outgoing.indices where !outgoing[shard].isEmpty {
             let batch = outgoing[shard]
-            outgoing[shard] = ShardBatch()
+            outgoing[shard] = spareBatches.popLast() ?? ShardBatch()
             batchesInFlight += 1
             services.workers[shard].submit(batch, replyOn: origin) { answered in
                 selfOnLoop.value.receive(answered)
@@ -121,6 +125,11 @@ extension ConnectionHandler {
         guard state != .closed else { return }
         for (request, result) in zip(batch.requests, batch.results) {
             replies.fill(slot: request.slot, with: Reply(result))
+        }
+        // Keep the batch's grown arrays for the next burst instead of allocating new ones.
+        if spareBatches.count < outgoing.count {
+            batch.removeAll()
+            spareBatches.append(batch)
         }
         writeReadyReplies()
     }

@@ -33,6 +33,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
     var replies = ReplyQueue()
     /// Requests for other shards gathered during the current burst, indexed by shard.
     var outgoing: [ShardBatch]
+    /// Answered batches kept for reuse.
+    var spareBatches: [ShardBatch] = []
     var batchesInFlight = 0
     /// The decision time for the current burst, read once per burst.
     var burstNow: Int64?
@@ -45,7 +47,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         self.services = services
         self.localShard = localShard
         self.logger = logger
-        self.outgoing = Array(repeating: ShardBatch(), count: services.workers.count)
+        self.outgoing = (0..<services.workers.count).map { _ in ShardBatch() }
         self.resp = services.respLimits
         self.connectionID = services.connectionIDs.next()
     }

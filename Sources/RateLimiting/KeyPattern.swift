@@ -46,7 +46,7 @@ extension LimitError {
 public enum KeyRules {
     public static let maxKeyLength = 256
 
-    @inline(__always)
+    @inlinable
     public static func isKeyByte(_ byte: UInt8) -> Bool {
         byte > 0x20 && byte < 0x7F
     }

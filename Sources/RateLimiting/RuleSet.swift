@@ -2,7 +2,9 @@
 /// most specific rule wins (an exact key beats a prefix of the same length).
 public struct RuleSet: Sendable {
     public let rules: [Rule]
-    private let exact: [String: Int]
+    /// Exact-key rules by the hash of their key: (key bytes, index into `rules`). Keyed by hash so that a
+    /// lookup needs no `String` or array made from the request's bytes.
+    private let exact: [Int: [(key: [UInt8], rule: Int)]]
     /// Prefix rules as (UTF-8 prefix, index into `rules`), longest prefix first.
     private let prefixes: [(prefix: [UInt8], rule: Int)]
 
@@ -11,7 +13,7 @@ public struct RuleSet: Sendable {
     public init(_ rules: [Rule]) throws(RuleSetError) {
         var names: [String: Int] = [:]
         var patterns: [KeyPattern: Int] = [:]
-        var exact: [String: Int] = [:]
+        var exact: [Int: [(key: [UInt8], rule: Int)]] = [:]
         var prefixes: [(prefix: [UInt8], rule: Int)] = []
         for (index, rule) in rules.enumerated() {
             if let first = names[rule.name] {
@@ -25,7 +27,9 @@ public struct RuleSet: Sendable {
             names[rule.name] = index
             patterns[rule.pattern] = index
             switch rule.pattern {
-            case .exact(let key): exact[key] = index
+            case .exact(let key):
+                let bytes = Array(key.utf8)
+                exact[bytes.withUnsafeBytes(RuleSet.hash), default: []].append((bytes, index))
             case .prefix(let prefix): prefixes.append((Array(prefix.utf8), index))
             }
         }
@@ -36,15 +40,27 @@ public struct RuleSet: Sendable {
     }
 
     /// The rule for `key`, or nil when none matches (the caller answers `no_rule`).
-    public func match(_ key: String) -> Rule? {
-        if let index = exact[key] { return rules[index] }
-        var key = key
-        return key.withUTF8 { bytes in
-            for candidate in prefixes where bytes.starts(with: candidate.prefix) {
+    public func match(_ key: UnsafeRawBufferPointer) -> Rule? {
+        if !exact.isEmpty, let candidates = exact[RuleSet.hash(key)] {
+            for candidate in candidates where candidate.key.elementsEqual(key) {
                 return rules[candidate.rule]
             }
-            return nil
         }
+        for candidate in prefixes where key.starts(with: candidate.prefix) {
+            return rules[candidate.rule]
+        }
+        return nil
+    }
+
+    public func match(_ key: String) -> Rule? {
+        var key = key
+        return key.withUTF8 { match(UnsafeRawBufferPointer($0)) }
+    }
+
+    private static func hash(_ bytes: UnsafeRawBufferPointer) -> Int {
+        var hasher = Hasher()
+        hasher.combine(bytes: bytes)
+        return hasher.finalize()
     }
 
     /// The documented defaults: the single rule `default`.

@@ -5,29 +5,38 @@ public enum WindowDuration {
         ("d", 86_400_000_000_000),
     ]
 
-    /// Parses a duration; nil for anything else (no unit, unknown unit, zero, sign, overflow).
-    public static func parseNanos<Bytes: Collection<UInt8>>(_ text: Bytes) -> Int64? {
+    /// Parses a duration; nil for anything else (no unit, unknown unit, zero, sign, overflow). Takes raw
+    /// bytes, not a generic collection, because it runs on the request path of `CHECK … <limit>/<window>`
+    /// and a generic call across modules is not specialised.
+    public static func parseNanos(_ text: UnsafeRawBufferPointer) -> Int64? {
         var value: Int64 = 0
-        var index = text.startIndex
-        var digits = 0
-        while index != text.endIndex, let digit = asciiDigit(text[index]) {
-            // 19 digits could overflow; no accepted window needs more than 12.
-            guard digits < 15 else { return nil }
+        var index = 0
+        // 15 digits cannot overflow; no accepted window needs more than 12.
+        while index < text.count, index < 15, let digit = asciiDigit(text[index]) {
             value = value * 10 + Int64(digit)
-            digits += 1
-            index = text.index(after: index)
+            index += 1
         }
-        guard digits > 0, value > 0 else { return nil }
-        let suffix = text[index...]
-        for unit in units where suffix.elementsEqual(unit.suffix.utf8) {
-            let (nanos, overflow) = value.multipliedReportingOverflow(by: unit.nanos)
-            return overflow ? nil : nanos
+        guard index > 0, value > 0, index < text.count else { return nil }
+        let unitLength = text.count - index
+        guard unitLength <= 2 else { return nil }
+        let first = text[index]
+        let second: UInt8 = unitLength == 2 ? text[index + 1] : 0
+        let nanos: Int64
+        switch (first, second) {
+        case (UInt8(ascii: "m"), UInt8(ascii: "s")): nanos = 1_000_000
+        case (UInt8(ascii: "s"), 0): nanos = 1_000_000_000
+        case (UInt8(ascii: "m"), 0): nanos = 60_000_000_000
+        case (UInt8(ascii: "h"), 0): nanos = 3_600_000_000_000
+        case (UInt8(ascii: "d"), 0): nanos = 86_400_000_000_000
+        default: return nil
         }
-        return nil
+        let (product, overflow) = value.multipliedReportingOverflow(by: nanos)
+        return overflow ? nil : product
     }
 
     public static func parseNanos(_ text: String) -> Int64? {
-        parseNanos(Array(text.utf8))
+        var text = text
+        return text.withUTF8 { parseNanos(UnsafeRawBufferPointer($0)) }
     }
 
     /// The shortest exact form: `60_000_000_000` is `1m`, `1_500_000_000` is `1500ms`.

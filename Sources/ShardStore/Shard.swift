@@ -3,23 +3,56 @@ import RateLimiting
 /// One shard's keys and their state. Not thread-safe by design: a shard has exactly one owner (its
 /// `ShardWorker`'s event loop), which is what makes each decision atomic without a lock.
 public final class Shard {
-    private var states: [String: KeyState] = [:]
+    private var table = KeyTable()
 
     public init() {}
 
-    /// Decides `cost` for `key` under `limit` at `now`, recording what it consumes.
-    public func check(key: String, cost: Int64, limit: Limit, now: Int64) -> Decision {
-        KeyState.check(&states[key], cost: cost, limit: limit, now: now)
+    /// Decides `cost` for `key` under `limit` at `now`, recording what it consumes. `hash` is the key's
+    /// `KeyHash`, which the caller already computed to pick this shard.
+    public func check(key: UnsafeRawBufferPointer, hash: UInt64, cost: Int64, limit: Limit, now: Int64) -> Decision {
+        table.update(key: key, hash: hash) { state in
+            KeyState.check(&state, cost: cost, limit: limit, now: now)
+        }
     }
 
     /// Forgets `key`, so its next request starts from a full quota.
-    public func reset(key: String) {
-        states[key] = nil
+    public func reset(key: UnsafeRawBufferPointer, hash: UInt64) {
+        table.remove(key: key, hash: hash)
     }
 
-    public var keyCount: Int { states.count }
+    public var keyCount: Int { table.count }
 
-    public func state(for key: String) -> KeyState? { states[key] }
+    public func state(key: UnsafeRawBufferPointer, hash: UInt64) -> KeyState? {
+        table.state(key: key, hash: hash)
+    }
+
+    /// Every key in the shard, for tests and diagnostics.
+    public var keys: [String] {
+        (0..<table.count).map { String(decoding: table.key(at: $0), as: UTF8.self) }
+    }
+}
+
+extension Shard {
+    /// `check` for a key given as a string; for tests and tools, not the request path.
+    public func check(key: String, cost: Int64, limit: Limit, now: Int64) -> Decision {
+        withBytes(key) { check(key: $0, hash: $1, cost: cost, limit: limit, now: now) }
+    }
+
+    public func reset(key: String) {
+        withBytes(key) { reset(key: $0, hash: $1) }
+    }
+
+    public func state(for key: String) -> KeyState? {
+        withBytes(key) { state(key: $0, hash: $1) }
+    }
+
+    private func withBytes<T>(_ key: String, _ body: (UnsafeRawBufferPointer, UInt64) -> T) -> T {
+        var key = key
+        return key.withUTF8 { bytes in
+            let raw = UnsafeRawBufferPointer(bytes)
+            return body(raw, KeyHash.hash(raw))
+        }
+    }
 }
 
 @available(*, unavailable)

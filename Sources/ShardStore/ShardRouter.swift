@@ -1,6 +1,5 @@
-/// Which shard owns a key: FNV-1a over the key's bytes, modulo the shard count. A fixed hash (not Swift's
-/// per-process seeded `Hasher`) so that a key lands on the same shard in every run; the tables inside each
-/// shard still use the seeded hasher, so chosen keys can skew shard load but cannot degrade a table.
+/// Which shard owns a key: the high 32 bits of its `KeyHash`, modulo the shard count. The table inside a
+/// shard uses the low bits, so the two choices are independent and every shard's table fills evenly.
 public struct ShardRouter: Sendable {
     public let shardCount: Int
 
@@ -9,18 +8,12 @@ public struct ShardRouter: Sendable {
         self.shardCount = shardCount
     }
 
-    public func shard(for key: String) -> Int {
-        guard shardCount > 1 else { return 0 }
-        var key = key
-        let hash = key.withUTF8 { ShardRouter.fnv1a($0) }
-        return Int(hash % UInt64(shardCount))
+    @inlinable
+    public func shard(forHash hash: UInt64) -> Int {
+        Int((hash >> 32) % UInt64(shardCount))
     }
 
-    static func fnv1a(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt64 {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in bytes {
-            hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
-        }
-        return hash
+    public func shard(for key: String) -> Int {
+        shard(forHash: KeyHash.hash(key))
     }
 }

@@ -30,10 +30,8 @@ public final class ShardWorker: Sendable {
         completion: @escaping @Sendable (ShardBatch) -> Void
     ) {
         eventLoop.execute { [self] in
-            var batch = batch
-            shard.value.process(&batch, now: clock.nanosecondsNow())
-            let answered = batch
-            origin.execute { completion(answered) }
+            shard.value.process(batch, now: clock.nanosecondsNow())
+            origin.execute { completion(batch) }
         }
     }
 

@@ -1,11 +1,12 @@
 import RateLimiting
 
-/// One parsed request, from either protocol.
+/// One parsed request, from either protocol. Keys are not copied out of the request: `key` is the range of
+/// the parsed bytes that holds it (already validated), so the request path makes no `String` per request.
 public enum Request: Sendable, Hashable {
     /// `CHECK <key> [<cost>]` (limit from the rules, `limit` nil) or
     /// `CHECK <key> <cost> <limit>/<window> [<algorithm>]` (limit given by the caller).
-    case check(key: String, cost: Int64, limit: Limit?)
-    case reset(key: String)
+    case check(key: Range<Int>, cost: Int64, limit: Limit?)
+    case reset(key: Range<Int>)
     /// `PING` or `PING <message>`; the message is echoed as given (binary-safe over RESP).
     case ping(message: [UInt8]?)
     case quit

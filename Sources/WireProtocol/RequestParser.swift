@@ -45,14 +45,15 @@ public enum RequestParser {
         return .check(key: key, cost: units, limit: try limit(spec, algorithm: chosen))
     }
 
-    static func key(_ word: UnsafeRawBufferPointer.SubSequence) throws(ProtocolError) -> String {
+    /// Validates a key and returns where it is in the parsed bytes.
+    static func key(_ word: UnsafeRawBufferPointer.SubSequence) throws(ProtocolError) -> Range<Int> {
         guard !word.isEmpty, word.count <= KeyRules.maxKeyLength else {
             throw ProtocolError(.badKey, "key is \(word.count) bytes; keys are 1 to \(KeyRules.maxKeyLength) bytes")
         }
         guard word.allSatisfy(KeyRules.isKeyByte) else {
             throw ProtocolError(.badKey, "keys are printable ASCII without spaces or control bytes")
         }
-        return String(decoding: word, as: UTF8.self)
+        return word.startIndex..<word.endIndex
     }
 
     static func cost(_ word: UnsafeRawBufferPointer.SubSequence) throws(ProtocolError) -> Int64 {
@@ -74,7 +75,7 @@ public enum RequestParser {
     static func limit(_ word: UnsafeRawBufferPointer.SubSequence, algorithm: Algorithm) throws(ProtocolError) -> Limit {
         guard let slash = word.firstIndex(of: UInt8(ascii: "/")),
             let count = decimal(word[word.startIndex..<slash], max: Limit.maxLimit),
-            let window = WindowDuration.parseNanos(word[(slash + 1)...])
+            let window = WindowDuration.parseNanos(UnsafeRawBufferPointer(rebasing: word[(slash + 1)...]))
         else {
             throw ProtocolError(
                 .badLimit, "limit must be <limit>/<window> such as 100/1m (units ms, s, m, h, d), got \(Printable.quote(word))")

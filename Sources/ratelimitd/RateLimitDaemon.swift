@@ -6,7 +6,7 @@ import RateLimitServer
 import RateLimiting
 
 @main
-struct RateLimitDaemon: AsyncParsableCommand {
+struct RateLimitDaemon: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ratelimitd",
         abstract: "A rate-limit decision daemon: clients ask CHECK <key> <cost>, it answers ALLOW or DENY.",
@@ -32,7 +32,7 @@ struct RateLimitDaemon: AsyncParsableCommand {
     @Flag(name: .long, help: "Validate the configuration, print what it resolves to, and exit: 0 valid, 1 invalid.")
     var checkConfig = false
 
-    func run() async throws {
+    func run() throws {
         let settings: ResolvedSettings
         do {
             settings = try ResolvedSettings.resolve(
@@ -52,15 +52,18 @@ struct RateLimitDaemon: AsyncParsableCommand {
         }
         let logger = Logger(label: "ratelimitd")
         let server = RateLimitServer(configuration: settings.server, logger: logger)
-        let channel: any Channel
-        do {
-            channel = try await server.start()
-        } catch {
-            logger.critical("cannot listen on \(settings.listen): \(error)")
-            try? await server.shutdown()
-            throw ExitCode(1)
+        let listen = settings.listen
+        try runBlocking {
+            let channel: any Channel
+            do {
+                channel = try await server.start()
+            } catch {
+                logger.critical("cannot listen on \(listen): \(error)")
+                try? await server.shutdown()
+                throw ExitCode(1)
+            }
+            try await channel.closeFuture.get()
+            try await server.shutdown()
         }
-        try await channel.closeFuture.get()
-        try await server.shutdown()
     }
 }

@@ -122,7 +122,8 @@ struct RESPCommandTests {
             == .configGet([.save, .appendonly]))
         #expect(try parseRESP("ECHO", "hi there").get() == .echo(Array("hi there".utf8)))
         #expect(try parseRESP("PING", "hi there").get() == .ping(message: Array("hi there".utf8)))
-        #expect(try parseRESP("CHECK", "k", "2").get() == .check(key: "k", cost: 2, limit: nil))
+        // The key is the second argument: bytes 5..<6 of "CHECK" + "k" + "2" laid end to end.
+        #expect(try parseRESP("CHECK", "k", "2").get() == .check(key: 5..<6, cost: 2, limit: nil))
     }
 
     @Test func refusesWhatItCannotDo() {

@@ -15,6 +15,25 @@ func parse(bytes: [UInt8]) -> Result<Request?, ProtocolError> {
     }
 }
 
+/// A parsed request with its key as text, so tests can compare it with what they wrote.
+enum Parsed: Equatable {
+    case check(String, cost: Int64, limit: Limit?)
+    case reset(String)
+    case other(Request)
+}
+
+func parsed(_ line: String) throws -> Parsed? {
+    let bytes = Array(line.utf8)
+    let request = try bytes.withUnsafeBytes { raw in try RequestParser.parse(raw) }
+    func text(_ span: Range<Int>) -> String { String(decoding: bytes[span], as: UTF8.self) }
+    switch request {
+    case nil: return nil
+    case .check(let span, let cost, let limit)?: return .check(text(span), cost: cost, limit: limit)
+    case .reset(let span)?: return .reset(text(span))
+    case let other?: return .other(other)
+    }
+}
+
 func code(_ result: Result<Request?, ProtocolError>) -> ErrorCode? {
     if case .failure(let error) = result { return error.code }
     return nil
@@ -23,25 +42,25 @@ func code(_ result: Result<Request?, ProtocolError>) -> ErrorCode? {
 @Suite("line protocol parser")
 struct RequestParserTests {
     @Test func parsesEveryRequestForm() throws {
-        #expect(try parse("CHECK user:1").get() == .check(key: "user:1", cost: 1, limit: nil))
-        #expect(try parse("CHECK user:1 5").get() == .check(key: "user:1", cost: 5, limit: nil))
-        #expect(try parse("check user:1 0").get() == .check(key: "user:1", cost: 0, limit: nil))
+        #expect(try parsed("CHECK user:1") == .check("user:1", cost: 1, limit: nil))
+        #expect(try parsed("CHECK user:1 5") == .check("user:1", cost: 5, limit: nil))
+        #expect(try parsed("check user:1 0") == .check("user:1", cost: 0, limit: nil))
         let limit = try Limit(algorithm: .tokenBucket, limit: 100, windowNanos: 60_000_000_000)
-        #expect(try parse("CHECK k 2 100/1m").get() == .check(key: "k", cost: 2, limit: limit))
+        #expect(try parsed("CHECK k 2 100/1m") == .check("k", cost: 2, limit: limit))
         let window = try Limit(algorithm: .slidingWindowLog, limit: 5, windowNanos: 900_000_000_000)
-        #expect(try parse("CHECK k 1 5/15m sliding_window_log").get() == .check(key: "k", cost: 1, limit: window))
+        #expect(try parsed("CHECK k 1 5/15m sliding_window_log") == .check("k", cost: 1, limit: window))
         let fast = try Limit(algorithm: .fixedWindow, limit: 1000, windowNanos: 250_000_000)
-        #expect(try parse("Check   k  1   1000/250ms   fixed_window  ").get() == .check(key: "k", cost: 1, limit: fast))
-        #expect(try parse("PING").get() == .ping(message: nil))
-        #expect(try parse("pInG").get() == .ping(message: nil))
-        #expect(try parse("RESET user:1").get() == .reset(key: "user:1"))
-        #expect(try parse("QUIT").get() == .quit)
-        #expect(try parse("").get() == nil)
-        #expect(try parse("    ").get() == nil)
+        #expect(try parsed("Check   k  1   1000/250ms   fixed_window  ") == .check("k", cost: 1, limit: fast))
+        #expect(try parsed("PING") == .other(.ping(message: nil)))
+        #expect(try parsed("pInG") == .other(.ping(message: nil)))
+        #expect(try parsed("RESET user:1") == .reset("user:1"))
+        #expect(try parsed("QUIT") == .other(.quit))
+        #expect(try parsed("") == nil)
+        #expect(try parsed("    ") == nil)
     }
 
     @Test func keysAreCaseSensitive() throws {
-        #expect(try parse("CHECK User:1").get() == .check(key: "User:1", cost: 1, limit: nil))
+        #expect(try parsed("CHECK User:1") == .check("User:1", cost: 1, limit: nil))
     }
 
     @Test(arguments: [
@@ -65,7 +84,7 @@ struct RequestParserTests {
 
     @Test func keysOfExactlyTheMaximumLengthAreFine() throws {
         let key = String(repeating: "k", count: 256)
-        #expect(try parse("CHECK \(key)").get() == .check(key: key, cost: 1, limit: nil))
+        #expect(try parsed("CHECK \(key)") == .check(key, cost: 1, limit: nil))
     }
 
     @Test func nonASCIIKeysAreRefused() {
