@@ -3,53 +3,23 @@ import NIOCore
 import ShardStore
 import WireProtocol
 
-/// Serves one client connection: frames and parses each read burst, decides requests for the shard this
-/// event loop owns inline, hands the rest to their shards' workers in one batch per shard per burst, and
-/// writes replies back in request order with one flush per burst.
+/// Serves one client connection: feeds each read burst to its `RequestProcessor`, which decides requests
+/// for the shard this event loop owns inline and gathers the rest into one batch per shard; hands those
+/// batches to their shards' workers; and writes replies back in request order with one flush per burst.
 final class ConnectionHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    enum State {
-        case open
-        /// QUIT or a fatal error was seen: answer what came before, then close.
-        case closingAfterReplies
-        case closed
-    }
-
-    let services: ConnectionServices
-    /// The shard owned by this connection's event loop, or -1 if none is (then every request hops).
-    let localShard: Int
+    var processor: RequestProcessor
     let logger: Logger
-
-    var state = State.open
-    var input = ByteBuffer()
-    var resp: RESPDecoder
-    /// The RESP version `HELLO` selected; it changes only how `HELLO` itself is answered, since every other
-    /// reply uses types that read the same in RESP2 and RESP3.
-    var respVersion = 2
-    let connectionID: Int
-    var replies = ReplyQueue()
-    /// Requests for other shards gathered during the current burst, indexed by shard.
-    var outgoing: [ShardBatch]
-    /// Answered batches kept for reuse.
-    var spareBatches: [ShardBatch] = []
-    var batchesInFlight = 0
-    /// The decision time for the current burst, read once per burst.
-    var burstNow: Int64?
-    var inputClosed = false
     var readPending = false
     var selfOnLoop: NIOLoopBound<ConnectionHandler>?
     var context: ChannelHandlerContext?
 
     init(services: ConnectionServices, localShard: Int, logger: Logger) {
-        self.services = services
-        self.localShard = localShard
+        self.processor = RequestProcessor(services: services, localShard: localShard)
         self.logger = logger
-        self.outgoing = (0..<services.workers.count).map { _ in ShardBatch() }
-        self.resp = services.respLimits
-        self.connectionID = services.connectionIDs.next()
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -58,30 +28,18 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        state = .closed
+        processor.state = .closed
         self.context = nil
         self.selfOnLoop = nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var incoming = unwrapInboundIn(data)
-        guard state == .open else { return }
-        if input.readableBytes == 0 {
-            input = incoming
-        } else {
-            input.writeBuffer(&incoming)
-        }
-        processInput()
-        if input.readableBytes == 0 {
-            input.clear()
-        } else if input.readerIndex > 65_536 {
-            input.discardReadBytes()
-        }
+        processor.receive(&incoming)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
         dispatchBatches()
-        burstNow = nil
         writeReadyReplies()
     }
 
@@ -89,7 +47,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         if let event = event as? ChannelEvent, event == .inputClosed {
             // The client sent all it will (e.g. `nc -N`): answer everything it sent, then close. A trailing
             // partial line is not a request.
-            inputClosed = true
+            processor.inputClosed = true
             dispatchBatches()
             writeReadyReplies()
             return
@@ -99,13 +57,13 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         // Batches already handed to workers still run (their requests were sent); their replies are dropped.
-        state = .closed
+        processor.state = .closed
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         logger.debug("connection error", metadata: ["error": "\(error)"])
-        state = .closed
+        processor.state = .closed
         context.close(promise: nil)
     }
 
@@ -122,11 +80,51 @@ final class ConnectionHandler: ChannelDuplexHandler {
         context.fireChannelWritabilityChanged()
     }
 
-    private func mustPauseReading(_ context: ChannelHandlerContext) -> Bool {
-        replies.count >= services.maxPendingReplies || !context.channel.isWritable
+    /// Hands each per-shard batch of this burst to its worker; the answer comes back on this loop.
+    private func dispatchBatches() {
+        guard let selfOnLoop, let context else { return }
+        let origin = context.eventLoop
+        let workers = processor.services.workers
+        processor.endBurst { shard, batch in
+            workers[shard].submit(batch, replyOn: origin) { answered in
+                selfOnLoop.value.receive(answered)
+            }
+        }
     }
 
-    func resumeReadingIfPossible() {
+    private func receive(_ batch: ShardBatch) {
+        processor.receive(answered: batch)
+        writeReadyReplies()
+    }
+
+    /// Writes the answered prefix of the replies with one flush, then closes if the connection is done.
+    private func writeReadyReplies() {
+        guard processor.state != .closed, let context else { return }
+        var out: ByteBuffer?
+        processor.encodeReadyReplies(into: &out, allocator: context.channel.allocator)
+        let finished = processor.isFinished
+        if let out {
+            if finished {
+                processor.state = .closed
+                let written = context.eventLoop.makePromise(of: Void.self)
+                context.writeAndFlush(wrapOutboundOut(out), promise: written)
+                written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+                return
+            }
+            context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+        } else if finished {
+            processor.state = .closed
+            context.close(promise: nil)
+            return
+        }
+        resumeReadingIfPossible()
+    }
+
+    private func mustPauseReading(_ context: ChannelHandlerContext) -> Bool {
+        processor.replies.count >= processor.services.maxPendingReplies || !context.channel.isWritable
+    }
+
+    private func resumeReadingIfPossible() {
         guard readPending, let context, !mustPauseReading(context) else { return }
         readPending = false
         context.read()

@@ -7,10 +7,14 @@ extension ByteBuffer {
     public mutating func writeLineReply(_ reply: Reply) {
         switch reply {
         case .decision(let decision):
-            writeStaticString(decision.allowed ? "ALLOW " : "DENY ")
-            writeDecimal(decision.remaining)
-            writeInteger(UInt8(ascii: " "))
-            writeDecimal(decision.resetMillis)
+            writeRaw { out in
+                out.put(decision.allowed ? "ALLOW " : "DENY ")
+                out.put(decimal: decision.remaining)
+                out.put(" ")
+                out.put(decimal: decision.resetMillis)
+                out.put("\n")
+            }
+            return
         case .pong: writeStaticString("PONG")
         case .ok: writeStaticString("OK")
         case .bye: writeStaticString("BYE")

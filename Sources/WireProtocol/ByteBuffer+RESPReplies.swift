@@ -7,11 +7,13 @@ extension ByteBuffer {
     public mutating func writeRESPReply(_ reply: Reply) {
         switch reply {
         case .decision(let decision):
-            writeStaticString(decision.allowed ? "*3\r\n+ALLOW\r\n:" : "*3\r\n+DENY\r\n:")
-            writeDecimal(decision.remaining)
-            writeStaticString("\r\n:")
-            writeDecimal(decision.resetMillis)
-            writeStaticString("\r\n")
+            writeRaw { out in
+                out.put(decision.allowed ? "*3\r\n+ALLOW\r\n:" : "*3\r\n+DENY\r\n:")
+                out.put(decimal: decision.remaining)
+                out.put("\r\n:")
+                out.put(decimal: decision.resetMillis)
+                out.put("\r\n")
+            }
         case .pong: writeStaticString("+PONG\r\n")
         case .ok, .bye: writeStaticString("+OK\r\n")
         case .error(let error):

@@ -61,9 +61,10 @@ public enum Command: CaseIterable, Sendable {
     /// The longest command word, which bounds the work of a lookup.
     static let longestName = allCases.map(\.name.utf8.count).max() ?? 0
 
-    /// Case-insensitive lookup of a command word.
+    /// Case-insensitive lookup of a command word. `CHECK` is tried first: it is nearly every request.
     static func lookup(_ word: UnsafeRawBufferPointer.SubSequence) -> Command? {
-        guard word.count <= longestName else { return nil }
+        guard word.count <= longestName, word.count >= 4 else { return nil }
+        if word.count == 5, ASCII.equalsUppercased("CHECK", word) { return .check }
         return allCases.first { command in
             command.name.utf8.count == word.count && ASCII.equalsUppercased(command.name.utf8, word)
         }
@@ -71,6 +72,20 @@ public enum Command: CaseIterable, Sendable {
 }
 
 enum ASCII {
+    /// Whether `word` equals `upper` (an upper-case ASCII word) ignoring letter case.
+    @inline(__always)
+    static func equalsUppercased(_ upper: StaticString, _ word: UnsafeRawBufferPointer.SubSequence) -> Bool {
+        guard upper.utf8CodeUnitCount == word.count else { return false }
+        var index = word.startIndex
+        for offset in 0..<upper.utf8CodeUnitCount {
+            let byte = word[index]
+            // ASCII upper-casing: clearing bit 5 maps a-z onto A-Z.
+            guard upper.utf8Start[offset] == (byte >= 0x61 && byte <= 0x7A ? byte & 0xDF : byte) else { return false }
+            index += 1
+        }
+        return true
+    }
+
     /// Whether `word` equals `upper` (an upper-case ASCII word) ignoring letter case.
     static func equalsUppercased(_ upper: some Sequence<UInt8>, _ word: UnsafeRawBufferPointer.SubSequence) -> Bool {
         var iterator = word.makeIterator()

@@ -1,5 +1,13 @@
 import NIOCore
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Cuts a byte stream into lines, refusing any line longer than `maxLineLength` whether or not its end has
 /// arrived, so a client cannot make the server buffer without bound while it waits for a newline.
 public struct LineFramer: Sendable {
@@ -21,18 +29,22 @@ public struct LineFramer: Sendable {
     }
 
     public func next(in buffer: inout ByteBuffer) -> Frame {
-        let view = buffer.readableBytesView
         // Only the first maxLineLength + 2 bytes can hold the end of an acceptable line (`\r\n`).
-        let searched = view.prefix(maxLineLength + 2)
-        guard let newline = searched.firstIndex(of: UInt8(ascii: "\n")) else {
-            return view.count > maxLineLength + 1 ? .tooLong : .needMoreData
+        let scanned = buffer.withUnsafeReadableBytes { bytes -> (newline: Int?, count: Int, carriageReturn: Bool) in
+            let searched = min(bytes.count, maxLineLength + 2)
+            guard searched > 0, let base = bytes.baseAddress,
+                let found = memchr(base, Int32(UInt8(ascii: "\n")), searched)
+            else { return (nil, bytes.count, false) }
+            let newline = base.distance(to: UnsafeRawPointer(found))
+            return (newline, bytes.count, newline > 0 && bytes[newline - 1] == UInt8(ascii: "\r"))
         }
-        var length = newline - view.startIndex
-        let hasCarriageReturn = length > 0 && view[newline - 1] == UInt8(ascii: "\r")
-        if hasCarriageReturn { length -= 1 }
+        guard let newline = scanned.newline else {
+            return scanned.count > maxLineLength + 1 ? .tooLong : .needMoreData
+        }
+        let length = scanned.carriageReturn ? newline - 1 : newline
         guard length <= maxLineLength else { return .tooLong }
         let line = buffer.readSlice(length: length)!
-        buffer.moveReaderIndex(forwardBy: hasCarriageReturn ? 2 : 1)
+        buffer.moveReaderIndex(forwardBy: scanned.carriageReturn ? 2 : 1)
         return .line(line)
     }
 }

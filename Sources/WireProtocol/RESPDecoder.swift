@@ -37,44 +37,62 @@ public struct RESPDecoder: Sendable {
     /// The next frame at the front of `buffer`, which must start with `*`.
     public mutating func next(in buffer: inout ByteBuffer) -> Frame {
         guard buffer.readableBytes >= bytesNeeded else { return .needMoreData }
-        let start = buffer.readerIndex
-        var index = start
-        switch header(in: buffer, at: &index, marker: UInt8(ascii: "*")) {
-        case .needMoreData: return .needMoreData
-        case .malformed(let message): return .malformed(message)
-        case .value(let count):
-            guard count >= 0 else { return .malformed("negative array length") }
-            guard count <= maxArguments else {
-                return .malformed("too many arguments: \(count) (at most \(maxArguments))")
-            }
-            if count == 0 {
-                buffer.moveReaderIndex(to: index)
-                return .empty
-            }
-            argumentRanges.removeAll(keepingCapacity: true)
-            for _ in 0..<count {
-                switch header(in: buffer, at: &index, marker: UInt8(ascii: "$")) {
-                case .needMoreData: return .needMoreData
-                case .malformed(let message): return .malformed(message)
-                case .value(let length):
-                    guard length >= 0, length <= maxBulkLength else {
-                        return .malformed("invalid bulk length \(length) (0 to \(maxBulkLength))")
-                    }
-                    let end = index + length
-                    guard end + 2 <= buffer.writerIndex else {
-                        bytesNeeded = end + 2 - start
-                        return .needMoreData
-                    }
-                    guard buffer.getInteger(at: end, as: UInt16.self) == 0x0D0A else {
-                        return .malformed("bulk string not terminated by CRLF")
-                    }
-                    argumentRanges.append((index - start)..<(end - start))
-                    index = end + 2
-                }
-            }
+        let scanned = buffer.withUnsafeReadableBytes { bytes in scan(bytes) }
+        switch scanned {
+        case .frame(let length):
             bytesNeeded = 0
-            return .request(buffer.readSlice(length: index - start)!)
+            return .request(buffer.readSlice(length: length)!)
+        case .empty(let length):
+            buffer.moveReaderIndex(forwardBy: length)
+            return .empty
+        case .needMoreData(let needed):
+            bytesNeeded = needed
+            return .needMoreData
+        case .malformed(let message):
+            return .malformed(message)
         }
+    }
+
+    private enum Scan {
+        case frame(length: Int)
+        case empty(length: Int)
+        case needMoreData(bytesNeeded: Int)
+        case malformed(String)
+    }
+
+    /// Reads one frame from the start of `bytes`, recording its arguments' ranges.
+    private mutating func scan(_ bytes: UnsafeRawBufferPointer) -> Scan {
+        var index = 0
+        let count: Int
+        switch header(bytes, at: &index, marker: UInt8(ascii: "*")) {
+        case .needMoreData: return .needMoreData(bytesNeeded: 0)
+        case .malformed(let message): return .malformed(message)
+        case .value(let value): count = value
+        }
+        guard count >= 0 else { return .malformed("negative array length") }
+        guard count <= maxArguments else { return .malformed("too many arguments: \(count) (at most \(maxArguments))") }
+        if count == 0 { return .empty(length: index) }
+        argumentRanges.removeAll(keepingCapacity: true)
+        for _ in 0..<count {
+            let length: Int
+            switch header(bytes, at: &index, marker: UInt8(ascii: "$")) {
+            case .needMoreData: return .needMoreData(bytesNeeded: 0)
+            case .malformed(let message): return .malformed(message)
+            case .value(let value): length = value
+            }
+            guard length >= 0, length <= maxBulkLength else {
+                return .malformed("invalid bulk length \(length) (0 to \(maxBulkLength))")
+            }
+            let end = index + length
+            // Wait for the whole bulk string and its CRLF before looking at this frame again.
+            guard end + 2 <= bytes.count else { return .needMoreData(bytesNeeded: end + 2) }
+            guard bytes[end] == UInt8(ascii: "\r"), bytes[end + 1] == UInt8(ascii: "\n") else {
+                return .malformed("bulk string not terminated by CRLF")
+            }
+            argumentRanges.append(index..<end)
+            index = end + 2
+        }
+        return .frame(length: index)
     }
 
     private enum Header {
@@ -84,12 +102,10 @@ public struct RESPDecoder: Sendable {
     }
 
     /// Reads `<marker><integer>\r\n` at `index`, advancing it past the line.
-    private func header(in buffer: ByteBuffer, at index: inout Int, marker: UInt8) -> Header {
-        let available = buffer.writerIndex - index
-        guard available > 0 else { return .needMoreData }
-        let first = buffer.getInteger(at: index, as: UInt8.self)!
-        guard first == marker else {
-            return .malformed("expected '\(Character(UnicodeScalar(marker)))', got \(Self.describe(first))")
+    private func header(_ bytes: UnsafeRawBufferPointer, at index: inout Int, marker: UInt8) -> Header {
+        guard index < bytes.count else { return .needMoreData }
+        guard bytes[index] == marker else {
+            return .malformed("expected '\(Character(UnicodeScalar(marker)))', got \(Self.describe(bytes[index]))")
         }
         var position = index + 1
         var negative = false
@@ -97,8 +113,8 @@ public struct RESPDecoder: Sendable {
         var digits = 0
         while true {
             guard position - index < Self.maxHeaderLength else { return .malformed("length line too long") }
-            guard position < buffer.writerIndex else { return .needMoreData }
-            let byte = buffer.getInteger(at: position, as: UInt8.self)!
+            guard position < bytes.count else { return .needMoreData }
+            let byte = bytes[position]
             if byte == UInt8(ascii: "\r") { break }
             if byte == UInt8(ascii: "-"), digits == 0, !negative {
                 negative = true
@@ -112,8 +128,8 @@ public struct RESPDecoder: Sendable {
             position += 1
         }
         guard digits > 0 else { return .malformed("missing length") }
-        guard position + 1 < buffer.writerIndex else { return .needMoreData }
-        guard buffer.getInteger(at: position + 1, as: UInt8.self) == UInt8(ascii: "\n") else {
+        guard position + 1 < bytes.count else { return .needMoreData }
+        guard bytes[position + 1] == UInt8(ascii: "\n") else {
             return .malformed("length line not terminated by CRLF")
         }
         index = position + 2

@@ -252,7 +252,7 @@ def valgrind_counts(shards, pipeline):
             wrapper += [f"--callgrind-out-file={out.name}"] if tool == "callgrind" else ["--leak-check=no"]
             daemon = Daemon(shards, wrapper=wrapper, binary=stripped.name)
             fill = [BENCH, "fill", "--port", str(daemon.port), "--key-space", "1000", "--prefix", "bench:",
-                    "--digits", "12", "--connections", "1", "--pipeline", str(pipeline), "--limit", "1000000000/1s"]
+                    "--digits", "12", "--connections", "1", "--pipeline", str(pipeline), "--use-rules"]
             run(fill + ["--keys", "4000"])  # warm-up: every key exists, every buffer has grown
             run(fill + ["--keys", str(requests)])
             daemon.stop()

@@ -17,12 +17,15 @@ struct Fill: AsyncParsableCommand {
     @Option(help: "Digits of the number (\"k:\" and 14 digits make 16-byte keys).") var digits = 14
     @Option(help: "The limit each CHECK gives, <limit>/<window>.") var limit = "1000/1h"
     @Option(help: "The algorithm each CHECK gives.") var algorithm = "token_bucket"
+    @Flag(help: "Send only the cost, so the daemon's rules decide (otherwise each CHECK carries --limit and --algorithm).")
+    var useRules = false
     @Option var connections = 8
     @Option var pipeline = 256
 
     func run() async throws {
         let writer = RequestWriter(
-            wire: .line, prefix: prefix, tail: ["1", limit, algorithm], digits: digits, wrap: keySpace ?? keys)
+            wire: .line, prefix: prefix, tail: useRules ? ["1"] : ["1", limit, algorithm], digits: digits,
+            wrap: keySpace ?? keys)
         let total = keys
         let stride = connections
         let load = LoadRun(

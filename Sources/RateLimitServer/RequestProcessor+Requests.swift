@@ -3,10 +3,10 @@ import RateLimiting
 import ShardStore
 import WireProtocol
 
-extension ConnectionHandler {
+extension RequestProcessor {
     /// Parses every complete request in the input and routes each. Each request picks its own protocol: one
     /// starting with `*` is a RESP array, anything else a line, as Redis tells RESP from inline commands.
-    func processInput() {
+    mutating func processInput() {
         while state == .open, let first = input.getInteger(at: input.readerIndex, as: UInt8.self) {
             if first == UInt8(ascii: "*") {
                 switch resp.next(in: &input) {
@@ -17,8 +17,9 @@ extension ConnectionHandler {
                 case .malformed(let message):
                     fail(ProtocolError(.protocolError, message), .resp)
                 case .request(let frame):
+                    let ranges = resp.argumentRanges
                     frame.withUnsafeReadableBytes { bytes in
-                        var words = RangeWords(bytes, ranges: resp.argumentRanges)
+                        var words = RangeWords(bytes, ranges: ranges)
                         let parsed = Result { () throws(ProtocolError) -> Request? in
                             try RequestParser.parse(&words, dialect: .resp)
                         }
@@ -43,14 +44,16 @@ extension ConnectionHandler {
     }
 
     /// A fatal protocol error: answer it after everything before it, then close.
-    private func fail(_ error: ProtocolError, _ dialect: WireDialect) {
+    private mutating func fail(_ error: ProtocolError, _ dialect: WireDialect) {
         replies.appendReady(.error(error), dialect)
         state = .closingAfterReplies
         input.clear()
     }
 
     /// Acts on one parsed request; `bytes` are the bytes it was parsed from, which hold its key.
-    private func handle(_ parsed: Result<Request?, ProtocolError>, _ dialect: WireDialect, _ bytes: UnsafeRawBufferPointer) {
+    private mutating func handle(
+        _ parsed: Result<Request?, ProtocolError>, _ dialect: WireDialect, _ bytes: UnsafeRawBufferPointer
+    ) {
         let request: Request
         switch parsed {
         case .failure(let error):
@@ -91,7 +94,7 @@ extension ConnectionHandler {
         }
     }
 
-    private func route(key: UnsafeRawBufferPointer, operation: ShardOperation, _ dialect: WireDialect) {
+    private mutating func route(key: UnsafeRawBufferPointer, operation: ShardOperation, _ dialect: WireDialect) {
         let hash = KeyHash.hash(key)
         let shard = services.router.shard(forHash: hash)
         if shard == localShard {
@@ -104,63 +107,6 @@ extension ConnectionHandler {
             let slot = replies.appendPending(dialect)
             outgoing[shard].append(slot: slot, key: key, hash: hash, operation: operation)
         }
-    }
-
-    /// Hands each non-empty per-shard batch of this burst to its worker.
-    func dispatchBatches() {
-        guard let selfOnLoop, let context else { return }
-        let origin = context.eventLoop
-        for shard in outgoing.indices where !outgoing[shard].isEmpty {
-            let batch = outgoing[shard]
-            outgoing[shard] = spareBatches.popLast() ?? ShardBatch()
-            batchesInFlight += 1
-            services.workers[shard].submit(batch, replyOn: origin) { answered in
-                selfOnLoop.value.receive(answered)
-            }
-        }
-    }
-
-    private func receive(_ batch: ShardBatch) {
-        batchesInFlight -= 1
-        guard state != .closed else { return }
-        for (request, result) in zip(batch.requests, batch.results) {
-            replies.fill(slot: request.slot, with: Reply(result))
-        }
-        // Keep the batch's grown arrays for the next burst instead of allocating new ones.
-        if spareBatches.count < outgoing.count {
-            batch.removeAll()
-            spareBatches.append(batch)
-        }
-        writeReadyReplies()
-    }
-
-    /// Writes the answered prefix of the reply queue with one flush, then closes if the connection is done.
-    func writeReadyReplies() {
-        guard state != .closed, let context else { return }
-        var out: ByteBuffer?
-        while let (reply, dialect) = replies.popReady() {
-            if out == nil { out = context.channel.allocator.buffer(capacity: 64) }
-            switch dialect {
-            case .line: out!.writeLineReply(reply)
-            case .resp: out!.writeRESPReply(reply)
-            }
-        }
-        let finished = replies.isEmpty && batchesInFlight == 0 && (state == .closingAfterReplies || inputClosed)
-        if let out {
-            if finished {
-                state = .closed
-                let written = context.eventLoop.makePromise(of: Void.self)
-                context.writeAndFlush(wrapOutboundOut(out), promise: written)
-                written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
-                return
-            }
-            context.writeAndFlush(wrapOutboundOut(out), promise: nil)
-        } else if finished {
-            state = .closed
-            context.close(promise: nil)
-            return
-        }
-        resumeReadingIfPossible()
     }
 }
 
