@@ -23,15 +23,8 @@ let package = Package(
     targets: [
         // Algorithms, limits, rules and rule matching: pure Swift, no NIO, no I/O, no clock reads.
         .target(name: "RateLimiting", swiftSettings: swiftSettings),
-        // Shards (the key → state tables), the key router, the decision clock, and shard workers.
-        .target(
-            name: "ShardStore",
-            dependencies: [
-                "RateLimiting",
-                .product(name: "NIOCore", package: "swift-nio"),
-            ],
-            swiftSettings: swiftSettings
-        ),
+        // Shards (the key → state tables behind their locks), the key hash and router, the decision clock.
+        .target(name: "ShardStore", dependencies: ["RateLimiting"], swiftSettings: swiftSettings),
         // The line protocol: framing, parsing, the command table, error codes, reply encoding.
         .target(
             name: "WireProtocol",
@@ -76,7 +69,7 @@ let package = Package(
         .testTarget(name: "RateLimitingTests", dependencies: ["RateLimiting"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ShardStoreTests",
-            dependencies: ["ShardStore", "RateLimiting", .product(name: "NIOPosix", package: "swift-nio")],
+            dependencies: ["ShardStore", "RateLimiting"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

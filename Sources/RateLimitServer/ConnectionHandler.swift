@@ -3,34 +3,21 @@ import NIOCore
 import ShardStore
 import WireProtocol
 
-/// Serves one client connection: feeds each read burst to its `RequestProcessor`, which decides requests
-/// for the shard this event loop owns inline and gathers the rest into one batch per shard; hands those
-/// batches to their shards' workers; and writes replies back in request order with one flush per burst.
+/// Serves one client connection: feeds each read to its `RequestProcessor`, which answers every complete
+/// request at once, and writes the replies of a read burst with one flush.
 final class ConnectionHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    var processor: RequestProcessor
-    let logger: Logger
-    var readPending = false
-    var selfOnLoop: NIOLoopBound<ConnectionHandler>?
-    var context: ChannelHandlerContext?
+    private var processor: RequestProcessor
+    private let logger: Logger
+    /// A read NIO asked for while the client was not reading its replies.
+    private var readPending = false
 
-    init(services: ConnectionServices, localShard: Int, logger: Logger) {
-        self.processor = RequestProcessor(services: services, localShard: localShard)
+    init(services: ConnectionServices, allocator: ByteBufferAllocator, logger: Logger) {
+        self.processor = RequestProcessor(services: services, allocator: allocator)
         self.logger = logger
-    }
-
-    func handlerAdded(context: ChannelHandlerContext) {
-        self.context = context
-        self.selfOnLoop = NIOLoopBound(self, eventLoop: context.eventLoop)
-    }
-
-    func handlerRemoved(context: ChannelHandlerContext) {
-        processor.state = .closed
-        self.context = nil
-        self.selfOnLoop = nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -39,8 +26,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        dispatchBatches()
-        writeReadyReplies()
+        flush(context)
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -48,15 +34,13 @@ final class ConnectionHandler: ChannelDuplexHandler {
             // The client sent all it will (e.g. `nc -N`): answer everything it sent, then close. A trailing
             // partial line is not a request.
             processor.inputClosed = true
-            dispatchBatches()
-            writeReadyReplies()
+            flush(context)
             return
         }
         context.fireUserInboundEventTriggered(event)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        // Batches already handed to workers still run (their requests were sent); their replies are dropped.
         processor.state = .closed
         context.fireChannelInactive()
     }
@@ -67,67 +51,40 @@ final class ConnectionHandler: ChannelDuplexHandler {
         context.close(promise: nil)
     }
 
+    /// A client that pipelines without reading its replies fills the socket's send buffer; then the server
+    /// stops reading from it until it catches up, instead of buffering replies without bound.
     func read(context: ChannelHandlerContext) {
-        if mustPauseReading(context) {
-            readPending = true
-        } else {
+        if context.channel.isWritable {
             context.read()
+        } else {
+            readPending = true
         }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        resumeReadingIfPossible()
+        if readPending, context.channel.isWritable {
+            readPending = false
+            context.read()
+        }
         context.fireChannelWritabilityChanged()
     }
 
-    /// Hands each per-shard batch of this burst to its worker; the answer comes back on this loop.
-    private func dispatchBatches() {
-        guard let selfOnLoop, let context else { return }
-        let origin = context.eventLoop
-        let workers = processor.services.workers
-        processor.endBurst { shard, batch in
-            workers[shard].submit(batch, replyOn: origin) { answered in
-                selfOnLoop.value.receive(answered)
-            }
+    /// Writes this burst's replies with one flush, then closes if the connection is done.
+    private func flush(_ context: ChannelHandlerContext) {
+        guard processor.state != .closed else { return }
+        let output = processor.takeOutput()
+        guard processor.isFinished else {
+            if let output { context.writeAndFlush(wrapOutboundOut(output), promise: nil) }
+            return
         }
-    }
-
-    private func receive(_ batch: ShardBatch) {
-        processor.receive(answered: batch)
-        writeReadyReplies()
-    }
-
-    /// Writes the answered prefix of the replies with one flush, then closes if the connection is done.
-    private func writeReadyReplies() {
-        guard processor.state != .closed, let context else { return }
-        var out: ByteBuffer?
-        processor.encodeReadyReplies(into: &out, allocator: context.channel.allocator)
-        let finished = processor.isFinished
-        if let out {
-            if finished {
-                processor.state = .closed
-                let written = context.eventLoop.makePromise(of: Void.self)
-                context.writeAndFlush(wrapOutboundOut(out), promise: written)
-                written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
-                return
-            }
-            context.writeAndFlush(wrapOutboundOut(out), promise: nil)
-        } else if finished {
-            processor.state = .closed
+        processor.state = .closed
+        guard let output else {
             context.close(promise: nil)
             return
         }
-        resumeReadingIfPossible()
-    }
-
-    private func mustPauseReading(_ context: ChannelHandlerContext) -> Bool {
-        processor.replies.count >= processor.services.maxPendingReplies || !context.channel.isWritable
-    }
-
-    private func resumeReadingIfPossible() {
-        guard readPending, let context, !mustPauseReading(context) else { return }
-        readPending = false
-        context.read()
+        let written = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(output), promise: written)
+        written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
     }
 }
 

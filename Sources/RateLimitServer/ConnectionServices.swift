@@ -3,17 +3,15 @@ import ShardStore
 import Synchronization
 import WireProtocol
 
-/// What every connection shares: the rules, the shard workers and the limits that protect the server.
-/// Immutable (but for the ID counter, an atomic), so connections on every event loop read it without locks.
+/// What every connection shares: the rules, the shards and the limits that protect the server. Immutable
+/// (but for the ID counter, an atomic, and the shards, each behind its own lock).
 struct ConnectionServices: Sendable {
     let rules: RuleSet
     let router: ShardRouter
-    let workers: [ShardWorker]
+    let shards: [LockedShard]
+    let clock: any DecisionClock
     let framer: LineFramer
     let respLimits: RESPDecoder
-    /// Replies a connection may owe before the server stops reading from it (a client that pipelines
-    /// without reading cannot make the server buffer without bound).
-    let maxPendingReplies: Int
     let connectionIDs: ConnectionIDs
 }
 

@@ -5,11 +5,12 @@ import RateLimiting
 import ShardStore
 import WireProtocol
 
-/// The TCP server: one event loop per shard, each loop both serving connections and owning its shard.
+/// The TCP server: `shards` event loops serve connections, and `shards` locked shards hold the keys; any
+/// loop decides any key under that key's shard lock.
 public final class RateLimitServer: Sendable {
     public let configuration: ServerConfiguration
     private let group: MultiThreadedEventLoopGroup
-    private let workers: [ShardWorker]
+    private let shards: [LockedShard]
     private let logger: Logger
 
     public init(configuration: ServerConfiguration, logger: Logger) {
@@ -17,11 +18,7 @@ public final class RateLimitServer: Sendable {
         self.configuration = configuration
         self.logger = logger
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.shards)
-        var workers: [ShardWorker] = []
-        for (index, loop) in group.makeIterator().enumerated() {
-            workers.append(ShardWorker(index: index, eventLoop: loop, clock: configuration.clock))
-        }
-        self.workers = workers
+        self.shards = (0..<configuration.shards).map { _ in LockedShard() }
     }
 
     /// Binds the listening socket and starts serving; returns the bound channel (its `localAddress` holds
@@ -29,14 +26,13 @@ public final class RateLimitServer: Sendable {
     public func start() async throws -> any Channel {
         let services = ConnectionServices(
             rules: configuration.rules,
-            router: ShardRouter(shardCount: workers.count),
-            workers: workers,
+            router: ShardRouter(shardCount: shards.count),
+            shards: shards,
+            clock: configuration.clock,
             framer: LineFramer(maxLineLength: configuration.maxLineLength),
             respLimits: RESPDecoder(),
-            maxPendingReplies: configuration.maxPendingRepliesPerConnection,
             connectionIDs: ConnectionIDs()
         )
-        let workers = self.workers
         let logger = self.logger
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
@@ -45,8 +41,7 @@ public final class RateLimitServer: Sendable {
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let local = workers.firstIndex { $0.eventLoop === channel.eventLoop } ?? -1
-                    let handler = ConnectionHandler(services: services, localShard: local, logger: logger)
+                    let handler = ConnectionHandler(services: services, allocator: channel.allocator, logger: logger)
                     try channel.pipeline.syncOperations.addHandler(handler)
                 }
             }
@@ -54,7 +49,7 @@ public final class RateLimitServer: Sendable {
             .get()
         logger.info(
             "listening on \(channel.localAddress.map(Self.describe) ?? "?")",
-            metadata: ["shards": "\(workers.count)", "rules": "\(configuration.rules.rules.count)"]
+            metadata: ["shards": "\(shards.count)", "rules": "\(configuration.rules.rules.count)"]
         )
         return channel
     }
@@ -65,12 +60,8 @@ public final class RateLimitServer: Sendable {
     }
 
     /// Keys held per shard, for tests and statistics.
-    public func keyCounts() async throws -> [Int] {
-        var counts: [Int] = []
-        for worker in workers {
-            counts.append(try await worker.withShard { $0.keyCount }.get())
-        }
-        return counts
+    public func keyCounts() -> [Int] {
+        shards.map { $0.withShard { $0.keyCount } }
     }
 
     static func describe(_ address: SocketAddress) -> String {

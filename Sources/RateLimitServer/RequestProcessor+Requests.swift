@@ -45,7 +45,7 @@ extension RequestProcessor {
 
     /// A fatal protocol error: answer it after everything before it, then close.
     private mutating func fail(_ error: ProtocolError, _ dialect: WireDialect) {
-        replies.appendReady(.error(error), dialect)
+        reply(.error(error), dialect)
         state = .closingAfterReplies
         input.clear()
     }
@@ -57,7 +57,7 @@ extension RequestProcessor {
         let request: Request
         switch parsed {
         case .failure(let error):
-            replies.appendReady(.error(error), dialect)
+            reply(.error(error), dialect)
             return
         case .success(nil):
             return
@@ -69,44 +69,37 @@ extension RequestProcessor {
             let key = UnsafeRawBufferPointer(rebasing: bytes[span])
             guard let limit = given ?? services.rules.match(key)?.limit else {
                 let text = String(decoding: key, as: UTF8.self)
-                replies.appendReady(.error(ProtocolError(.noRule, "no rule matches key '\(text)'")), dialect)
+                reply(.error(ProtocolError(.noRule, "no rule matches key '\(text)'")), dialect)
                 return
             }
             route(key: key, operation: .check(cost: cost, limit: limit), dialect)
         case .reset(let span):
             route(key: UnsafeRawBufferPointer(rebasing: bytes[span]), operation: .reset, dialect)
         case .ping(let message):
-            replies.appendReady(message.map { .message($0) } ?? .pong, dialect)
+            reply(message.map { .message($0) } ?? .pong, dialect)
         case .quit:
-            replies.appendReady(.bye, dialect)
+            reply(.bye, dialect)
             state = .closingAfterReplies
         case .hello(let version):
             if let version { respVersion = version }
-            replies.appendReady(.hello(HelloReply(connectionID: connectionID, version: respVersion)), dialect)
+            reply(.hello(HelloReply(connectionID: connectionID, version: respVersion)), dialect)
         case .echo(let message):
-            replies.appendReady(.message(message), dialect)
+            reply(.message(message), dialect)
         case .clientAcknowledged, .select:
-            replies.appendReady(.ok, dialect)
+            reply(.ok, dialect)
         case .emptyListing:
-            replies.appendReady(.emptyArray, dialect)
+            reply(.emptyArray, dialect)
         case .configGet(let parameters):
-            replies.appendReady(.configValues(parameters, version: respVersion), dialect)
+            reply(.configValues(parameters, version: respVersion), dialect)
         }
     }
 
     private mutating func route(key: UnsafeRawBufferPointer, operation: ShardOperation, _ dialect: WireDialect) {
         let hash = KeyHash.hash(key)
-        let shard = services.router.shard(forHash: hash)
-        if shard == localShard {
-            // This loop owns the shard: decide now, no hand-off.
-            let now = burstNow ?? services.workers[shard].now()
-            burstNow = now
-            let result = services.workers[shard].localShard.run(operation, key: key, hash: hash, now: now)
-            replies.appendReady(Reply(result), dialect)
-        } else {
-            let slot = replies.appendPending(dialect)
-            outgoing[shard].append(slot: slot, key: key, hash: hash, operation: operation)
-        }
+        let now = burstNow ?? services.clock.nanosecondsNow()
+        burstNow = now
+        let result = services.shards[services.router.shard(forHash: hash)].run(operation, key: key, hash: hash, now: now)
+        reply(Reply(result), dialect)
     }
 }
 

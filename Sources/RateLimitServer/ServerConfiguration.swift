@@ -6,11 +6,10 @@ import WireProtocol
 public struct ServerConfiguration: Sendable {
     public var host: String
     public var port: Int
-    /// Shard workers, each on its own event loop; connections are spread over the same loops.
+    /// Shards, and event loops serving connections: one of each per core by default.
     public var shards: Int
     public var rules: RuleSet
     public var maxLineLength: Int
-    public var maxPendingRepliesPerConnection: Int
     public var clock: any DecisionClock
 
     public init(
@@ -19,7 +18,6 @@ public struct ServerConfiguration: Sendable {
         shards: Int,
         rules: RuleSet = .defaults,
         maxLineLength: Int = LineFramer.defaultMaxLineLength,
-        maxPendingRepliesPerConnection: Int = 65_536,
         clock: any DecisionClock = SystemDecisionClock()
     ) {
         self.host = host
@@ -27,7 +25,6 @@ public struct ServerConfiguration: Sendable {
         self.shards = shards
         self.rules = rules
         self.maxLineLength = maxLineLength
-        self.maxPendingRepliesPerConnection = maxPendingRepliesPerConnection
         self.clock = clock
     }
 }

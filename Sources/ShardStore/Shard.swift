@@ -1,7 +1,6 @@
 import RateLimiting
 
-/// One shard's keys and their state. Not thread-safe by design: a shard has exactly one owner (its
-/// `ShardWorker`'s event loop), which is what makes each decision atomic without a lock.
+/// One shard's keys and their state. Not thread-safe by itself: `LockedShard` gives it one owner at a time.
 public final class Shard {
     private var table = KeyTable()
 

@@ -10,14 +10,12 @@ func withServer<T>(
     shards: Int = 4,
     rules: RuleSet = .defaults,
     clock: any DecisionClock = ManualDecisionClock(),
-    maxPendingReplies: Int = 65_536,
     _ body: (_ port: Int, _ server: RateLimitServer) async throws -> T
 ) async throws -> T {
     var logger = Logger(label: "test")
     logger.logLevel = .warning
     let configuration = ServerConfiguration(
-        host: "127.0.0.1", port: 0, shards: shards, rules: rules,
-        maxPendingRepliesPerConnection: maxPendingReplies, clock: clock)
+        host: "127.0.0.1", port: 0, shards: shards, rules: rules, clock: clock)
     let server = RateLimitServer(configuration: configuration, logger: logger)
     let channel = try await server.start()
     do {

@@ -32,7 +32,7 @@ struct ShardingTests {
                 let matches = reply == expected[index] || reply.hasPrefix(expected[index] + " ")
                 #expect(matches, "reply \(index): \(reply), expected \(expected[index])")
             }
-            let counts = try await server.keyCounts()
+            let counts = server.keyCounts()
             #expect(counts.count == 4 && counts.allSatisfy { $0 > 1_000 })
         }
     }

@@ -1,4 +1,3 @@
-import NIOPosix
 import RateLimiting
 import ShardStore
 import Testing
@@ -26,49 +25,28 @@ struct ShardTests {
         #expect(shard.keyCount == 0)
     }
 
-    @Test func aBatchRunsInOrderAtOneInstant() {
-        let shard = Shard()
-        let batch = ShardBatch()
-        batch.append(slot: 7, key: "k", operation: .check(cost: 2, limit: limit))
-        batch.append(slot: 8, key: "k", operation: .check(cost: 1, limit: limit))
-        batch.append(slot: 9, key: "k", operation: .reset)
-        batch.append(slot: 10, key: "k", operation: .check(cost: 1, limit: limit))
-        shard.process(batch, now: 5_000_000_000)
-        #expect(batch.requests.map(\.slot) == [7, 8, 9, 10])
-        #expect(batch.key(of: batch.requests[3]) == "k")
-        #expect(batch.results == [
-            .decision(Decision(allowed: true, remaining: 0, resetMillis: 1000)),
-            .decision(Decision(allowed: false, remaining: 0, resetMillis: 500)),
-            .reset,
-            .decision(Decision(allowed: true, remaining: 1, resetMillis: 500)),
-        ])
-    }
-
-    @Test func aWorkerRunsBatchesOnItsOwnLoopAndAnswersOnTheSender() async throws {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
-        let loops = Array(group.makeIterator())
-        let clock = ManualDecisionClock(nanoseconds: 1_000_000_000_000)
-        let worker = ShardWorker(index: 0, eventLoop: loops[0], clock: clock)
-        let batch = ShardBatch()
-        batch.append(slot: 0, key: "k", operation: .check(cost: 1, limit: limit))
-        let answered = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<ShardBatch, any Error>) in
-            worker.submit(batch, replyOn: loops[1]) { result in
-                #expect(loops[1].inEventLoop)
-                continuation.resume(returning: result)
+    @Test func aLockedShardDecidesFromManyThreadsExactly() async {
+        let shard = LockedShard()
+        let limit = try! Limit(algorithm: .fixedWindow, limit: 1_000, windowNanos: 3_600_000_000_000)
+        let key = Array("hot".utf8)
+        let hash = key.withUnsafeBytes { KeyHash.hash($0) }
+        let allowed = await withTaskGroup(of: Int.self) { group in
+            for _ in 0..<8 {
+                group.addTask {
+                    var allowed = 0
+                    for _ in 0..<500 {
+                        let result = key.withUnsafeBytes { shard.run(.check(cost: 1, limit: limit), key: $0, hash: hash, now: 0) }
+                        if case .decision(let decision) = result, decision.allowed { allowed += 1 }
+                    }
+                    return allowed
+                }
             }
+            return await group.reduce(0, +)
         }
-        #expect(answered.results == [.decision(Decision(allowed: true, remaining: 1, resetMillis: 500))])
-        #expect(try await worker.withShard { $0.keyCount }.get() == 1)
-        try await group.shutdownGracefully()
-    }
-}
-
-extension ShardBatch {
-    func append(slot: Int, key: String, operation: ShardOperation) {
-        var key = key
-        key.withUTF8 { bytes in
-            let raw = UnsafeRawBufferPointer(bytes)
-            append(slot: slot, key: raw, hash: KeyHash.hash(raw), operation: operation)
-        }
+        #expect(allowed == 1_000)
+        #expect(shard.withShard { $0.keyCount } == 1)
+        let reset = key.withUnsafeBytes { shard.run(.reset, key: $0, hash: hash, now: 0) }
+        #expect(reset == .reset)
+        #expect(shard.withShard { $0.keyCount } == 0)
     }
 }
