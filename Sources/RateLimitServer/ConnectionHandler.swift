@@ -72,18 +72,23 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// Writes this burst's replies with one flush, then closes if the connection is done.
     private func flush(_ context: ChannelHandlerContext) {
         guard processor.state != .closed else { return }
-        let output = processor.takeOutput()
+        processor.endBurst()
         guard processor.isFinished else {
-            if let output { context.writeAndFlush(wrapOutboundOut(output), promise: nil) }
+            if processor.hasOutput {
+                // No local copy of the buffer is kept, so once the channel has sent it the processor's
+                // output is uniquely owned again and its storage is reused.
+                context.writeAndFlush(wrapOutboundOut(processor.output), promise: nil)
+                processor.recycleOutput()
+            }
             return
         }
         processor.state = .closed
-        guard let output else {
+        guard processor.hasOutput else {
             context.close(promise: nil)
             return
         }
         let written = context.eventLoop.makePromise(of: Void.self)
-        context.writeAndFlush(wrapOutboundOut(output), promise: written)
+        context.writeAndFlush(wrapOutboundOut(processor.output), promise: written)
         written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
     }
 }

@@ -6,7 +6,7 @@ import WireProtocol
 extension RequestProcessor {
     /// Parses every complete request in the input and routes each. Each request picks its own protocol: one
     /// starting with `*` is a RESP array, anything else a line, as Redis tells RESP from inline commands.
-    mutating func processInput() {
+    mutating func processInput(_ input: inout ByteBuffer) {
         while state == .open, let first = input.getInteger(at: input.readerIndex, as: UInt8.self) {
             if first == UInt8(ascii: "*") {
                 switch resp.next(in: &input) {
@@ -16,6 +16,7 @@ extension RequestProcessor {
                     continue
                 case .malformed(let message):
                     fail(ProtocolError(.protocolError, message), .resp)
+                    input.clear()
                 case .request(let frame):
                     let ranges = resp.argumentRanges
                     frame.withUnsafeReadableBytes { bytes in
@@ -33,6 +34,7 @@ extension RequestProcessor {
                 case .tooLong:
                     fail(ProtocolError(
                         .lineTooLong, "line exceeds \(services.framer.maxLineLength) bytes; closing the connection"), .line)
+                    input.clear()
                 case .line(let line):
                     line.withUnsafeReadableBytes { bytes in
                         let parsed = Result { () throws(ProtocolError) -> Request? in try RequestParser.parse(bytes) }
@@ -47,7 +49,6 @@ extension RequestProcessor {
     private mutating func fail(_ error: ProtocolError, _ dialect: WireDialect) {
         reply(.error(error), dialect)
         state = .closingAfterReplies
-        input.clear()
     }
 
     /// Acts on one parsed request; `bytes` are the bytes it was parsed from, which hold its key.

@@ -26,7 +26,7 @@ struct RequestProcessor {
     /// every other reply uses types that read the same in RESP2 and RESP3.
     var respVersion = 2
     /// Replies encoded during this burst, not yet written.
-    var output: ByteBuffer?
+    var output: ByteBuffer
     /// The decision time for the current burst, read once per burst.
     var burstNow: Int64?
     var inputClosed = false
@@ -36,29 +36,45 @@ struct RequestProcessor {
         self.allocator = allocator
         self.connectionID = services.connectionIDs.next()
         self.resp = services.respLimits
+        self.output = allocator.buffer(capacity: 512)
     }
 
-    /// Adds bytes read from the client and answers every complete request in them.
+    /// Answers every complete request in bytes read from the client. Complete requests are parsed where NIO
+    /// put them and only an unfinished one is copied into the connection's own buffer, so NIO can reuse its
+    /// receive buffer for the next read instead of allocating another.
     mutating func receive(_ incoming: inout ByteBuffer) {
         guard state == .open else { return }
         if input.readableBytes == 0 {
-            input = incoming
+            processInput(&incoming)
+            if incoming.readableBytes > 0, state == .open {
+                input.clear()
+                input.writeBuffer(&incoming)
+            }
         } else {
             input.writeBuffer(&incoming)
-        }
-        processInput()
-        if input.readableBytes == 0 {
-            input.clear()
-        } else if input.readerIndex > 65_536 {
-            input.discardReadBytes()
+            var pending = input
+            input = ByteBuffer()
+            processInput(&pending)
+            input = pending
+            if input.readableBytes == 0 {
+                input.clear()
+            } else if input.readerIndex > 65_536 {
+                input.discardReadBytes()
+            }
         }
     }
 
-    /// Ends the burst and hands over the replies it produced.
-    mutating func takeOutput() -> ByteBuffer? {
+    /// Ends the burst. The caller then writes `output` if it has bytes, and calls `recycleOutput`.
+    mutating func endBurst() {
         burstNow = nil
-        defer { output = nil }
-        return output
+    }
+
+    var hasOutput: Bool { output.readableBytes > 0 }
+
+    /// Empties the output after it was written; when the channel has already sent it (the usual case, and
+    /// provided the caller kept no copy) the storage is no longer shared and is reused without allocating.
+    mutating func recycleOutput() {
+        output.clear()
     }
 
     /// Whether the connection should close once the output is written.
@@ -67,10 +83,9 @@ struct RequestProcessor {
     }
 
     mutating func reply(_ reply: Reply, _ dialect: WireDialect) {
-        if output == nil { output = allocator.buffer(capacity: 512) }
         switch dialect {
-        case .line: output!.writeLineReply(reply)
-        case .resp: output!.writeRESPReply(reply)
+        case .line: output.writeLineReply(reply)
+        case .resp: output.writeRESPReply(reply)
         }
     }
 }

@@ -1,31 +1,33 @@
 import RateLimiting
 
-/// A shard's keys and their states, built for the request path: lookups take the key's raw bytes (no
-/// `String` is made), keys of up to 24 bytes live inside their entry, and an entry is 48 bytes plus 8 for a
-/// longer key's tail. Entries are dense (a removed entry's place is taken by the last one), and an
-/// open-addressing index of 8-byte slots points into them, each slot holding 32 bits of the key's hash so
-/// that probing rarely touches an entry that cannot match.
+/// A shard's keys and their states, built for the request path. Lookups take the key's raw bytes (no
+/// `String` is made). Entries live directly in an open-addressing array (linear probing, at most 7/8 full,
+/// removal by shifting back, so no tombstones): finding a key usually costs one cache miss, where an index
+/// pointing into a separate entry array costs two. An entry is 48 bytes: keys up to 24 bytes are stored in
+/// it; a longer key keeps its first 16 bytes there and its whole self in side storage.
 struct KeyTable {
     struct Entry {
-        /// The first 24 bytes of the key, zero-padded.
+        /// Key bytes 0..<8 and 8..<16, zero-padded.
         var k0: UInt64 = 0
         var k1: UInt64 = 0
+        /// Key bytes 16..<24 for keys of up to 24 bytes; for longer keys, the index of the key in `longKeys`.
         var k2: UInt64 = 0
         var first: Int64 = 0
         var second: Int64 = 0
         var hash: UInt32 = 0
+        /// 0 marks an empty slot (keys are at least 1 byte).
         var length: UInt16 = 0
         var kind: PackedState.Kind = .bucket
     }
 
     static let inlineKeyBytes = 24
 
-    private(set) var entries: [Entry] = []
-    /// Bytes after the first 24 of each entry's key; empty (and allocation-free) for short keys.
-    private var tails: [[UInt8]] = []
-    /// 0 is empty; otherwise the key's 32-bit hash in the high half and entry index + 1 in the low half.
-    private var slots: [UInt64]
+    private var slots: [Entry]
     private var mask: Int
+    private(set) var count = 0
+    /// Whole keys longer than 24 bytes, with a free list of reusable places.
+    private var longKeys: [[UInt8]] = []
+    private var freeLongKeys: [Int] = []
     /// Sliding logs, which do not fit in an entry; `first` of a log entry is its index here.
     private var logs: [SlidingLogState] = []
     private var freeLogs: [Int] = []
@@ -33,71 +35,75 @@ struct KeyTable {
     init(capacity: Int = 16) {
         var size = 16
         while size * 7 / 8 < capacity { size *= 2 }
-        slots = Array(repeating: 0, count: size)
+        slots = Array(repeating: Entry(), count: size)
         mask = size - 1
     }
-
-    var count: Int { entries.count }
 
     /// Runs `body` on the state of `key` (nil when the key is unknown) and stores what it leaves: a new state
     /// is inserted, a changed one updated, nil removes the key.
     mutating func update<Result>(
         key: UnsafeRawBufferPointer, hash: UInt64, _ body: (inout KeyState?) -> Result
     ) -> Result {
-        let hash32 = UInt32(truncatingIfNeeded: hash)
-        let words = Self.words(key)
-        let (slot, found) = probe(key: key, hash: hash32, words: words)
-        guard let index = found else {
+        let probe = find(key, hash: UInt32(truncatingIfNeeded: hash))
+        guard probe.found else {
             var state: KeyState?
             let result = body(&state)
-            if let state { insert(key: key, hash: hash32, words: words, state: state, at: slot) }
+            if let state { insert(key, probe: probe, state: state) }
             return result
         }
-        var state = takeState(at: index)
+        var state = takeState(at: probe.position)
         let result = body(&state)
         if let state {
-            putState(state, at: index)
+            putState(state, at: probe.position)
         } else {
-            remove(at: index, slot: slot)
+            remove(at: probe.position)
         }
         return result
     }
 
     func state(key: UnsafeRawBufferPointer, hash: UInt64) -> KeyState? {
-        let (_, found) = probe(key: key, hash: UInt32(truncatingIfNeeded: hash), words: Self.words(key))
-        guard let index = found else { return nil }
-        let entry = entries[index]
+        let probe = find(key, hash: UInt32(truncatingIfNeeded: hash))
+        guard probe.found else { return nil }
+        let entry = slots[probe.position]
         if entry.kind == .slidingLog { return .slidingLog(logs[Int(entry.first)]) }
         return PackedState(kind: entry.kind, first: entry.first, second: entry.second).unpacked
     }
 
     mutating func remove(key: UnsafeRawBufferPointer, hash: UInt64) {
-        let (slot, found) = probe(key: key, hash: UInt32(truncatingIfNeeded: hash), words: Self.words(key))
-        if let index = found { remove(at: index, slot: slot) }
+        let probe = find(key, hash: UInt32(truncatingIfNeeded: hash))
+        if probe.found { remove(at: probe.position) }
+    }
+
+    /// Every key, for tests and diagnostics.
+    var keys: [[UInt8]] {
+        slots.indices.filter { slots[$0].length != 0 }.map { key(at: $0) }
     }
 
     // MARK: Probing and keys
 
-    /// The slot holding `key`, or the empty slot where it would go.
-    private func probe(key: UnsafeRawBufferPointer, hash: UInt32, words: (UInt64, UInt64, UInt64)) -> (Int, Int?) {
+    private struct Probe {
+        /// Where the key is, or the empty slot where it would go.
+        var position: Int
+        var found: Bool
+        var hash: UInt32
+        var words: (UInt64, UInt64, UInt64)
+    }
+
+    private func find(_ key: UnsafeRawBufferPointer, hash: UInt32) -> Probe {
+        let words = Self.words(key)
+        let length = UInt16(truncatingIfNeeded: key.count)
+        let isLong = key.count > Self.inlineKeyBytes
         var position = Int(hash) & mask
         while true {
-            let slot = slots[position]
-            if slot == 0 { return (position, nil) }
-            if UInt32(truncatingIfNeeded: slot >> 32) == hash {
-                let index = Int(truncatingIfNeeded: slot & 0xFFFF_FFFF) - 1
-                if matches(index, key: key, words: words) { return (position, index) }
+            let entry = slots[position]
+            if entry.length == 0 { return Probe(position: position, found: false, hash: hash, words: words) }
+            if entry.hash == hash, entry.length == length, entry.k0 == words.0, entry.k1 == words.1,
+                isLong ? longKeys[Int(entry.k2)].elementsEqual(key) : entry.k2 == words.2
+            {
+                return Probe(position: position, found: true, hash: hash, words: words)
             }
             position = (position + 1) & mask
         }
-    }
-
-    private func matches(_ index: Int, key: UnsafeRawBufferPointer, words: (UInt64, UInt64, UInt64)) -> Bool {
-        let entry = entries[index]
-        guard Int(entry.length) == key.count, entry.k0 == words.0, entry.k1 == words.1, entry.k2 == words.2 else {
-            return false
-        }
-        return key.count <= Self.inlineKeyBytes || tails[index].elementsEqual(key[Self.inlineKeyBytes...])
     }
 
     /// The first 24 bytes of a key as three zero-padded words.
@@ -109,78 +115,78 @@ struct KeyTable {
         return words
     }
 
-    /// The key of entry `index`, for iteration and tests.
-    func key(at index: Int) -> [UInt8] {
-        let entry = entries[index]
+    private func key(at position: Int) -> [UInt8] {
+        let entry = slots[position]
+        if Int(entry.length) > Self.inlineKeyBytes { return longKeys[Int(entry.k2)] }
         var words = (entry.k0, entry.k1, entry.k2)
-        var bytes = withUnsafeBytes(of: &words) { Array($0.prefix(min(Int(entry.length), Self.inlineKeyBytes))) }
-        bytes += tails[index]
-        return bytes
+        return withUnsafeBytes(of: &words) { Array($0.prefix(Int(entry.length))) }
     }
 
     // MARK: Insertion and removal
 
-    private mutating func insert(
-        key: UnsafeRawBufferPointer, hash: UInt32, words: (UInt64, UInt64, UInt64), state: KeyState, at slot: Int
-    ) {
-        var position = slot
-        if (entries.count + 1) > slots.count * 7 / 8 {
+    private mutating func insert(_ key: UnsafeRawBufferPointer, probe: Probe, state: KeyState) {
+        var position = probe.position
+        if count + 1 > slots.count * 7 / 8 {
             grow()
-            position = Int(hash) & mask
-            while slots[position] != 0 { position = (position + 1) & mask }
+            position = Int(probe.hash) & mask
+            while slots[position].length != 0 { position = (position + 1) & mask }
         }
-        var entry = Entry(k0: words.0, k1: words.1, k2: words.2, hash: hash, length: UInt16(key.count))
-        Self.store(state, in: &entry, logs: &logs, freeLogs: &freeLogs)
-        entries.append(entry)
-        tails.append(key.count > Self.inlineKeyBytes ? Array(key[Self.inlineKeyBytes...]) : [])
-        slots[position] = UInt64(hash) << 32 | UInt64(entries.count)
+        var entry = Entry(k0: probe.words.0, k1: probe.words.1, k2: probe.words.2, hash: probe.hash,
+                          length: UInt16(key.count))
+        if key.count > Self.inlineKeyBytes {
+            let bytes = Array(key)
+            if let free = freeLongKeys.popLast() {
+                longKeys[free] = bytes
+                entry.k2 = UInt64(free)
+            } else {
+                entry.k2 = UInt64(longKeys.count)
+                longKeys.append(bytes)
+            }
+        }
+        store(state, in: &entry)
+        slots[position] = entry
+        count += 1
     }
 
     private mutating func grow() {
-        let size = slots.count * 2
-        slots = Array(repeating: 0, count: size)
-        mask = size - 1
-        for (index, entry) in entries.enumerated() {
+        let old = slots
+        slots = Array(repeating: Entry(), count: old.count * 2)
+        mask = slots.count - 1
+        for entry in old where entry.length != 0 {
             var position = Int(entry.hash) & mask
-            while slots[position] != 0 { position = (position + 1) & mask }
-            slots[position] = UInt64(entry.hash) << 32 | UInt64(index + 1)
+            while slots[position].length != 0 { position = (position + 1) & mask }
+            slots[position] = entry
         }
     }
 
-    /// Removes entry `index`, whose slot is `slot`: the slot is closed by shifting later ones back (no
-    /// tombstones, so probes stay short), and the last entry moves into the freed place.
-    private mutating func remove(at index: Int, slot: Int) {
-        if entries[index].kind == .slidingLog { releaseLog(Int(entries[index].first)) }
-        var hole = slot
+    /// Empties slot `position` and shifts later entries of its cluster back, so probes stay short.
+    private mutating func remove(at position: Int) {
+        let entry = slots[position]
+        if entry.kind == .slidingLog { releaseLog(Int(entry.first)) }
+        if Int(entry.length) > Self.inlineKeyBytes {
+            longKeys[Int(entry.k2)] = []
+            freeLongKeys.append(Int(entry.k2))
+        }
+        var hole = position
         var next = (hole + 1) & mask
-        while slots[next] != 0 {
-            let home = Int(UInt32(truncatingIfNeeded: slots[next] >> 32)) & mask
-            // The slot at `next` may move into the hole if its home is not between the hole and `next`.
+        while slots[next].length != 0 {
+            let home = Int(slots[next].hash) & mask
+            // The entry at `next` may move into the hole unless its home lies after the hole.
             if (next - home) & mask >= (next - hole) & mask {
                 slots[hole] = slots[next]
                 hole = next
             }
             next = (next + 1) & mask
         }
-        slots[hole] = 0
-        let last = entries.count - 1
-        if index != last {
-            let moved = entries[last]
-            var position = Int(moved.hash) & mask
-            while Int(truncatingIfNeeded: slots[position] & 0xFFFF_FFFF) != last + 1 { position = (position + 1) & mask }
-            slots[position] = UInt64(moved.hash) << 32 | UInt64(index + 1)
-            entries[index] = moved
-            tails.swapAt(index, last)
-        }
-        entries.removeLast()
-        tails.removeLast()
+        slots[hole] = Entry()
+        count -= 1
     }
 
     // MARK: States
 
-    /// The state of entry `index`; a log is moved out of side storage so it can change without a copy.
-    private mutating func takeState(at index: Int) -> KeyState? {
-        let entry = entries[index]
+    /// The state at `position`; a log is moved out of side storage so it can change without a copy.
+    private mutating func takeState(at position: Int) -> KeyState? {
+        let entry = slots[position]
         guard entry.kind == .slidingLog else {
             return PackedState(kind: entry.kind, first: entry.first, second: entry.second).unpacked
         }
@@ -189,14 +195,14 @@ struct KeyTable {
         return .slidingLog(log)
     }
 
-    private mutating func putState(_ state: KeyState, at index: Int) {
-        if entries[index].kind == .slidingLog {
-            releaseLog(Int(entries[index].first))
-        }
-        Self.store(state, in: &entries[index], logs: &logs, freeLogs: &freeLogs)
+    private mutating func putState(_ state: KeyState, at position: Int) {
+        var entry = slots[position]
+        if entry.kind == .slidingLog { releaseLog(Int(entry.first)) }
+        store(state, in: &entry)
+        slots[position] = entry
     }
 
-    private static func store(_ state: KeyState, in entry: inout Entry, logs: inout [SlidingLogState], freeLogs: inout [Int]) {
+    private mutating func store(_ state: KeyState, in entry: inout Entry) {
         if case .slidingLog(let log) = state {
             let index: Int
             if let free = freeLogs.popLast() {
@@ -211,6 +217,7 @@ struct KeyTable {
             entry.second = 0
             return
         }
+        // Every state but a log's packs.
         let packed = PackedState(state)!
         entry.kind = packed.kind
         entry.first = packed.first

@@ -27,7 +27,7 @@ public final class Shard {
 
     /// Every key in the shard, for tests and diagnostics.
     public var keys: [String] {
-        (0..<table.count).map { String(decoding: table.key(at: $0), as: UTF8.self) }
+        table.keys.map { String(decoding: $0, as: UTF8.self) }
     }
 }
 

@@ -170,14 +170,18 @@ def machine():
 
 
 def compare(shards, seconds):
-    """The redis-benchmark matrix, alternating targets inside each configuration."""
+    """The redis-benchmark matrix, alternating targets inside each configuration. ratelimitd runs twice: with
+    `shards` event loops (the comparison: one, as Redis has one thread, leaving the other core to the load
+    generator) and with its default of one per core."""
     redis = Redis()
     daemon = Daemon(shards)
+    default = Daemon(os.cpu_count())
     try:
         token_bucket = redis.load_script("token_bucket.lua")
         gcra = redis.load_script("gcra.lua")
         targets = [
             ("ratelimitd CHECK", daemon.port, ["CHECK", "bench:__rand_int__", "1"]),
+            (f"ratelimitd CHECK, default --shards {os.cpu_count()}", default.port, ["CHECK", "bench:__rand_int__", "1"]),
             # Each target its own keys: a hash, a string and a counter cannot share a name in Redis.
             ("Redis EVALSHA token bucket", redis.port, ["EVALSHA", token_bucket, "1", "tb:__rand_int__"] + LUA_ARGS),
             ("Redis EVALSHA GCRA", redis.port, ["EVALSHA", gcra, "1", "gcra:__rand_int__"] + LUA_ARGS),
@@ -192,6 +196,7 @@ def compare(shards, seconds):
         return results
     finally:
         daemon.stop()
+        default.stop()
         redis.stop()
 
 
@@ -205,14 +210,19 @@ def own_load(shards, seconds):
         ("line, 50 conns, pipeline 16, deny-heavy", ["--connections", "50", "--pipeline", "16", "--mode", "deny"]),
         ("RESP, 50 conns, pipeline 16, uniform", ["--connections", "50", "--pipeline", "16", "--wire", "resp"]),
     ]
+    default = Daemon(os.cpu_count())
     try:
         results = []
         for name, arguments in cases:
             log(f"  ratelimit-bench: {name}")
             results.append((name, ratelimit_bench(daemon.port, arguments + ["--duration", str(seconds)])))
+        name = f"line, 50 conns, pipeline 16, uniform, default --shards {os.cpu_count()}"
+        log(f"  ratelimit-bench: {name}")
+        results.append((name, ratelimit_bench(default.port, cases[0][1] + ["--duration", str(seconds)])))
         return results
     finally:
         daemon.stop()
+        default.stop()
 
 
 def memory(keys):
@@ -278,7 +288,9 @@ def render(info, shards, seconds, comparison, own, mem, profile, memory_keys):
     lines.append("")
     lines.append(f"- Machine: {info['cores']} cores, {info['model']}, {int(info['memory']) // 1024} MiB, "
                  f"Linux {info['kernel']}; the load generator runs on the same cores.")
-    lines.append(f"- {info['ratelimitd']} (release build, `--shards {shards}`), {info['swift']}.")
+    lines.append(f"- ratelimitd {info['ratelimitd']} (release build), {info['swift']}. The comparison runs it with "
+                 f"`--shards {shards}` (event loops and shards), as Redis has one thread and the load generator needs "
+                 f"the other core; rows marked default run it with one shard per core.")
     lines.append(f"- {info['redis']}, started with `--save \"\" --appendonly no`.")
     lines.append(f"- Each case runs about {seconds:g} s; targets alternate inside each configuration.")
     lines.append("")
@@ -383,7 +395,8 @@ def render(info, shards, seconds, comparison, own, mem, profile, memory_keys):
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=4.0, help="length of each case")
-    parser.add_argument("--shards", type=int, default=os.cpu_count(), help="ratelimitd --shards")
+    parser.add_argument("--shards", type=int, default=1,
+                        help="ratelimitd --shards for the comparison (the default run is always added too)")
     parser.add_argument("--memory-keys", type=int, default=1_000_000)
     parser.add_argument("--no-profile", action="store_true", help="skip the valgrind counts")
     options = parser.parse_args()
