@@ -66,10 +66,10 @@ let package = Package(
         ),
         // Test helpers shared by the server and integration tests: a blocking TCP client, a daemon launcher.
         .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: swiftSettings),
-        .testTarget(name: "RateLimitingTests", dependencies: ["RateLimiting"], swiftSettings: swiftSettings),
+        .testTarget(name: "RateLimitingTests", dependencies: ["RateLimiting", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ShardStoreTests",
-            dependencies: ["ShardStore", "RateLimiting"],
+            dependencies: ["ShardStore", "RateLimiting", "TestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

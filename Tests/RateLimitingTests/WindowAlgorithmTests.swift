@@ -1,4 +1,5 @@
 import RateLimiting
+import TestSupport
 import Testing
 
 @Suite("fixed_window, sliding_window_log, sliding_window_counter")
@@ -87,18 +88,5 @@ struct WindowAlgorithmTests {
         _ = KeyState.check(&state, cost: 1, limit: limit, now: t0)
         #expect(state?.isFresh(now: t0, windowNanos: limit.windowNanos) == false)
         #expect(state?.isFresh(now: t0 + 2_000 * ms, windowNanos: limit.windowNanos) == true)
-    }
-}
-
-/// A tiny deterministic generator so a failing run can be replayed.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -1,5 +1,6 @@
 import RateLimiting
 import ShardStore
+import TestSupport
 import Testing
 
 /// The shard's table against a plain dictionary running the same algorithms: any difference in decisions,
@@ -60,17 +61,5 @@ struct KeyTableTests {
             let remaining = shard.check(key: "user:\(index)", cost: 0, limit: limit, now: 0).remaining
             #expect(remaining == (index % 2 == 0 ? 10 : 9))
         }
-    }
-}
-
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
