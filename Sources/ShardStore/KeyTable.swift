@@ -79,6 +79,18 @@ struct KeyTable {
         slots.indices.filter { slots[$0].length != 0 }.map { key(at: $0) }
     }
 
+    /// Calls `body` with every key and its state.
+    func forEach(_ body: (UnsafeRawBufferPointer, KeyState) -> Void) {
+        for position in slots.indices where slots[position].length != 0 {
+            let entry = slots[position]
+            let state: KeyState =
+                entry.kind == .slidingLog
+                ? .slidingLog(logs[Int(entry.first)])
+                : PackedState(kind: entry.kind, first: entry.first, second: entry.second).unpacked!
+            key(at: position).withUnsafeBytes { body($0, state) }
+        }
+    }
+
     // MARK: Probing and keys
 
     private struct Probe {

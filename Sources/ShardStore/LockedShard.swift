@@ -1,3 +1,4 @@
+import RateLimiting
 import Synchronization
 
 /// A shard behind a lock of its own, so that whichever event loop reads a request decides it there and
@@ -20,6 +21,16 @@ public final class LockedShard: @unchecked Sendable {
 
     public func run(_ operation: ShardOperation, key: UnsafeRawBufferPointer, hash: UInt64, now: Int64) -> ShardResult {
         lock.withLock { _ in shard.run(operation, key: key, hash: hash, now: now) }
+    }
+
+    /// A point-in-time copy of the shard; O(1) under the lock (see `Shard.snapshot`).
+    public func snapshot() -> KeyTableSnapshot {
+        lock.withLock { _ in shard.snapshot() }
+    }
+
+    /// Sets `key`'s state, replacing whatever it had; for restoring a snapshot.
+    public func restore(key: UnsafeRawBufferPointer, hash: UInt64, state: KeyState) {
+        lock.withLock { _ in shard.restore(key: key, hash: hash, state: state) }
     }
 
     /// Runs `body` with the shard locked; for statistics, tests and maintenance.

@@ -25,6 +25,17 @@ public final class Shard {
         table.state(key: key, hash: hash)
     }
 
+    /// Sets `key`'s state, replacing whatever it had; for restoring a snapshot.
+    public func restore(key: UnsafeRawBufferPointer, hash: UInt64, state: KeyState) {
+        table.update(key: key, hash: hash) { $0 = state }
+    }
+
+    /// A point-in-time copy of every key's state. O(1): the table's arrays are shared copy-on-write, so the
+    /// cost falls on the shard's next change (one copy of its arrays), not on the caller holding the lock.
+    public func snapshot() -> KeyTableSnapshot {
+        KeyTableSnapshot(table: table)
+    }
+
     /// Every key in the shard, for tests and diagnostics.
     public var keys: [String] {
         table.keys.map { String(decoding: $0, as: UTF8.self) }
@@ -56,3 +67,16 @@ extension Shard {
 
 @available(*, unavailable)
 extension Shard: Sendable {}
+
+/// A frozen copy of one shard's keys, safe to read on any thread while the shard carries on.
+public struct KeyTableSnapshot: @unchecked Sendable {
+    // @unchecked: a copy of a value type whose arrays no one else can change through this copy (writes to
+    // the shard's own table copy-on-write away from it); the logs inside hold only value types.
+    let table: KeyTable
+
+    public var count: Int { table.count }
+
+    public func forEach(_ body: (UnsafeRawBufferPointer, KeyState) -> Void) {
+        table.forEach(body)
+    }
+}
