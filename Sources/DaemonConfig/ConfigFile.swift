@@ -9,8 +9,9 @@ import TOMLKit
 /// Reads and validates a ratelimitd TOML file. Every mistake is reported with the file, the rule or section,
 /// and the field; unknown settings are mistakes too, so a typo cannot silently leave a default in force.
 public enum ConfigFile {
-    static let topLevelKeys: Set<String> = ["server", "rules"]
-    static let serverKeys: Set<String> = ["listen", "shards", "log_level"]
+    static let topLevelKeys: Set<String> = ["server", "store", "rules"]
+    static let serverKeys: Set<String> = ["listen", "shards", "log_level", "shutdown_timeout"]
+    static let storeKeys: Set<String> = ["snapshot_path", "snapshot_interval"]
     static let ruleKeys: Set<String> = ["name", "match", "algorithm", "limit", "window", "burst"]
 
     public static func load(path: String) throws(ConfigError) -> DaemonSettings {
@@ -42,6 +43,12 @@ public enum ConfigFile {
             }
             try parseServer(server, into: &settings, file: file)
         }
+        if let store = table["store"] {
+            guard let store = store.table else {
+                throw ConfigError(file: file, field: "store", message: "must be a table ([store])")
+            }
+            try parseStore(store, into: &settings, file: file)
+        }
         if let rules = table["rules"] {
             guard let rules = rules.array else {
                 throw ConfigError(file: file, field: "rules", message: "must be an array of tables ([[rules]])")
@@ -68,6 +75,9 @@ public enum ConfigFile {
             }
             settings.shards = shards
         }
+        if let value = server["shutdown_timeout"] {
+            settings.shutdownTimeoutNanos = try duration(value, file: file, location: location, field: "shutdown_timeout")
+        }
         if let value = server["log_level"] {
             guard let text = value.string, let level = LogLevelName(rawValue: text) else {
                 throw ConfigError(file: file, location: location, field: "log_level",
@@ -75,6 +85,30 @@ public enum ConfigFile {
             }
             settings.logLevel = level
         }
+    }
+
+    private static func parseStore(_ store: TOMLTable, into settings: inout DaemonSettings, file: String) throws(ConfigError) {
+        let location = "[store]"
+        try rejectUnknown(store, allowed: storeKeys, file: file, location: location)
+        if let value = store["snapshot_path"] {
+            guard let path = value.string, !path.isEmpty else {
+                throw ConfigError(file: file, location: location, field: "snapshot_path",
+                                  message: "must be a file path, got \(value.debugDescription)")
+            }
+            settings.snapshotPath = path
+        }
+        if let value = store["snapshot_interval"] {
+            settings.snapshotIntervalNanos = try duration(value, file: file, location: location, field: "snapshot_interval")
+        }
+    }
+
+    /// A duration setting: a string such as "10s", from 1ms to 365d.
+    static func duration(_ value: any TOMLValueConvertible, file: String, location: String, field: String) throws(ConfigError) -> Int64 {
+        guard let text = value.string, let nanos = WindowDuration.parseNanos(text), nanos <= Limit.maxWindowNanos else {
+            throw ConfigError(file: file, location: location, field: field,
+                              message: "must be a duration string such as \"500ms\", \"10s\", \"1m\", got \(value.debugDescription)")
+        }
+        return nanos
     }
 
     static func rejectUnknown(_ table: TOMLTable, allowed: Set<String>, file: String, location: String?) throws(ConfigError) {

@@ -8,6 +8,11 @@ public struct DaemonSettings: Sendable {
     public var logLevel: LogLevelName?
     /// nil when the file has no `[[rules]]`; the built-in `default` rule then applies.
     public var rules: [Rule]?
+    /// How long a graceful shutdown may take before the daemon stops anyway.
+    public var shutdownTimeoutNanos: Int64?
+    /// Where snapshots are written and read; nil keeps state in memory only.
+    public var snapshotPath: String?
+    public var snapshotIntervalNanos: Int64?
 
     public init(listen: ListenAddress? = nil, shards: Int? = nil, logLevel: LogLevelName? = nil, rules: [Rule]? = nil) {
         self.listen = listen
@@ -15,6 +20,9 @@ public struct DaemonSettings: Sendable {
         self.logLevel = logLevel
         self.rules = rules
     }
+
+    public static let defaultShutdownTimeoutNanos: Int64 = 10_000_000_000
+    public static let defaultSnapshotIntervalNanos: Int64 = 10_000_000_000
 
     /// The most shard workers accepted; far more than cores only adds hand-offs.
     public static let maxShards = 1024

@@ -59,6 +59,22 @@ public final class RateLimitServer: Sendable {
         try await group.shutdownGracefully()
     }
 
+    /// The snapshot writer for `path`, sharing this server's shards.
+    public func snapshotter(path: String) -> Snapshotter {
+        Snapshotter(path: path, shards: shards, clock: configuration.clock, logger: logger)
+    }
+
+    /// Puts every key of a decoded snapshot into its shard; call before `start`.
+    public func restore(_ contents: SnapshotCodec.Contents) {
+        let router = ShardRouter(shardCount: shards.count)
+        for entry in contents.entries {
+            entry.key.withUnsafeBytes { key in
+                let hash = KeyHash.hash(key)
+                shards[router.shard(forHash: hash)].restore(key: key, hash: hash, state: entry.state)
+            }
+        }
+    }
+
     /// Keys held per shard, for tests and statistics.
     public func keyCounts() -> [Int] {
         shards.map { $0.withShard { $0.keyCount } }

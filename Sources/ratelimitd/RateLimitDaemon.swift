@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import RateLimitServer
 import RateLimiting
+import ServiceLifecycle
 
 @main
 struct RateLimitDaemon: ParsableCommand {
@@ -29,14 +30,25 @@ struct RateLimitDaemon: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("trace, debug, info, notice, warning, error or critical (default info).", valueName: "level"))
     var logLevel: String?
 
+    @Option(name: .long, help: ArgumentHelp("Snapshot file: restored on start, saved periodically and on shutdown.", valueName: "path"))
+    var snapshot: String?
+
+    @Option(name: .long, help: ArgumentHelp("How often to save the snapshot (default 10s).", valueName: "duration"))
+    var snapshotInterval: String?
+
+    @Option(name: .long, help: ArgumentHelp("Longest graceful shutdown before stopping anyway (default 10s).", valueName: "duration"))
+    var shutdownTimeout: String?
+
+    @Flag(name: .long, help: "If the snapshot cannot be read, rename it to <path>.bad-<time> and start empty.")
+    var discardBadSnapshot = false
+
     @Flag(name: .long, help: "Validate the configuration, print what it resolves to, and exit: 0 valid, 1 invalid.")
     var checkConfig = false
 
     func run() throws {
         let settings: ResolvedSettings
         do {
-            settings = try ResolvedSettings.resolve(
-                configPath: config, listen: listen, shards: shards, logLevel: logLevel)
+            settings = try ResolvedSettings.resolve(self)
         } catch {
             printError("ratelimitd: invalid configuration: \(error)")
             throw ExitCode(1)
@@ -52,18 +64,37 @@ struct RateLimitDaemon: ParsableCommand {
         }
         let logger = Logger(label: "ratelimitd")
         let server = RateLimitServer(configuration: settings.server, logger: logger)
-        let listen = settings.listen
-        try runBlocking {
-            let channel: any Channel
-            do {
-                channel = try await server.start()
-            } catch {
-                logger.critical("cannot listen on \(listen): \(error)")
-                try? await server.shutdown()
-                throw ExitCode(1)
-            }
-            try await channel.closeFuture.get()
-            try await server.shutdown()
+        var snapshotter: Snapshotter?
+        if let path = settings.snapshotPath {
+            try SnapshotRestore.restore(path: path, into: server, discardBad: discardBadSnapshot, logger: logger)
+            snapshotter = server.snapshotter(path: path)
         }
+        let services = Self.services(server: server, snapshotter: snapshotter, settings: settings, logger: logger)
+        do {
+            try runBlocking {
+                try await ServiceGroup(configuration: services).run()
+            }
+        } catch {
+            logger.critical("stopped on error: \(error)")
+            throw ExitCode(1)
+        }
+    }
+
+    /// The server, and the periodic snapshot when there is a snapshot file, stopped gracefully by SIGTERM
+    /// or SIGINT within the shutdown timeout.
+    private static func services(
+        server: RateLimitServer, snapshotter: Snapshotter?, settings: ResolvedSettings, logger: Logger
+    ) -> ServiceGroupConfiguration {
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: RateLimitService(server: server, snapshotter: snapshotter, logger: logger))
+        ]
+        if let snapshotter {
+            let interval = Duration.nanoseconds(settings.snapshotIntervalNanos)
+            services.append(.init(service: SnapshotService(snapshotter: snapshotter, interval: interval, logger: logger)))
+        }
+        var configuration = ServiceGroupConfiguration(
+            services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        configuration.maximumGracefulShutdownDuration = .nanoseconds(settings.shutdownTimeoutNanos)
+        return configuration
     }
 }

@@ -17,20 +17,44 @@ struct ResolvedSettings {
     var logLevel: Logger.Level
     var rules: RuleSet
     var configPath: String?
+    var shutdownTimeoutNanos: Int64
+    var snapshotPath: String?
+    var snapshotIntervalNanos: Int64
 
     var server: ServerConfiguration {
         ServerConfiguration(host: listen.host, port: listen.port, shards: shards, rules: rules)
     }
 
-    static func resolve(configPath: String?, listen: String?, shards: Int?, logLevel: String?) throws -> ResolvedSettings {
+    static func resolve(_ flags: RateLimitDaemon) throws -> ResolvedSettings {
+        let configPath = flags.config
         let file = try configPath.map { path throws(ConfigError) in try ConfigFile.load(path: path) } ?? DaemonSettings()
         var resolved = ResolvedSettings(
             listen: file.listen ?? .default,
             shards: file.shards ?? 0,
             logLevel: Logger.Level(rawValue: (file.logLevel ?? .info).rawValue) ?? .info,
             rules: .defaults,
-            configPath: configPath
+            configPath: configPath,
+            shutdownTimeoutNanos: file.shutdownTimeoutNanos ?? DaemonSettings.defaultShutdownTimeoutNanos,
+            snapshotPath: file.snapshotPath,
+            snapshotIntervalNanos: file.snapshotIntervalNanos ?? DaemonSettings.defaultSnapshotIntervalNanos
         )
+        let (listen, shards, logLevel) = (flags.listen, flags.shards, flags.logLevel)
+        if let path = flags.snapshot {
+            guard !path.isEmpty else { throw FlagError("--snapshot needs a file path") }
+            resolved.snapshotPath = path
+        }
+        if let text = flags.snapshotInterval {
+            guard let nanos = WindowDuration.parseNanos(text) else {
+                throw FlagError("--snapshot-interval must be a duration such as 10s or 500ms, got \"\(text)\"")
+            }
+            resolved.snapshotIntervalNanos = nanos
+        }
+        if let text = flags.shutdownTimeout {
+            guard let nanos = WindowDuration.parseNanos(text) else {
+                throw FlagError("--shutdown-timeout must be a duration such as 10s, got \"\(text)\"")
+            }
+            resolved.shutdownTimeoutNanos = nanos
+        }
         if let listen {
             guard let address = ListenAddress(parsing: listen) else {
                 throw FlagError("--listen must be HOST:PORT (IPv6 as [::1]:7283), got \"\(listen)\"")
@@ -65,6 +89,12 @@ struct ResolvedSettings {
         lines.append("listen = \(listen)")
         lines.append("shards = \(shards)")
         lines.append("log_level = \(logLevel.rawValue)")
+        lines.append("shutdown_timeout = \(WindowDuration.format(shutdownTimeoutNanos))")
+        if let snapshotPath {
+            lines.append("snapshot_path = \(snapshotPath), every \(WindowDuration.format(snapshotIntervalNanos))")
+        } else {
+            lines.append("no snapshot_path: state is kept in memory only")
+        }
         if rules.rules.isEmpty {
             lines.append("no rules: every CHECK must give its own <limit>/<window>")
         }

@@ -36,6 +36,23 @@ struct ConfigFileTests {
         #expect(rules[1].limit.burst == 100)
     }
 
+    @Test func readsTheStoreAndShutdownSettings() throws {
+        let settings = try ConfigFile.parse("""
+            [server]
+            shutdown_timeout = "5s"
+
+            [store]
+            snapshot_path = "/var/lib/ratelimitd/state.snap"
+            snapshot_interval = "250ms"
+            """, file: "store.toml")
+        #expect(settings.shutdownTimeoutNanos == 5_000_000_000)
+        #expect(settings.snapshotPath == "/var/lib/ratelimitd/state.snap")
+        #expect(settings.snapshotIntervalNanos == 250_000_000)
+        #expect(throws: ConfigError.self) { try ConfigFile.parse("[store]\nsnapshot_interval = 10", file: "x") }
+        #expect(throws: ConfigError.self) { try ConfigFile.parse("[store]\nsnapshot_path = \"\"", file: "x") }
+        #expect(throws: ConfigError.self) { try ConfigFile.parse("[store]\nmax_key = 1", file: "x") }
+    }
+
     @Test func anEmptyFileMeansDefaults() throws {
         let settings = try ConfigFile.parse("", file: "empty.toml")
         #expect(settings.listen == nil && settings.shards == nil && settings.rules == nil)

@@ -36,7 +36,10 @@ public final class DaemonProcess: @unchecked Sendable {
         port = try waitForPort()
     }
 
-    deinit { stop() }
+    deinit {
+        stop()
+        try? FileManager.default.removeItem(atPath: logPath)
+    }
 
     public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
@@ -56,13 +59,26 @@ public final class DaemonProcess: @unchecked Sendable {
         throw LineClient.Failure(description: "ratelimitd did not start listening within 30 s: \(log)")
     }
 
+    /// Sends `signal` and waits for the daemon to exit; returns its exit status (or the signal that ended
+    /// it, as 128 + signal, the way a shell reports it).
+    @discardableResult
+    public func signalAndWait(_ signal: Int32, timeoutSeconds: Double = 30) throws -> Int32 {
+        kill(process.processIdentifier, signal)
+        let deadline = Date().addingTimeInterval(timeoutSeconds)
+        while process.isRunning, Date() < deadline { usleep(10_000) }
+        guard !process.isRunning else {
+            throw LineClient.Failure(description: "ratelimitd did not exit within \(timeoutSeconds) s of signal \(signal)")
+        }
+        process.waitUntilExit()
+        return process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
+    }
+
     public func stop() {
         guard process.isRunning else { return }
         process.terminate()
         for _ in 0..<250 where process.isRunning { usleep(20_000) }
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()
-        try? FileManager.default.removeItem(atPath: logPath)
     }
 
     /// Runs the binary to completion (for `--check-config`, `--version`, bad start-ups) and returns its exit

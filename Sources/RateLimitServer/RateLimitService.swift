@@ -1,0 +1,71 @@
+import Logging
+import NIOCore
+import ServiceLifecycle
+import ShardStore
+
+/// The server as a service: listens until graceful shutdown (SIGTERM, SIGINT), then stops accepting,
+/// closes every connection (each request already read has been answered: requests are decided as they are
+/// read), stops the event loops, and writes the final snapshot while nothing can change any more.
+public struct RateLimitService: Service {
+    let server: RateLimitServer
+    let snapshotter: Snapshotter?
+    let logger: Logger
+
+    public init(server: RateLimitServer, snapshotter: Snapshotter?, logger: Logger) {
+        self.server = server
+        self.snapshotter = snapshotter
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let channel = try await server.start()
+        try await withGracefulShutdownHandler {
+            try await channel.closeFuture.get()
+        } onGracefulShutdown: {
+            logger.info("shutting down: no new connections")
+            channel.close(promise: nil)
+        }
+        try await server.shutdown()
+        if let snapshotter {
+            let saved = try await snapshotter.save()
+            logger.info(
+                "saved final snapshot",
+                metadata: [
+                    "path": "\(snapshotter.path)", "keys": "\(saved.keys)", "bytes": "\(saved.bytes)",
+                    "ms": "\(Int(saved.milliseconds.rounded()))",
+                ])
+        }
+        logger.info("stopped")
+    }
+}
+
+/// Saves a snapshot every `interval` until shutdown. A failed save is logged and retried at the next
+/// interval; the daemon keeps serving.
+public struct SnapshotService: Service {
+    let snapshotter: Snapshotter
+    let interval: Duration
+    let logger: Logger
+
+    public init(snapshotter: Snapshotter, interval: Duration, logger: Logger) {
+        self.snapshotter = snapshotter
+        self.interval = interval
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        while !Task.isShuttingDownGracefully {
+            do {
+                try await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+            } catch {
+                return
+            }
+            guard !Task.isShuttingDownGracefully else { return }
+            do {
+                let saved = try await snapshotter.save()
+                logger.debug("saved snapshot", metadata: ["keys": "\(saved.keys)", "ms": "\(Int(saved.milliseconds))"])
+            } catch {
+                logger.error("\(error)")
+            }
+        }
+    }
+}
