@@ -14,6 +14,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private let logger: Logger
     /// A read NIO asked for while the client was not reading its replies.
     private var readPending = false
+    /// Set while `drain` runs: a write can change writability and call back into the handler, which must
+    /// not write the same output a second time.
+    private var draining = false
 
     init(services: ConnectionServices, allocator: ByteBufferAllocator, logger: Logger) {
         self.processor = RequestProcessor(services: services, allocator: allocator)
@@ -26,7 +29,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        flush(context)
+        drain(context)
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -34,7 +37,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
             // The client sent all it will (e.g. `nc -N`): answer everything it sent, then close. A trailing
             // partial line is not a request.
             processor.inputClosed = true
-            flush(context)
+            drain(context)
             return
         }
         context.fireUserInboundEventTriggered(event)
@@ -52,9 +55,10 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     /// A client that pipelines without reading its replies fills the socket's send buffer; then the server
-    /// stops reading from it until it catches up, instead of buffering replies without bound.
+    /// stops reading from it (and answering what it has read) until it catches up, instead of buffering
+    /// replies without bound.
     func read(context: ChannelHandlerContext) {
-        if context.channel.isWritable {
+        if context.channel.isWritable, !processor.stalled {
             context.read()
         } else {
             readPending = true
@@ -62,33 +66,46 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if readPending, context.channel.isWritable {
-            readPending = false
-            context.read()
+        if context.channel.isWritable {
+            drain(context)
         }
         context.fireChannelWritabilityChanged()
     }
 
-    /// Writes this burst's replies with one flush, then closes if the connection is done.
-    private func flush(_ context: ChannelHandlerContext) {
-        guard processor.state != .closed else { return }
+    /// Writes this burst's replies with one flush, answers requests held back by a stall while the client
+    /// keeps reading, closes once the connection is done, and otherwise resumes reading if it was paused.
+    private func drain(_ context: ChannelHandlerContext) {
+        guard processor.state != .closed, !draining else { return }
+        draining = true
+        defer { draining = false }
         processor.endBurst()
-        guard processor.isFinished else {
-            if processor.hasOutput {
-                // No local copy of the buffer is kept, so once the channel has sent it the processor's
-                // output is uniquely owned again and its storage is reused.
-                context.writeAndFlush(wrapOutboundOut(processor.output), promise: nil)
-                processor.recycleOutput()
-            }
-            return
+        writeOutput(context)
+        while processor.stalled, context.channel.isWritable {
+            processor.processBuffered()
+            writeOutput(context)
         }
+        if processor.isFinished {
+            closeAfterWrites(context)
+        } else if readPending, context.channel.isWritable, !processor.stalled {
+            readPending = false
+            context.read()
+        }
+    }
+
+    private func writeOutput(_ context: ChannelHandlerContext) {
+        guard processor.hasOutput else { return }
+        // No local copy of the buffer is kept, so once the channel has sent it the processor's output is
+        // uniquely owned again and its storage is reused.
+        context.writeAndFlush(wrapOutboundOut(processor.output), promise: nil)
+        processor.recycleOutput()
+    }
+
+    /// Closes once everything written so far has gone out: an empty write completes after every earlier
+    /// one, whereas closing at once would discard replies still queued.
+    private func closeAfterWrites(_ context: ChannelHandlerContext) {
         processor.state = .closed
-        guard processor.hasOutput else {
-            context.close(promise: nil)
-            return
-        }
         let written = context.eventLoop.makePromise(of: Void.self)
-        context.writeAndFlush(wrapOutboundOut(processor.output), promise: written)
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0)), promise: written)
         written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
     }
 }

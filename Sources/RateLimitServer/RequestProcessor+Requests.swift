@@ -7,7 +7,10 @@ extension RequestProcessor {
     /// Parses every complete request in the input and routes each. Each request picks its own protocol: one
     /// starting with `*` is a RESP array, anything else a line, as Redis tells RESP from inline commands.
     mutating func processInput(_ input: inout ByteBuffer) {
-        while state == .open, let first = input.getInteger(at: input.readerIndex, as: UInt8.self) {
+        defer { stalled = state == .open && output.readableBytes >= Self.maxOutputPerBurst && input.readableBytes > 0 }
+        while state == .open, output.readableBytes < Self.maxOutputPerBurst,
+            let first = input.getInteger(at: input.readerIndex, as: UInt8.self)
+        {
             if first == UInt8(ascii: "*") {
                 switch resp.next(in: &input) {
                 case .needMoreData:
@@ -68,9 +71,8 @@ extension RequestProcessor {
         switch request {
         case .check(let span, let cost, let given):
             let key = UnsafeRawBufferPointer(rebasing: bytes[span])
-            guard let limit = given ?? services.rules.match(key)?.limit else {
-                let text = String(decoding: key, as: UTF8.self)
-                reply(.error(ProtocolError(.noRule, "no rule matches key '\(text)'")), dialect)
+            guard let limit = given ?? services.rules.limit(for: key) else {
+                reply(.error(.noRule(key: key)), dialect)
                 return
             }
             route(key: key, operation: .check(cost: cost, limit: limit), dialect)

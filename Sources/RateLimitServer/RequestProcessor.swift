@@ -30,6 +30,9 @@ struct RequestProcessor {
     /// The decision time for the current burst, read once per burst.
     var burstNow: Int64?
     var inputClosed = false
+    /// Parsing stopped because a burst's replies reached `maxOutputPerBurst`; `input` may hold complete
+    /// requests still to answer.
+    var stalled = false
 
     init(services: ConnectionServices, allocator: ByteBufferAllocator) {
         self.services = services
@@ -39,9 +42,13 @@ struct RequestProcessor {
         self.output = allocator.buffer(capacity: 512)
     }
 
-    /// Answers every complete request in bytes read from the client. Complete requests are parsed where NIO
-    /// put them and only an unfinished one is copied into the connection's own buffer, so NIO can reuse its
-    /// receive buffer for the next read instead of allocating another.
+    /// Replies encoded in one go before the processor stops to let them be written; past it, complete
+    /// requests wait in `input` (and the connection stops reading) until the client reads its replies.
+    static let maxOutputPerBurst = 256 * 1024
+
+    /// Answers the complete requests in bytes read from the client, up to `maxOutputPerBurst` of replies.
+    /// Requests are parsed where NIO put them and only what is left is copied into the connection's own
+    /// buffer, so NIO can reuse its receive buffer for the next read instead of allocating another.
     mutating func receive(_ incoming: inout ByteBuffer) {
         guard state == .open else { return }
         if input.readableBytes == 0 {
@@ -52,15 +59,22 @@ struct RequestProcessor {
             }
         } else {
             input.writeBuffer(&incoming)
-            var pending = input
-            input = ByteBuffer()
-            processInput(&pending)
-            input = pending
-            if input.readableBytes == 0 {
-                input.clear()
-            } else if input.readerIndex > 65_536 {
-                input.discardReadBytes()
-            }
+            processBuffered()
+        }
+    }
+
+    /// Goes on with requests left in `input` (after more bytes arrived, or after a stall).
+    mutating func processBuffered() {
+        guard state == .open else { return }
+        burstNow = nil
+        var pending = input
+        input = ByteBuffer()
+        processInput(&pending)
+        input = pending
+        if input.readableBytes == 0 {
+            input.clear()
+        } else if input.readerIndex > 65_536 {
+            input.discardReadBytes()
         }
     }
 
@@ -74,12 +88,18 @@ struct RequestProcessor {
     /// Empties the output after it was written; when the channel has already sent it (the usual case, and
     /// provided the caller kept no copy) the storage is no longer shared and is reused without allocating.
     mutating func recycleOutput() {
-        output.clear()
+        if output.capacity > 65_536 {
+            // A big burst grew it; if the channel still holds it, `clear` would copy the whole capacity.
+            output = allocator.buffer(capacity: 512)
+        } else {
+            output.clear()
+        }
     }
 
-    /// Whether the connection should close once the output is written.
+    /// Whether the connection should close once the output is written: after QUIT or a fatal error, or once
+    /// the client has closed its side and every request it sent is answered.
     var isFinished: Bool {
-        state == .closingAfterReplies || inputClosed
+        state == .closingAfterReplies || (inputClosed && !stalled)
     }
 
     mutating func reply(_ reply: Reply, _ dialect: WireDialect) {

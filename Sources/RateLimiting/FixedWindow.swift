@@ -18,18 +18,21 @@ public struct FixedWindowState: Sendable, Hashable {
 /// that counts the same way) agrees on where they start and end.
 enum FixedWindow {
     static func check(_ state: inout FixedWindowState?, cost: Int64, limit: Limit, now: Int64) -> Decision {
-        let start = TimeMath.windowStart(now, window: limit.windowNanos)
+        // A stored window ahead of the clock (restored after the wall clock stepped back) stays the current
+        // one: a count must never be forgotten because time appeared to go backwards.
+        let start = max(TimeMath.windowStart(now, window: limit.windowNanos), state?.windowStart ?? .min)
         let untilEnd = start + limit.windowNanos - now
         let used = state.map { $0.windowStart == start ? $0.used : 0 } ?? 0
+        if cost == 0 {
+            return .allow(remaining: limit.limit - used, resetNanos: used > 0 ? untilEnd : 0)
+        }
         guard cost <= limit.limit else {
             return .denyForever(remaining: limit.limit - used)
         }
         guard used + cost <= limit.limit else {
             return .deny(remaining: limit.limit - used, retryNanos: untilEnd)
         }
-        if cost > 0 {
-            state = FixedWindowState(windowStart: start, used: used + cost)
-        }
-        return .allow(remaining: limit.limit - used - cost, resetNanos: used + cost > 0 ? untilEnd : 0)
+        state = FixedWindowState(windowStart: start, used: used + cost)
+        return .allow(remaining: limit.limit - used - cost, resetNanos: untilEnd)
     }
 }

@@ -31,6 +31,9 @@ enum GCRA {
             TimeMath.clamp((capacity - backlog * rate) / window)
         }
 
+        if cost == 0 {
+            return .allow(remaining: remaining(backlog: backlog), resetNanos: TimeMath.clamp(backlog))
+        }
         guard cost <= limit.burst else {
             return .denyForever(remaining: remaining(backlog: backlog))
         }
@@ -40,10 +43,10 @@ enum GCRA {
             let allowedBacklog = (capacity - costTime) / rate
             return .deny(remaining: remaining(backlog: backlog), retryNanos: TimeMath.clamp(backlog - allowedBacklog))
         }
-        let newBacklog = backlog + costTime / rate
-        if cost > 0 {
-            state = BucketState(theoreticalArrival: now + TimeMath.clamp(newBacklog))
-        }
+        // At least a nanosecond: at rates above one unit per nanosecond the emission time would round to
+        // nothing and requests would be free. That is the clock's resolution, not a real limit anyone sets.
+        let newBacklog = backlog + max(costTime / rate, 1)
+        state = BucketState(theoreticalArrival: now + TimeMath.clamp(newBacklog))
         return .allow(remaining: remaining(backlog: newBacklog), resetNanos: TimeMath.clamp(newBacklog))
     }
 }

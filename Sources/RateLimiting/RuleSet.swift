@@ -52,6 +52,20 @@ public struct RuleSet: Sendable {
         return nil
     }
 
+    /// The limit of the rule for `key`; the request path's form of `match`, which copies no `Rule` (and so
+    /// retains none of its strings).
+    public func limit(for key: UnsafeRawBufferPointer) -> Limit? {
+        if !exact.isEmpty, let candidates = exact[RuleSet.hash(key)] {
+            for candidate in candidates where candidate.key.elementsEqual(key) {
+                return rules[candidate.rule].limit
+            }
+        }
+        for candidate in prefixes where key.starts(with: candidate.prefix) {
+            return rules[candidate.rule].limit
+        }
+        return nil
+    }
+
     public func match(_ key: String) -> Rule? {
         var key = key
         return key.withUTF8 { match(UnsafeRawBufferPointer($0)) }

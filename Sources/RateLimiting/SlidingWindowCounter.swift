@@ -34,10 +34,11 @@ public struct SlidingCounterState: Sendable, Hashable {
 enum SlidingWindowCounter {
     static func check(_ state: inout SlidingCounterState?, cost: Int64, limit: Limit, now: Int64) -> Decision {
         let window = limit.windowNanos
-        let start = TimeMath.windowStart(now, window: window)
+        // A stored window ahead of the clock stays the current one (see FixedWindow).
+        let start = max(TimeMath.windowStart(now, window: window), state?.windowStart ?? .min)
         var counts = state?.rolled(to: start, windowNanos: window)
             ?? SlidingCounterState(windowStart: start, previous: 0, current: 0)
-        let elapsed = now - start
+        let elapsed = min(max(now - start, 0), window - 1)
         let w = Int128(window)
         let capacity = Int128(limit.limit) * w
         // The estimate, scaled by the window length.
@@ -48,19 +49,26 @@ enum SlidingWindowCounter {
             TimeMath.clamp((capacity - scaledEstimate(c)) / w)
         }
 
+        if cost == 0 {
+            return .allow(remaining: remaining(counts), resetNanos: fullIn(counts, window: window, elapsed: elapsed))
+        }
         guard cost <= limit.limit else {
             return .denyForever(remaining: remaining(counts))
         }
         guard scaledEstimate(counts) + Int128(cost) * w <= capacity else {
             return .deny(remaining: remaining(counts), retryNanos: retryNanos(counts, cost: cost, limit: limit, elapsed: elapsed))
         }
-        if cost > 0 {
-            counts.current += cost
-            state = counts
-        }
-        let resetNanos: Int64 =
-            if counts.current > 0 { 2 * window - elapsed } else if counts.previous > 0 { window - elapsed } else { 0 }
-        return .allow(remaining: remaining(counts), resetNanos: resetNanos)
+        counts.current += cost
+        state = counts
+        return .allow(remaining: remaining(counts), resetNanos: fullIn(counts, window: window, elapsed: elapsed))
+    }
+
+    /// Time until the estimate is 0: the end of the next window while the current one has counts, else the
+    /// end of the current one while the previous has.
+    private static func fullIn(_ counts: SlidingCounterState, window: Int64, elapsed: Int64) -> Int64 {
+        if counts.current > 0 { return 2 * window - elapsed }
+        if counts.previous > 0 { return window - elapsed }
+        return 0
     }
 
     /// How long until `cost` fits: the previous window's weight falls linearly through the current window;

@@ -44,6 +44,8 @@ public struct SlidingLogState: Sendable {
     }
 
     mutating func append(time: Int64, count: Int64) {
+        // Entries stay in time order even if the clock appeared to go back (a snapshot from a clock ahead).
+        let time = max(time, newestTime ?? time)
         if head < entries.count, entries[entries.count - 1].time == time {
             entries[entries.count - 1].count += count
         } else {
@@ -84,6 +86,10 @@ extension SlidingLogState: Hashable {
 enum SlidingWindowLog {
     static func check(_ log: inout SlidingLogState, cost: Int64, limit: Limit, now: Int64) -> Decision {
         log.expire(now: now, windowNanos: limit.windowNanos)
+        if cost == 0 {
+            let fullAt = log.newestTime.map { $0 + limit.windowNanos } ?? now
+            return .allow(remaining: limit.limit - log.used, resetNanos: fullAt - now)
+        }
         guard cost <= limit.limit else {
             return .denyForever(remaining: limit.limit - log.used)
         }
@@ -91,9 +97,7 @@ enum SlidingWindowLog {
             let allowedAt = log.timeWhenUsed(atMost: limit.limit - cost, windowNanos: limit.windowNanos) ?? now
             return .deny(remaining: limit.limit - log.used, retryNanos: allowedAt - now)
         }
-        if cost > 0 {
-            log.append(time: now, count: cost)
-        }
+        log.append(time: now, count: cost)
         let fullAt = log.newestTime.map { $0 + limit.windowNanos } ?? now
         return .allow(remaining: limit.limit - log.used, resetNanos: fullAt - now)
     }

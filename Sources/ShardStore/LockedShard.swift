@@ -10,17 +10,24 @@ import Synchronization
 /// costs more than the whole decision, and measured end to end the hand-off design served 0.64 M
 /// pipelined CHECKs/s on two shards against 1.0 M+ for this one (BENCHMARKS.md has the runs).
 ///
-/// `@unchecked Sendable`: `shard` is touched only inside `lock.withLock`, which is what makes sharing it
+/// `@unchecked Sendable`: `shard` and `latest` are touched only inside `lock.withLock`, which is what makes sharing it
 /// between event loops safe. (A `Mutex<Shard>` would say so to the compiler, but its `inout sending` value
 /// cannot be handed the request's borrowed key bytes.)
 public final class LockedShard: @unchecked Sendable {
     private let lock = Mutex<Void>(())
     private let shard = Shard()
+    /// The latest time this shard has decided at. Event loops read the clock before taking the lock, so
+    /// two of them can arrive out of order; deciding at `max(now, latest)` keeps each key's time moving
+    /// forward, which the window algorithms rely on (a window must not roll back).
+    private nonisolated(unsafe) var latest: Int64 = .min
 
     public init() {}
 
     public func run(_ operation: ShardOperation, key: UnsafeRawBufferPointer, hash: UInt64, now: Int64) -> ShardResult {
-        lock.withLock { _ in shard.run(operation, key: key, hash: hash, now: now) }
+        lock.withLock { _ in
+            latest = max(latest, now)
+            return shard.run(operation, key: key, hash: hash, now: latest)
+        }
     }
 
     /// A point-in-time copy of the shard; O(1) under the lock (see `Shard.snapshot`).

@@ -30,3 +30,10 @@ public struct ProtocolError: Error, Sendable, Hashable {
         self.message = message
     }
 }
+
+extension ProtocolError {
+    /// `no_rule` for `key`, echoing at most 64 of its bytes like every other error.
+    public static func noRule(key: UnsafeRawBufferPointer) -> ProtocolError {
+        ProtocolError(.noRule, "no rule matches key \(Printable.quote(key[...]))")
+    }
+}

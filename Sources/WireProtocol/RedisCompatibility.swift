@@ -11,7 +11,7 @@ enum RedisCompatibility {
             if ASCII.equalsUppercased("SETINFO".utf8, sub), count == 2 { return .clientAcknowledged }
             throw ProtocolError(.unknownCommand, "unsupported CLIENT subcommand \(Printable.quote(sub)); usage: \(command.usage)")
         case .select:
-            guard RequestParser.decimal(words.next()!, max: Int64.max) == 0 else {
+            guard RequestParser.decimal(words.next()!, max: 1_000_000) == 0 else {
                 throw ProtocolError(.wrongArguments, "ratelimitd has one database, 0")
             }
             return .select

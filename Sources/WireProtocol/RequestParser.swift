@@ -87,14 +87,16 @@ public enum RequestParser {
         }
     }
 
-    /// A plain non-negative decimal no larger than `max`: no sign, no spaces, no overflow.
+    /// A plain non-negative decimal no larger than `max`: no sign, no spaces, no overflow (the check comes
+    /// before each step, so no digit string, however long, can overflow).
     static func decimal(_ word: UnsafeRawBufferPointer.SubSequence, max: Int64) -> Int64? {
-        guard !word.isEmpty, word.count <= 19 else { return nil }
+        guard !word.isEmpty else { return nil }
         var value: Int64 = 0
         for byte in word {
             guard byte >= 0x30, byte <= 0x39 else { return nil }
-            value = value * 10 + Int64(byte - 0x30)
-            if value > max { return nil }
+            let digit = Int64(byte - 0x30)
+            guard value <= (max - digit) / 10 else { return nil }
+            value = value * 10 + digit
         }
         return value
     }

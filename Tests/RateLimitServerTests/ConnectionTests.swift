@@ -106,6 +106,27 @@ struct ConnectionTests {
         }
     }
 
+    @Test func aHalfClosedClientThatReadsSlowlyStillGetsEveryReply() async throws {
+        // Megabytes of requests, then the client closes its side, then reads: replies must not be cut off
+        // by the close, however far the server had to fall behind.
+        try await withServer { port, _ in
+            let client = try LineClient(port: port)
+            let count = 200_000
+            let sender = Thread {
+                try? client.send(String(repeating: "CHECK slow 0\n", count: count))
+                client.shutdownWrite()
+            }
+            sender.start()
+            usleep(200_000)
+            var replies = 0
+            while let line = try client.readLine() {
+                #expect(line == "ALLOW 100 0")
+                replies += 1
+            }
+            #expect(replies == count)
+        }
+    }
+
     @Test func clientsThatVanishMidPipelineHurtNobody() async throws {
         try await withServer { port, server in
             for round in 0..<20 {

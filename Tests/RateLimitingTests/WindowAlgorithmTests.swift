@@ -90,3 +90,39 @@ struct WindowAlgorithmTests {
         #expect(state?.isFresh(now: t0 + 2_000 * ms, windowNanos: limit.windowNanos) == true)
     }
 }
+
+@Suite("edge cases the review found")
+struct EdgeCaseTests {
+    @Test(arguments: Algorithm.allCases)
+    func aPeekIsAllowedEvenOverALoweredLimit(algorithm: Algorithm) {
+        var state: KeyState?
+        let generous = makeLimit(algorithm, 1_000, "1h", burst: algorithm.usesBurst ? 1_000 : nil)
+        _ = KeyState.check(&state, cost: 900, limit: generous, now: t0)
+        let before = state
+        let peek = KeyState.check(&state, cost: 0, limit: makeLimit(algorithm, 10, "1h"), now: t0)
+        #expect(peek.allowed)
+        #expect(peek.remaining <= 1)  // buckets keep time, not counts: 9 of 10 units of the new rate are spent
+        #expect(state == before)
+    }
+
+    @Test func aBucketFasterThanTheClockStillCharges() {
+        // Three units per nanosecond: the emission time rounds to nothing, yet every request must cost (at
+        // least the clock's resolution, 1 ns), so a burst of 10 admits at most 5 requests of 2, not 100.
+        let limit = makeLimit(.tokenBucket, 3_000_000, "1ms", burst: 10)
+        var state: KeyState?
+        var admitted = 0
+        for _ in 0..<100 where KeyState.check(&state, cost: 2, limit: limit, now: t0).allowed { admitted += 1 }
+        #expect(admitted >= 1 && admitted <= 5)
+    }
+
+    @Test func aWindowStoredAheadOfTheClockIsNotForgotten() {
+        // As after restoring a snapshot written while the wall clock was a window ahead.
+        for algorithm in [Algorithm.fixedWindow, .slidingWindowCounter, .slidingWindowLog] {
+            let limit = makeLimit(algorithm, 5, "1s")
+            var state: KeyState?
+            _ = KeyState.check(&state, cost: 5, limit: limit, now: t0 + 1_500 * ms)
+            let earlier = KeyState.check(&state, cost: 1, limit: limit, now: t0 + 200 * ms)
+            #expect(!earlier.allowed, "\(algorithm)")
+        }
+    }
+}

@@ -50,3 +50,22 @@ struct ShardTests {
         #expect(shard.withShard { $0.keyCount } == 0)
     }
 }
+
+@Suite("locked shard time")
+struct LockedShardTimeTests {
+    @Test func decisionsNeverGoBackInTime() {
+        // Two event loops read the clock, then take the lock in the other order.
+        let shard = LockedShard()
+        let limit = try! Limit(algorithm: .fixedWindow, limit: 10, windowNanos: 1_000_000_000)
+        let key = Array("k".utf8)
+        let hash = key.withUnsafeBytes { KeyHash.hash($0) }
+        func check(_ cost: Int64, at now: Int64) -> Bool {
+            let result = key.withUnsafeBytes { shard.run(.check(cost: cost, limit: limit), key: $0, hash: hash, now: now) }
+            if case .decision(let decision) = result { return decision.allowed }
+            return false
+        }
+        #expect(check(10, at: 1_000_000_100))
+        // A read made just before the window boundary, decided after: still the new, full window.
+        #expect(!check(1, at: 999_999_900))
+    }
+}
