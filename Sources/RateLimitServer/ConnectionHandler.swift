@@ -45,6 +45,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         processor.state = .closed
+        processor.services.statistics.connectionClosed()
         context.fireChannelInactive()
     }
 

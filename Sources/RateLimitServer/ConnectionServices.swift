@@ -12,14 +12,68 @@ struct ConnectionServices: Sendable {
     let clock: any DecisionClock
     let framer: LineFramer
     let respLimits: RESPDecoder
-    let connectionIDs: ConnectionIDs
+    let statistics: ServerStatistics
+
+    /// What `STATS` reports.
+    func collectStatistics() -> [Statistic] {
+        var keys = 0
+        var allowed: Int64 = 0
+        var denied: Int64 = 0
+        for shard in shards {
+            let counters = shard.counters()
+            keys += counters.keys
+            allowed += counters.allowed
+            denied += counters.denied
+        }
+        let now = clock.nanosecondsNow()
+        let snapshotAt = statistics.snapshot.savedAt.load(ordering: .relaxed)
+        return [
+            Statistic("uptime_ms", (now - statistics.startedAt) / 1_000_000),
+            Statistic("connections", Int64(statistics.openConnections.load(ordering: .relaxed))),
+            Statistic("total_connections", Int64(statistics.lastConnectionID.load(ordering: .relaxed))),
+            Statistic("keys", Int64(keys)),
+            Statistic("allowed", allowed),
+            Statistic("denied", denied),
+            Statistic("shards", Int64(shards.count)),
+            Statistic("snapshot_age_ms", snapshotAt == 0 ? -1 : max(0, now - snapshotAt) / 1_000_000),
+            Statistic("snapshot_keys", Int64(statistics.snapshot.keys.load(ordering: .relaxed))),
+        ]
+    }
 }
 
-/// Hands out the connection IDs `HELLO` reports, as Redis's `CLIENT ID` does.
-final class ConnectionIDs: Sendable {
-    private let last = Atomic<Int>(0)
+/// Server-wide counters that are not a shard's: connections, start time, the last snapshot.
+final class ServerStatistics: Sendable {
+    let startedAt: Int64
+    /// Also the ID `HELLO` reports, as Redis's `CLIENT ID` does.
+    let lastConnectionID = Atomic<Int>(0)
+    let openConnections = Atomic<Int>(0)
+    let snapshot: SnapshotStatus
 
-    func next() -> Int {
-        last.add(1, ordering: .relaxed).newValue
+    init(startedAt: Int64, snapshot: SnapshotStatus) {
+        self.startedAt = startedAt
+        self.snapshot = snapshot
+    }
+
+    func connectionOpened() -> Int {
+        openConnections.add(1, ordering: .relaxed)
+        return lastConnectionID.add(1, ordering: .relaxed).newValue
+    }
+
+    func connectionClosed() {
+        openConnections.subtract(1, ordering: .relaxed)
+    }
+}
+
+/// When the last snapshot was saved or restored (decision-clock nanoseconds; 0 for never) and how many
+/// keys it held.
+public final class SnapshotStatus: Sendable {
+    let savedAt = Atomic<Int64>(0)
+    let keys = Atomic<Int>(0)
+
+    public init() {}
+
+    func record(savedAt: Int64, keys: Int) {
+        self.keys.store(keys, ordering: .relaxed)
+        self.savedAt.store(savedAt, ordering: .relaxed)
     }
 }

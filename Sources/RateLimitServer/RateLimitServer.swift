@@ -12,6 +12,7 @@ public final class RateLimitServer: Sendable {
     private let group: MultiThreadedEventLoopGroup
     private let shards: [LockedShard]
     private let logger: Logger
+    private let statistics: ServerStatistics
 
     public init(configuration: ServerConfiguration, logger: Logger) {
         precondition(configuration.shards >= 1, "at least one shard")
@@ -19,6 +20,7 @@ public final class RateLimitServer: Sendable {
         self.logger = logger
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.shards)
         self.shards = (0..<configuration.shards).map { _ in LockedShard() }
+        self.statistics = ServerStatistics(startedAt: configuration.clock.nanosecondsNow(), snapshot: SnapshotStatus())
     }
 
     /// Binds the listening socket and starts serving; returns the bound channel (its `localAddress` holds
@@ -31,7 +33,7 @@ public final class RateLimitServer: Sendable {
             clock: configuration.clock,
             framer: LineFramer(maxLineLength: configuration.maxLineLength),
             respLimits: RESPDecoder(),
-            connectionIDs: ConnectionIDs()
+            statistics: statistics
         )
         let logger = self.logger
         let channel = try await ServerBootstrap(group: group)
@@ -61,11 +63,12 @@ public final class RateLimitServer: Sendable {
 
     /// The snapshot writer for `path`, sharing this server's shards.
     public func snapshotter(path: String) -> Snapshotter {
-        Snapshotter(path: path, shards: shards, clock: configuration.clock, logger: logger)
+        Snapshotter(path: path, shards: shards, clock: configuration.clock, status: statistics.snapshot, logger: logger)
     }
 
     /// Puts every key of a decoded snapshot into its shard; call before `start`.
     public func restore(_ contents: SnapshotCodec.Contents) {
+        statistics.snapshot.record(savedAt: contents.savedAt, keys: contents.entries.count)
         let router = ShardRouter(shardCount: shards.count)
         for entry in contents.entries {
             entry.key.withUnsafeBytes { key in

@@ -83,6 +83,8 @@ extension RequestProcessor {
         case .quit:
             reply(.bye, dialect)
             state = .closingAfterReplies
+        case .stats:
+            reply(.stats(services.collectStatistics()), dialect)
         case .hello(let version):
             if let version { respVersion = version }
             reply(.hello(HelloReply(connectionID: connectionID, version: respVersion)), dialect)

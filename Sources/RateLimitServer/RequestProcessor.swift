@@ -37,7 +37,7 @@ struct RequestProcessor {
     init(services: ConnectionServices, allocator: ByteBufferAllocator) {
         self.services = services
         self.allocator = allocator
-        self.connectionID = services.connectionIDs.next()
+        self.connectionID = services.statistics.connectionOpened()
         self.resp = services.respLimits
         self.output = allocator.buffer(capacity: 512)
     }

@@ -20,15 +20,17 @@ public actor Snapshotter {
     public let path: String
     private let shards: [LockedShard]
     private let clock: any DecisionClock
+    private let status: SnapshotStatus
     private let logger: Logger
     /// When the last save finished, on the decision clock.
     public private(set) var lastSavedAt: Int64?
     public private(set) var lastSavedKeys = 0
 
-    init(path: String, shards: [LockedShard], clock: any DecisionClock, logger: Logger) {
+    init(path: String, shards: [LockedShard], clock: any DecisionClock, status: SnapshotStatus, logger: Logger) {
         self.path = path
         self.shards = shards
         self.clock = clock
+        self.status = status
         self.logger = logger
     }
 
@@ -45,6 +47,7 @@ public actor Snapshotter {
         let finished = clock.nanosecondsNow()
         lastSavedAt = finished
         lastSavedKeys = copies.reduce(0) { $0 + $1.count }
+        status.record(savedAt: started, keys: lastSavedKeys)
         return Saved(keys: lastSavedKeys, bytes: bytes.count, milliseconds: Double(finished - started) / 1e6)
     }
 }

@@ -10,7 +10,7 @@ import Synchronization
 /// costs more than the whole decision, and measured end to end the hand-off design served 0.64 M
 /// pipelined CHECKs/s on two shards against 1.0 M+ for this one (BENCHMARKS.md has the runs).
 ///
-/// `@unchecked Sendable`: `shard` and `latest` are touched only inside `lock.withLock`, which is what makes sharing it
+/// `@unchecked Sendable`: `shard` and the counters beside it are touched only inside `lock.withLock`, which is what makes sharing it
 /// between event loops safe. (A `Mutex<Shard>` would say so to the compiler, but its `inout sending` value
 /// cannot be handed the request's borrowed key bytes.)
 public final class LockedShard: @unchecked Sendable {
@@ -20,14 +20,25 @@ public final class LockedShard: @unchecked Sendable {
     /// two of them can arrive out of order; deciding at `max(now, latest)` keeps each key's time moving
     /// forward, which the window algorithms rely on (a window must not roll back).
     private nonisolated(unsafe) var latest: Int64 = .min
+    private nonisolated(unsafe) var allowed: Int64 = 0
+    private nonisolated(unsafe) var denied: Int64 = 0
 
     public init() {}
 
     public func run(_ operation: ShardOperation, key: UnsafeRawBufferPointer, hash: UInt64, now: Int64) -> ShardResult {
         lock.withLock { _ in
             latest = max(latest, now)
-            return shard.run(operation, key: key, hash: hash, now: latest)
+            let result = shard.run(operation, key: key, hash: hash, now: latest)
+            if case .decision(let decision) = result {
+                if decision.allowed { allowed &+= 1 } else { denied &+= 1 }
+            }
+            return result
         }
+    }
+
+    /// Keys held and decisions made so far, read together under the lock.
+    public func counters() -> (keys: Int, allowed: Int64, denied: Int64) {
+        lock.withLock { _ in (shard.keyCount, allowed, denied) }
     }
 
     /// A point-in-time copy of the shard; O(1) under the lock (see `Shard.snapshot`).

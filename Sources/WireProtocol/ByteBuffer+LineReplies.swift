@@ -26,6 +26,8 @@ extension ByteBuffer {
         case .message(let bytes):
             // A line-protocol message is one word (no spaces, no newlines), so it is safe to echo as is.
             writeBytes(bytes)
+        case .stats(let statistics):
+            writeStatistics(statistics, newline: "\n")
         case .emptyArray, .hello, .configValues:
             // Only RESP requests produce these; a line client never sees them.
             writeStaticString("ERR unknown_command available over RESP only")

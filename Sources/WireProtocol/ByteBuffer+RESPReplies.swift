@@ -37,6 +37,10 @@ extension ByteBuffer {
                 writeRESPBulk(parameter.value.utf8)
             }
         case .hello(let hello): writeHello(hello)
+        case .stats(let statistics):
+            var text = ByteBuffer()
+            text.writeStatistics(statistics, newline: "\r\n")
+            writeRESPBulk(text.readableBytesView)
         }
     }
 

@@ -2,7 +2,7 @@
 /// one place, so lookup and arity are checked before any command-specific parsing runs (as Redis does with
 /// its command table).
 public enum Command: CaseIterable, Sendable {
-    case check, reset, ping, quit
+    case check, reset, ping, quit, stats
     /// Commands Redis clients send on connecting or by habit; offered over RESP only.
     case hello, echo, client, select, command, config
 
@@ -12,6 +12,7 @@ public enum Command: CaseIterable, Sendable {
         case .reset: "RESET"
         case .ping: "PING"
         case .quit: "QUIT"
+        case .stats: "STATS"
         case .hello: "HELLO"
         case .echo: "ECHO"
         case .client: "CLIENT"
@@ -27,7 +28,7 @@ public enum Command: CaseIterable, Sendable {
         case .check: 1...4
         case .reset, .echo, .select: 1...1
         case .ping: 0...1
-        case .quit: 0...0
+        case .quit, .stats: 0...0
         case .hello: 0...6
         case .client, .config: 1...15
         case .command: 0...15
@@ -40,6 +41,7 @@ public enum Command: CaseIterable, Sendable {
         case .reset: "RESET <key>"
         case .ping: "PING [<message>]"
         case .quit: "QUIT"
+        case .stats: "STATS"
         case .hello: "HELLO [<protover> [AUTH <username> <password>] [SETNAME <clientname>]]"
         case .echo: "ECHO <message>"
         case .client: "CLIENT SETNAME <name> or CLIENT SETINFO <attribute> <value>"
@@ -53,7 +55,7 @@ public enum Command: CaseIterable, Sendable {
     /// reply types.
     public var inLineProtocol: Bool {
         switch self {
-        case .check, .reset, .ping, .quit: true
+        case .check, .reset, .ping, .quit, .stats: true
         case .hello, .echo, .client, .select, .command, .config: false
         }
     }

@@ -31,7 +31,7 @@ enum RedisCompatibility {
                 }
             }
             return .configGet(found)
-        case .check, .reset, .ping, .quit, .echo:
+        case .check, .reset, .ping, .quit, .echo, .stats:
             preconditionFailure("\(command.name) is parsed by RequestParser")
         }
     }

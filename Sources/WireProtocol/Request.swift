@@ -10,6 +10,8 @@ public enum Request: Sendable, Hashable {
     /// `PING` or `PING <message>`; the message is echoed as given (binary-safe over RESP).
     case ping(message: [UInt8]?)
     case quit
+    /// `STATS`: the server's counters.
+    case stats
     /// `HELLO [2|3]`: nil keeps the connection's current protocol version.
     case hello(version: Int?)
     case echo([UInt8])

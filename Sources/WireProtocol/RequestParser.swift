@@ -28,6 +28,7 @@ public enum RequestParser {
         case .reset: return .reset(key: try key(words.next()!))
         case .ping: return .ping(message: words.next().map { Array($0) })
         case .quit: return .quit
+        case .stats: return .stats
         case .echo: return .echo(Array(words.next()!))
         default: return try RedisCompatibility.parse(command, &words)
         }
