@@ -63,7 +63,7 @@ public final class RateLimitServer: Sendable {
 
     /// The snapshot writer for `path`, sharing this server's shards.
     public func snapshotter(path: String) -> Snapshotter {
-        Snapshotter(path: path, shards: shards, clock: configuration.clock, status: statistics.snapshot, logger: logger)
+        Snapshotter(path: path, shards: shards, clock: configuration.clock, status: statistics.snapshot)
     }
 
     /// Puts every key of a decoded snapshot into its shard; call before `start`.

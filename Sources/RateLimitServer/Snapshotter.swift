@@ -1,4 +1,3 @@
-import Logging
 import ShardStore
 
 #if canImport(Glibc)
@@ -21,17 +20,12 @@ public actor Snapshotter {
     private let shards: [LockedShard]
     private let clock: any DecisionClock
     private let status: SnapshotStatus
-    private let logger: Logger
-    /// When the last save finished, on the decision clock.
-    public private(set) var lastSavedAt: Int64?
-    public private(set) var lastSavedKeys = 0
 
-    init(path: String, shards: [LockedShard], clock: any DecisionClock, status: SnapshotStatus, logger: Logger) {
+    init(path: String, shards: [LockedShard], clock: any DecisionClock, status: SnapshotStatus) {
         self.path = path
         self.shards = shards
         self.clock = clock
         self.status = status
-        self.logger = logger
     }
 
     @discardableResult
@@ -45,10 +39,9 @@ public actor Snapshotter {
             throw SnapshotterError(description: "cannot save the snapshot: \(error)")
         }
         let finished = clock.nanosecondsNow()
-        lastSavedAt = finished
-        lastSavedKeys = copies.reduce(0) { $0 + $1.count }
-        status.record(savedAt: started, keys: lastSavedKeys)
-        return Saved(keys: lastSavedKeys, bytes: bytes.count, milliseconds: Double(finished - started) / 1e6)
+        let keys = copies.reduce(0) { $0 + $1.count }
+        status.record(savedAt: started, keys: keys)
+        return Saved(keys: keys, bytes: bytes.count, milliseconds: Double(finished - started) / 1e6)
     }
 }
 

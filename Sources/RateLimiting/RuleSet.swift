@@ -41,27 +41,23 @@ public struct RuleSet: Sendable {
 
     /// The rule for `key`, or nil when none matches (the caller answers `no_rule`).
     public func match(_ key: UnsafeRawBufferPointer) -> Rule? {
-        if !exact.isEmpty, let candidates = exact[RuleSet.hash(key)] {
-            for candidate in candidates where candidate.key.elementsEqual(key) {
-                return rules[candidate.rule]
-            }
-        }
-        for candidate in prefixes where key.starts(with: candidate.prefix) {
-            return rules[candidate.rule]
-        }
-        return nil
+        ruleIndex(for: key).map { rules[$0] }
     }
 
     /// The limit of the rule for `key`; the request path's form of `match`, which copies no `Rule` (and so
     /// retains none of its strings).
     public func limit(for key: UnsafeRawBufferPointer) -> Limit? {
+        ruleIndex(for: key).map { rules[$0].limit }
+    }
+
+    private func ruleIndex(for key: UnsafeRawBufferPointer) -> Int? {
         if !exact.isEmpty, let candidates = exact[RuleSet.hash(key)] {
             for candidate in candidates where candidate.key.elementsEqual(key) {
-                return rules[candidate.rule].limit
+                return candidate.rule
             }
         }
         for candidate in prefixes where key.starts(with: candidate.prefix) {
-            return rules[candidate.rule].limit
+            return candidate.rule
         }
         return nil
     }

@@ -15,12 +15,6 @@ enum TimeMath {
         clamp(Int128(a) * Int128(b) / Int128(c))
     }
 
-    /// `a * b / c`, rounded up, for non-negative operands and a positive divisor.
-    static func mulDivRoundingUp(_ a: Int64, _ b: Int64, _ c: Int64) -> Int64 {
-        let product = Int128(a) * Int128(b)
-        return clamp((product + Int128(c) - 1) / Int128(c))
-    }
-
     static func clamp(_ value: Int128) -> Int64 {
         if value > Int128(Int64.max) { return .max }
         if value < Int128(Int64.min) { return .min }
