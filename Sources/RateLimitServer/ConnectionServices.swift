@@ -6,7 +6,7 @@ import WireProtocol
 /// What every connection shares: the rules, the shards and the limits that protect the server. Immutable
 /// (but for the ID counter, an atomic, and the shards, each behind its own lock).
 struct ConnectionServices: Sendable {
-    let rules: RuleSet
+    let ruleBook: RuleBook
     let router: ShardRouter
     let shards: [LockedShard]
     let clock: any DecisionClock

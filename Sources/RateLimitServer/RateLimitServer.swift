@@ -13,6 +13,8 @@ public final class RateLimitServer: Sendable {
     private let shards: [LockedShard]
     private let logger: Logger
     private let statistics: ServerStatistics
+    /// The rules in force; `replaceRules` swaps them while connections keep running.
+    public let ruleBook: RuleBook
 
     public init(configuration: ServerConfiguration, logger: Logger) {
         precondition(configuration.shards >= 1, "at least one shard")
@@ -20,6 +22,7 @@ public final class RateLimitServer: Sendable {
         self.logger = logger
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.shards)
         self.shards = (0..<configuration.shards).map { _ in LockedShard() }
+        self.ruleBook = RuleBook(configuration.rules)
         self.statistics = ServerStatistics(startedAt: configuration.clock.nanosecondsNow(), snapshot: SnapshotStatus())
     }
 
@@ -27,7 +30,7 @@ public final class RateLimitServer: Sendable {
     /// the port when 0 was asked for).
     public func start() async throws -> any Channel {
         let services = ConnectionServices(
-            rules: configuration.rules,
+            ruleBook: ruleBook,
             router: ShardRouter(shardCount: shards.count),
             shards: shards,
             clock: configuration.clock,
@@ -51,7 +54,7 @@ public final class RateLimitServer: Sendable {
             .get()
         logger.info(
             "listening on \(channel.localAddress.map(Self.describe) ?? "?")",
-            metadata: ["shards": "\(shards.count)", "rules": "\(configuration.rules.rules.count)"]
+            metadata: ["shards": "\(shards.count)", "rules": "\(ruleBook.current.rules.rules.count)"]
         )
         return channel
     }

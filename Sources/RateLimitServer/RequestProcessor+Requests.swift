@@ -71,7 +71,7 @@ extension RequestProcessor {
         switch request {
         case .check(let span, let cost, let given):
             let key = UnsafeRawBufferPointer(rebasing: bytes[span])
-            guard let limit = given ?? services.rules.limit(for: key) else {
+            guard let limit = given ?? rules.limit(for: key) else {
                 reply(.error(.noRule(key: key)), dialect)
                 return
             }

@@ -18,6 +18,9 @@ struct RequestProcessor {
 
     let services: ConnectionServices
     let connectionID: Int
+    /// This connection's copy of the rules, refreshed when the rule book's generation moves on.
+    var rules: RuleSet
+    var rulesGeneration: Int
     let allocator: ByteBufferAllocator
     var state = State.open
     var input = ByteBuffer()
@@ -38,6 +41,7 @@ struct RequestProcessor {
         self.services = services
         self.allocator = allocator
         self.connectionID = services.statistics.connectionOpened()
+        (self.rules, self.rulesGeneration) = services.ruleBook.current
         self.resp = services.respLimits
         self.output = allocator.buffer(capacity: 512)
     }
@@ -51,6 +55,9 @@ struct RequestProcessor {
     /// buffer, so NIO can reuse its receive buffer for the next read instead of allocating another.
     mutating func receive(_ incoming: inout ByteBuffer) {
         guard state == .open else { return }
+        if services.ruleBook.generation != rulesGeneration {
+            (rules, rulesGeneration) = services.ruleBook.current
+        }
         if input.readableBytes == 0 {
             processInput(&incoming)
             if incoming.readableBytes > 0, state == .open {

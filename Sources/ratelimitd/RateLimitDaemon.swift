@@ -69,7 +69,8 @@ struct RateLimitDaemon: ParsableCommand {
             try SnapshotRestore.restore(path: path, into: server, discardBad: discardBadSnapshot, logger: logger)
             snapshotter = server.snapshotter(path: path)
         }
-        let services = Self.services(server: server, snapshotter: snapshotter, settings: settings, logger: logger)
+        let services = Self.services(
+            server: server, snapshotter: snapshotter, settings: settings, reload: self, logger: logger)
         do {
             try runBlocking {
                 try await ServiceGroup(configuration: services).run()
@@ -80,13 +81,15 @@ struct RateLimitDaemon: ParsableCommand {
         }
     }
 
-    /// The server, and the periodic snapshot when there is a snapshot file, stopped gracefully by SIGTERM
-    /// or SIGINT within the shutdown timeout.
+    /// The server, SIGHUP reloads, and the periodic snapshot when there is a snapshot file, stopped gracefully
+    /// by SIGTERM or SIGINT within the shutdown timeout.
     private static func services(
-        server: RateLimitServer, snapshotter: Snapshotter?, settings: ResolvedSettings, logger: Logger
+        server: RateLimitServer, snapshotter: Snapshotter?, settings: ResolvedSettings, reload flags: RateLimitDaemon,
+        logger: Logger
     ) -> ServiceGroupConfiguration {
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-            .init(service: RateLimitService(server: server, snapshotter: snapshotter, logger: logger))
+            .init(service: RateLimitService(server: server, snapshotter: snapshotter, logger: logger)),
+            .init(service: ConfigReloadService(flags: flags, running: settings, server: server, logger: logger)),
         ]
         if let snapshotter {
             let interval = Duration.nanoseconds(settings.snapshotIntervalNanos)

@@ -1,0 +1,50 @@
+import DaemonConfig
+import Logging
+import RateLimitServer
+import RateLimiting
+import ServiceLifecycle
+import UnixSignals
+
+/// SIGHUP: read the configuration file again (with the same command-line flags over it) and put new and
+/// changed rules in force at once, keeping every key's state and every connection. A file that does not
+/// validate is refused with a logged message, and the rules in force stay. Settings that only take effect
+/// at start-up are reported as needing a restart.
+struct ConfigReloadService: Service {
+    let flags: RateLimitDaemon
+    let running: ResolvedSettings
+    let server: RateLimitServer
+    let logger: Logger
+
+    func run() async throws {
+        for await _ in await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown() {
+            reload()
+        }
+    }
+
+    func reload() {
+        guard let path = flags.config else {
+            logger.notice("SIGHUP: there is no configuration file to reload; nothing changed")
+            return
+        }
+        let next: ResolvedSettings
+        do {
+            next = try ResolvedSettings.resolve(flags)
+        } catch {
+            logger.error("SIGHUP: configuration not reloaded, the previous rules stay in force: \(error)")
+            return
+        }
+        server.ruleBook.replace(with: next.rules)
+        logger.info("reloaded configuration", metadata: ["path": "\(path)", "rules": "\(next.rules.rules.count)"])
+        let restartOnly: [(String, String, String)] = [
+            ("listen", "\(running.listen)", "\(next.listen)"),
+            ("shards", "\(running.shards)", "\(next.shards)"),
+            ("log_level", running.logLevel.rawValue, next.logLevel.rawValue),
+            ("snapshot_path", running.snapshotPath ?? "none", next.snapshotPath ?? "none"),
+            ("snapshot_interval", "\(running.snapshotIntervalNanos)", "\(next.snapshotIntervalNanos)"),
+            ("shutdown_timeout", "\(running.shutdownTimeoutNanos)", "\(next.shutdownTimeoutNanos)"),
+        ]
+        for (name, old, new) in restartOnly where old != new {
+            logger.warning("\(name) changed from \(old) to \(new); it takes effect at the next restart")
+        }
+    }
+}
