@@ -11,7 +11,7 @@ import TOMLKit
 public enum ConfigFile {
     static let topLevelKeys: Set<String> = ["server", "store", "rules"]
     static let serverKeys: Set<String> = ["listen", "shards", "log_level", "shutdown_timeout"]
-    static let storeKeys: Set<String> = ["snapshot_path", "snapshot_interval"]
+    static let storeKeys: Set<String> = ["snapshot_path", "snapshot_interval", "max_keys", "sweep_interval"]
     static let ruleKeys: Set<String> = ["name", "match", "algorithm", "limit", "window", "burst"]
 
     public static func load(path: String) throws(ConfigError) -> DaemonSettings {
@@ -99,6 +99,16 @@ public enum ConfigFile {
         }
         if let value = store["snapshot_interval"] {
             settings.snapshotIntervalNanos = try duration(value, file: file, location: location, field: "snapshot_interval")
+        }
+        if let value = store["sweep_interval"] {
+            settings.sweepIntervalNanos = try duration(value, file: file, location: location, field: "sweep_interval")
+        }
+        if let value = store["max_keys"] {
+            guard let maxKeys = value.int, maxKeys >= 1 else {
+                throw ConfigError(file: file, location: location, field: "max_keys",
+                                  message: "must be a positive integer, got \(value.debugDescription)")
+            }
+            settings.maxKeys = maxKeys
         }
     }
 

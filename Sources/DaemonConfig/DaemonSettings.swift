@@ -13,6 +13,9 @@ public struct DaemonSettings: Sendable {
     /// Where snapshots are written and read; nil keeps state in memory only.
     public var snapshotPath: String?
     public var snapshotIntervalNanos: Int64?
+    /// The most keys held; past it, new keys evict old ones.
+    public var maxKeys: Int?
+    public var sweepIntervalNanos: Int64?
 
     public init(listen: ListenAddress? = nil, shards: Int? = nil, logLevel: LogLevelName? = nil, rules: [Rule]? = nil) {
         self.listen = listen
@@ -23,6 +26,7 @@ public struct DaemonSettings: Sendable {
 
     public static let defaultShutdownTimeoutNanos: Int64 = 10_000_000_000
     public static let defaultSnapshotIntervalNanos: Int64 = 10_000_000_000
+    public static let defaultSweepIntervalNanos: Int64 = 10_000_000_000
 
     /// The most shard workers accepted; far more than cores only adds hand-offs.
     public static let maxShards = 1024

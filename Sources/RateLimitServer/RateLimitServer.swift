@@ -22,6 +22,8 @@ public final class RateLimitServer: Sendable {
         self.logger = logger
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.shards)
         self.shards = (0..<configuration.shards).map { _ in LockedShard() }
+        let perShard = (configuration.maxKeys + configuration.shards - 1) / configuration.shards
+        for shard in shards { shard.setMaxKeys(perShard) }
         self.ruleBook = RuleBook(configuration.rules)
         self.statistics = ServerStatistics(startedAt: configuration.clock.nanosecondsNow(), snapshot: SnapshotStatus())
     }
@@ -69,6 +71,11 @@ public final class RateLimitServer: Sendable {
         Snapshotter(path: path, shards: shards, clock: configuration.clock, status: statistics.snapshot)
     }
 
+    /// The sweeper for this server's shards: a full pass over every table per `interval`.
+    public func sweeper(interval: Duration) -> SweepService {
+        SweepService(shards: shards, clock: configuration.clock, interval: interval, logger: logger)
+    }
+
     /// Puts every key of a decoded snapshot into its shard; call before `start`.
     public func restore(_ contents: SnapshotCodec.Contents) {
         statistics.snapshot.record(savedAt: contents.savedAt, keys: contents.entries.count)
@@ -76,7 +83,8 @@ public final class RateLimitServer: Sendable {
         for entry in contents.entries {
             entry.key.withUnsafeBytes { key in
                 let hash = KeyHash.hash(key)
-                shards[router.shard(forHash: hash)].restore(key: key, hash: hash, state: entry.state)
+                shards[router.shard(forHash: hash)].restore(
+                    key: key, hash: hash, state: entry.state, windowNanos: entry.windowNanos)
             }
         }
     }

@@ -4,11 +4,16 @@ import WireProtocol
 
 /// Everything the server needs to run, already validated.
 public struct ServerConfiguration: Sendable {
+    /// Ten million keys: about a gigabyte at the measured 100 bytes per key.
+    public static let defaultMaxKeys = 10_000_000
+
     public var host: String
     public var port: Int
     /// Shards, and event loops serving connections: one of each per core by default.
     public var shards: Int
     public var rules: RuleSet
+    /// The most keys held over all shards; past it, new keys evict old ones.
+    public var maxKeys: Int
     public var maxLineLength: Int
     public var clock: any DecisionClock
 
@@ -17,6 +22,7 @@ public struct ServerConfiguration: Sendable {
         port: Int = 7283,
         shards: Int,
         rules: RuleSet = .defaults,
+        maxKeys: Int = ServerConfiguration.defaultMaxKeys,
         maxLineLength: Int = LineFramer.defaultMaxLineLength,
         clock: any DecisionClock = SystemDecisionClock()
     ) {
@@ -24,6 +30,7 @@ public struct ServerConfiguration: Sendable {
         self.port = port
         self.shards = shards
         self.rules = rules
+        self.maxKeys = maxKeys
         self.maxLineLength = maxLineLength
         self.clock = clock
     }

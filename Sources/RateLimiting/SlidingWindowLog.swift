@@ -54,7 +54,7 @@ public struct SlidingLogState: Sendable {
         used += count
     }
 
-    var newestTime: Int64? { isEmpty ? nil : entries[entries.count - 1].time }
+    public var newestTime: Int64? { isEmpty ? nil : entries[entries.count - 1].time }
 
     /// The time at which, after expiry, at most `allowedUsed` units remain in the log.
     func timeWhenUsed(atMost allowedUsed: Int64, windowNanos: Int64) -> Int64? {

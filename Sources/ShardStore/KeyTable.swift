@@ -18,6 +18,9 @@ struct KeyTable {
         /// 0 marks an empty slot (keys are at least 1 byte).
         var length: UInt16 = 0
         var kind: PackedState.Kind = .bucket
+        /// The window of the limit that last decided for the key, as an index into `windows` (0: unknown),
+        /// so the sweeper can tell when the state is fresh. Fits in the entry's last spare byte.
+        var windowClass: UInt8 = 0
     }
 
     static let inlineKeyBytes = 24
@@ -25,12 +28,24 @@ struct KeyTable {
     private var slots: [Entry]
     private var mask: Int
     private(set) var count = 0
+    var capacity: Int { slots.count }
     /// Whole keys longer than 24 bytes, with a free list of reusable places.
     private var longKeys: [[UInt8]] = []
     private var freeLongKeys: [Int] = []
     /// Sliding logs, which do not fit in an entry; `first` of a log entry is its index here.
     private var logs: [SlidingLogState] = []
     private var freeLogs: [Int] = []
+    /// The distinct windows keys were decided under (index 0 unused); at most 255 per table, beyond which
+    /// keys get class 0 and are left to eviction.
+    private var windows: [Int64] = [0]
+    private var windowClasses: [Int64: UInt8] = [:]
+    /// The last window looked up, since nearly every request of a shard uses one of very few windows.
+    private var lastWindow: (nanos: Int64, windowClass: UInt8) = (0, 0)
+    /// The most keys the table holds; inserting past it evicts one first.
+    var maxKeys = Int.max
+    private(set) var evictions = 0
+    private var sweepCursor = 0
+    private var sampler: UInt64 = 0x2545_F491_4F6C_DD1D
 
     init(capacity: Int = 16) {
         var size = 16
@@ -41,24 +56,43 @@ struct KeyTable {
 
     /// Runs `body` on the state of `key` (nil when the key is unknown) and stores what it leaves: a new state
     /// is inserted, a changed one updated, nil removes the key.
+    ///
+    /// `windowNanos` is the window of the limit deciding, remembered so the sweeper knows when the state is
+    /// fresh (0 when unknown, as for a restored key).
     mutating func update<Result>(
-        key: UnsafeRawBufferPointer, hash: UInt64, _ body: (inout KeyState?) -> Result
+        key: UnsafeRawBufferPointer, hash: UInt64, windowNanos: Int64 = 0, _ body: (inout KeyState?) -> Result
     ) -> Result {
         let probe = find(key, hash: UInt32(truncatingIfNeeded: hash))
         guard probe.found else {
             var state: KeyState?
             let result = body(&state)
-            if let state { insert(key, probe: probe, state: state) }
+            if let state { insert(key, probe: probe, state: state, windowClass: windowClass(windowNanos)) }
             return result
         }
         var state = takeState(at: probe.position)
         let result = body(&state)
         if let state {
             putState(state, at: probe.position)
+            if windowNanos != 0 { slots[probe.position].windowClass = windowClass(windowNanos) }
         } else {
             remove(at: probe.position)
         }
         return result
+    }
+
+    private mutating func windowClass(_ windowNanos: Int64) -> UInt8 {
+        guard windowNanos != 0 else { return 0 }
+        if lastWindow.nanos == windowNanos { return lastWindow.windowClass }
+        if let known = windowClasses[windowNanos] {
+            lastWindow = (windowNanos, known)
+            return known
+        }
+        guard windows.count < 256 else { return 0 }
+        let index = UInt8(windows.count)
+        windows.append(windowNanos)
+        windowClasses[windowNanos] = index
+        lastWindow = (windowNanos, index)
+        return index
     }
 
     func state(key: UnsafeRawBufferPointer, hash: UInt64) -> KeyState? {
@@ -79,15 +113,16 @@ struct KeyTable {
         slots.indices.filter { slots[$0].length != 0 }.map { key(at: $0) }
     }
 
-    /// Calls `body` with every key and its state.
-    func forEach(_ body: (UnsafeRawBufferPointer, KeyState) -> Void) {
+    /// Calls `body` with every key, its state, and the window it was last decided under (0 if unknown).
+    func forEach(_ body: (UnsafeRawBufferPointer, KeyState, Int64) -> Void) {
         for position in slots.indices where slots[position].length != 0 {
             let entry = slots[position]
             let state: KeyState =
                 entry.kind == .slidingLog
                 ? .slidingLog(logs[Int(entry.first)])
                 : PackedState(kind: entry.kind, first: entry.first, second: entry.second).unpacked!
-            key(at: position).withUnsafeBytes { body($0, state) }
+            let window = entry.windowClass == 0 ? 0 : windows[Int(entry.windowClass)]
+            key(at: position).withUnsafeBytes { body($0, state, window) }
         }
     }
 
@@ -136,15 +171,24 @@ struct KeyTable {
 
     // MARK: Insertion and removal
 
-    private mutating func insert(_ key: UnsafeRawBufferPointer, probe: Probe, state: KeyState) {
+    private mutating func insert(_ key: UnsafeRawBufferPointer, probe: Probe, state: KeyState, windowClass: UInt8) {
         var position = probe.position
+        var moved = false
+        if count >= maxKeys, count > 0 {
+            evictOne()
+            moved = true
+        }
         if count + 1 > slots.count * 7 / 8 {
             grow()
+            moved = true
+        }
+        if moved {
+            // Eviction shifts entries and growth rehashes them: find the empty place again.
             position = Int(probe.hash) & mask
             while slots[position].length != 0 { position = (position + 1) & mask }
         }
         var entry = Entry(k0: probe.words.0, k1: probe.words.1, k2: probe.words.2, hash: probe.hash,
-                          length: UInt16(key.count))
+                          length: UInt16(key.count), windowClass: windowClass)
         if key.count > Self.inlineKeyBytes {
             let bytes = Array(key)
             if let free = freeLongKeys.popLast() {
@@ -192,6 +236,64 @@ struct KeyTable {
         }
         slots[hole] = Entry()
         count -= 1
+    }
+
+    // MARK: Sweeping and eviction
+
+    /// Looks at up to `budget` slots from where the last sweep stopped and removes every key whose state is
+    /// fresh at `now` (bucket full, windows over): forgetting it changes no decision. Returns how many went.
+    mutating func sweep(now: Int64, budget: Int) -> Int {
+        var removed = 0
+        var examined = 0
+        var position = sweepCursor & mask
+        while examined < min(budget, slots.count) {
+            let entry = slots[position]
+            if entry.length != 0, isFresh(entry, now: now) {
+                remove(at: position)
+                removed += 1
+                // An entry may have shifted back into this slot; look at it again.
+                continue
+            }
+            position = (position + 1) & mask
+            examined += 1
+        }
+        sweepCursor = position
+        return removed
+    }
+
+    private func isFresh(_ entry: Entry, now: Int64) -> Bool {
+        if entry.kind == .bucket { return entry.first <= now }
+        guard entry.windowClass != 0 else { return false }
+        let window = windows[Int(entry.windowClass)]
+        if entry.kind == .slidingLog { return logs[Int(entry.first)].isFresh(now: now, windowNanos: window) }
+        return PackedState(kind: entry.kind, first: entry.first, second: entry.second).unpacked!
+            .isFresh(now: now, windowNanos: window)
+    }
+
+    /// Evicts one key, approximately the least recently used: of eight sampled keys, the one whose state was
+    /// last advanced longest ago (as Redis approximates LRU by sampling).
+    private mutating func evictOne() {
+        var victim = -1
+        var oldest = Int64.max
+        for _ in 0..<8 {
+            sampler ^= sampler << 13
+            sampler ^= sampler >> 7
+            sampler ^= sampler << 17
+            var position = Int(truncatingIfNeeded: sampler) & mask
+            while slots[position].length == 0 { position = (position + 1) & mask }
+            let age = lastActivity(slots[position])
+            if age < oldest {
+                oldest = age
+                victim = position
+            }
+        }
+        remove(at: victim)
+        evictions += 1
+    }
+
+    /// When the key's state last moved: a bucket's full-again time, a window's start, a log's newest entry.
+    private func lastActivity(_ entry: Entry) -> Int64 {
+        entry.kind == .slidingLog ? logs[Int(entry.first)].newestTime ?? .min : entry.first
     }
 
     // MARK: States

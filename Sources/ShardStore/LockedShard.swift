@@ -36,9 +36,23 @@ public final class LockedShard: @unchecked Sendable {
         }
     }
 
-    /// Keys held and decisions made so far, read together under the lock.
-    public func counters() -> (keys: Int, allowed: Int64, denied: Int64) {
-        lock.withLock { _ in (shard.keyCount, allowed, denied) }
+    /// Keys held, decisions made and keys evicted so far, read together under the lock.
+    public func counters() -> (keys: Int, allowed: Int64, denied: Int64, evictions: Int) {
+        lock.withLock { _ in (shard.keyCount, allowed, denied, shard.evictions) }
+    }
+
+    /// Bounds the shard's keys; a new key past the bound evicts one.
+    public func setMaxKeys(_ maxKeys: Int) {
+        lock.withLock { _ in shard.maxKeys = maxKeys }
+    }
+
+    /// Drops fresh keys among the next `budget` table slots; one short lock hold per call, so the sweeper
+    /// never pauses the shard for long. Returns the keys dropped and the table's size in slots.
+    public func sweep(now: Int64, budget: Int) -> (removed: Int, capacity: Int) {
+        lock.withLock { _ in
+            latest = max(latest, now)
+            return (shard.sweep(now: latest, budget: budget), shard.capacity)
+        }
     }
 
     /// A point-in-time copy of the shard; O(1) under the lock (see `Shard.snapshot`).
@@ -47,8 +61,8 @@ public final class LockedShard: @unchecked Sendable {
     }
 
     /// Sets `key`'s state, replacing whatever it had; for restoring a snapshot.
-    public func restore(key: UnsafeRawBufferPointer, hash: UInt64, state: KeyState) {
-        lock.withLock { _ in shard.restore(key: key, hash: hash, state: state) }
+    public func restore(key: UnsafeRawBufferPointer, hash: UInt64, state: KeyState, windowNanos: Int64) {
+        lock.withLock { _ in shard.restore(key: key, hash: hash, state: state, windowNanos: windowNanos) }
     }
 
     /// Runs `body` with the shard locked; for statistics, tests and maintenance.

@@ -9,7 +9,7 @@ public final class Shard {
     /// Decides `cost` for `key` under `limit` at `now`, recording what it consumes. `hash` is the key's
     /// `KeyHash`, which the caller already computed to pick this shard.
     public func check(key: UnsafeRawBufferPointer, hash: UInt64, cost: Int64, limit: Limit, now: Int64) -> Decision {
-        table.update(key: key, hash: hash) { state in
+        table.update(key: key, hash: hash, windowNanos: limit.windowNanos) { state in
             KeyState.check(&state, cost: cost, limit: limit, now: now)
         }
     }
@@ -21,13 +21,33 @@ public final class Shard {
 
     public var keyCount: Int { table.count }
 
+    /// Keys evicted so far to stay within `maxKeys`.
+    public var evictions: Int { table.evictions }
+
+    /// The most keys this shard holds; a new key past it evicts the least recently active of a sample.
+    public var maxKeys: Int {
+        get { table.maxKeys }
+        set { table.maxKeys = max(1, newValue) }
+    }
+
+    /// Drops keys whose state is fresh at `now`, looking at up to `budget` table slots from where the last
+    /// call stopped; returns how many were dropped.
+    @discardableResult
+    public func sweep(now: Int64, budget: Int) -> Int {
+        table.sweep(now: now, budget: budget)
+    }
+
+    /// Slots in the shard's table: what one full sweep has to look at.
+    public var capacity: Int { table.capacity }
+
     public func state(key: UnsafeRawBufferPointer, hash: UInt64) -> KeyState? {
         table.state(key: key, hash: hash)
     }
 
-    /// Sets `key`'s state, replacing whatever it had; for restoring a snapshot.
-    public func restore(key: UnsafeRawBufferPointer, hash: UInt64, state: KeyState) {
-        table.update(key: key, hash: hash) { $0 = state }
+    /// Sets `key`'s state, replacing whatever it had; for restoring a snapshot. `windowNanos` is the window
+    /// it was decided under (0 if unknown), which the sweeper needs.
+    public func restore(key: UnsafeRawBufferPointer, hash: UInt64, state: KeyState, windowNanos: Int64 = 0) {
+        table.update(key: key, hash: hash, windowNanos: windowNanos) { $0 = state }
     }
 
     /// A point-in-time copy of every key's state. O(1): the table's arrays are shared copy-on-write, so the
@@ -76,7 +96,8 @@ public struct KeyTableSnapshot: @unchecked Sendable {
 
     public var count: Int { table.count }
 
-    public func forEach(_ body: (UnsafeRawBufferPointer, KeyState) -> Void) {
+    /// Every key, its state, and the window it was last decided under (0 if unknown).
+    public func forEach(_ body: (UnsafeRawBufferPointer, KeyState, Int64) -> Void) {
         table.forEach(body)
     }
 }

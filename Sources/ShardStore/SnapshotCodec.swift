@@ -4,7 +4,7 @@ import RateLimiting
 ///
 /// ```
 /// magic "RLDSNAP\0" | version u32 | saved_at_ns i64 | key_count u64
-/// key_count × ( key_length u16 | key bytes | kind u8 | state )
+/// key_count × ( key_length u16 | key bytes | window_ns i64 | kind u8 | state )
 ///   kind 1 bucket:          theoretical_arrival i64
 ///   kind 2 fixed window:    window_start i64 | used i64
 ///   kind 3 sliding counter: window_start i64 | previous i64 | current i64
@@ -13,7 +13,8 @@ import RateLimiting
 /// ```
 ///
 /// Times are nanoseconds since the Unix epoch (the decision clock's own scale), so time spent down counts
-/// after a restart. A file that fails any check is refused whole, never half-loaded.
+/// after a restart. `window_ns` is the window of the limit that last decided for the key (0 if unknown), so
+/// the sweeper can tell when a restored state is fresh. A file that fails any check is refused whole, never half-loaded.
 public enum SnapshotCodec {
     public static let magic: [UInt8] = Array("RLDSNAP\u{0}".utf8)
     public static let version: UInt32 = 1
@@ -26,9 +27,10 @@ public enum SnapshotCodec {
         out.appendLittleEndian(savedAt)
         out.appendLittleEndian(UInt64(tables.reduce(0) { $0 + $1.count }))
         for table in tables {
-            table.forEach { key, state in
+            table.forEach { key, state, window in
                 out.appendLittleEndian(UInt16(key.count))
                 out += key
+                out.appendLittleEndian(window)
                 encode(state, into: &out)
             }
         }
@@ -64,7 +66,7 @@ public enum SnapshotCodec {
     /// A decoded snapshot: when it was saved and every key's state.
     public struct Contents {
         public var savedAt: Int64
-        public var entries: [(key: [UInt8], state: KeyState)]
+        public var entries: [(key: [UInt8], state: KeyState, windowNanos: Int64)]
     }
 
     public static func decode(_ bytes: [UInt8]) throws(SnapshotError) -> Contents {
@@ -90,7 +92,7 @@ public enum SnapshotCodec {
         let savedAt: Int64 = try reader.read()
         let count: UInt64 = try reader.read()
         guard count <= UInt64(bytes.count) else { throw SnapshotError("key count \(count) exceeds the file size") }
-        var entries: [(key: [UInt8], state: KeyState)] = []
+        var entries: [(key: [UInt8], state: KeyState, windowNanos: Int64)] = []
         entries.reserveCapacity(Int(count))
         for index in 0..<Int(count) {
             let length = Int(try reader.read() as UInt16)
@@ -98,7 +100,11 @@ public enum SnapshotCodec {
             guard !key.isEmpty, key.count <= KeyRules.maxKeyLength, key.allSatisfy(KeyRules.isKeyByte) else {
                 throw SnapshotError("key \(index + 1) is not a valid key")
             }
-            entries.append((key, try decodeState(&reader, index: index)))
+            let window: Int64 = try reader.read()
+            guard window == 0 || (Limit.minWindowNanos...Limit.maxWindowNanos).contains(window) else {
+                throw SnapshotError("key \(index + 1): bad window")
+            }
+            entries.append((key, try decodeState(&reader, index: index), window))
         }
         guard reader.position == reader.end else {
             throw SnapshotError("\(reader.end - reader.position) unexpected bytes after the last key")

@@ -42,6 +42,8 @@ struct ConfigReloadService: Service {
             ("snapshot_path", running.snapshotPath ?? "none", next.snapshotPath ?? "none"),
             ("snapshot_interval", "\(running.snapshotIntervalNanos)", "\(next.snapshotIntervalNanos)"),
             ("shutdown_timeout", "\(running.shutdownTimeoutNanos)", "\(next.shutdownTimeoutNanos)"),
+            ("max_keys", "\(running.maxKeys)", "\(next.maxKeys)"),
+            ("sweep_interval", "\(running.sweepIntervalNanos)", "\(next.sweepIntervalNanos)"),
         ]
         for (name, old, new) in restartOnly where old != new {
             logger.warning("\(name) changed from \(old) to \(new); it takes effect at the next restart")

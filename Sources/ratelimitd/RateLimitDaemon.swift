@@ -39,6 +39,12 @@ struct RateLimitDaemon: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Longest graceful shutdown before stopping anyway (default 10s).", valueName: "duration"))
     var shutdownTimeout: String?
 
+    @Option(name: .long, help: ArgumentHelp("Most keys held; past it new keys evict old ones (default 10000000).", valueName: "n"))
+    var maxKeys: Int?
+
+    @Option(name: .long, help: ArgumentHelp("How often every key is checked for freshness (default 10s).", valueName: "duration"))
+    var sweepInterval: String?
+
     @Flag(name: .long, help: "If the snapshot cannot be read, rename it to <path>.bad-<time> and start empty.")
     var discardBadSnapshot = false
 
@@ -90,6 +96,7 @@ struct RateLimitDaemon: ParsableCommand {
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: RateLimitService(server: server, snapshotter: snapshotter, logger: logger)),
             .init(service: ConfigReloadService(flags: flags, running: settings, server: server, logger: logger)),
+            .init(service: server.sweeper(interval: .nanoseconds(settings.sweepIntervalNanos))),
         ]
         if let snapshotter {
             let interval = Duration.nanoseconds(settings.snapshotIntervalNanos)

@@ -20,9 +20,11 @@ struct ResolvedSettings {
     var shutdownTimeoutNanos: Int64
     var snapshotPath: String?
     var snapshotIntervalNanos: Int64
+    var maxKeys: Int
+    var sweepIntervalNanos: Int64
 
     var server: ServerConfiguration {
-        ServerConfiguration(host: listen.host, port: listen.port, shards: shards, rules: rules)
+        ServerConfiguration(host: listen.host, port: listen.port, shards: shards, rules: rules, maxKeys: maxKeys)
     }
 
     static func resolve(_ flags: RateLimitDaemon) throws -> ResolvedSettings {
@@ -36,8 +38,20 @@ struct ResolvedSettings {
             configPath: configPath,
             shutdownTimeoutNanos: file.shutdownTimeoutNanos ?? DaemonSettings.defaultShutdownTimeoutNanos,
             snapshotPath: file.snapshotPath,
-            snapshotIntervalNanos: file.snapshotIntervalNanos ?? DaemonSettings.defaultSnapshotIntervalNanos
+            snapshotIntervalNanos: file.snapshotIntervalNanos ?? DaemonSettings.defaultSnapshotIntervalNanos,
+            maxKeys: file.maxKeys ?? ServerConfiguration.defaultMaxKeys,
+            sweepIntervalNanos: file.sweepIntervalNanos ?? DaemonSettings.defaultSweepIntervalNanos
         )
+        if let maxKeys = flags.maxKeys {
+            guard maxKeys >= 1 else { throw FlagError("--max-keys must be a positive integer, got \(maxKeys)") }
+            resolved.maxKeys = maxKeys
+        }
+        if let text = flags.sweepInterval {
+            guard let nanos = WindowDuration.parseNanos(text) else {
+                throw FlagError("--sweep-interval must be a duration such as 10s or 500ms, got \"\(text)\"")
+            }
+            resolved.sweepIntervalNanos = nanos
+        }
         let (listen, shards, logLevel) = (flags.listen, flags.shards, flags.logLevel)
         if let path = flags.snapshot {
             guard !path.isEmpty else { throw FlagError("--snapshot needs a file path") }
@@ -90,6 +104,7 @@ struct ResolvedSettings {
         lines.append("shards = \(shards)")
         lines.append("log_level = \(logLevel.rawValue)")
         lines.append("shutdown_timeout = \(WindowDuration.format(shutdownTimeoutNanos))")
+        lines.append("max_keys = \(maxKeys), swept every \(WindowDuration.format(sweepIntervalNanos))")
         if let snapshotPath {
             lines.append("snapshot_path = \(snapshotPath), every \(WindowDuration.format(snapshotIntervalNanos))")
         } else {

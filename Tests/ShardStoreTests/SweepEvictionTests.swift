@@ -1,0 +1,73 @@
+import RateLimiting
+import Testing
+
+@testable import ShardStore
+
+@Suite("sweeping and eviction")
+struct SweepEvictionTests {
+    static let t0: Int64 = 1_700_000_000_000_000_000
+    static let second: Int64 = 1_000_000_000
+
+    @Test func anEntryStaysFortyEightBytes() {
+        #expect(MemoryLayout<KeyTable.Entry>.stride == 48)
+    }
+
+    @Test func sweepingDropsExactlyTheFreshKeys() {
+        let shard = Shard()
+        for algorithm in Algorithm.allCases {
+            let limit = try! Limit(algorithm: algorithm, limit: 5, windowNanos: Self.second)
+            _ = shard.check(key: "k:\(algorithm.rawValue)", cost: 1, limit: limit, now: Self.t0)
+        }
+        #expect(shard.keyCount == 5)
+        #expect(shard.sweep(now: Self.t0 + Self.second / 10, budget: shard.capacity) == 0)
+        // Buckets refill 1 of 5 in 200 ms (leaky: its one unit in 200 ms): both fresh at 250 ms.
+        #expect(shard.sweep(now: Self.t0 + Self.second / 4, budget: shard.capacity) == 2)
+        #expect(shard.keyCount == 3)
+        // The windows are over (the counter needs its next window too).
+        #expect(shard.sweep(now: Self.t0 + 2 * Self.second + 1, budget: shard.capacity) == 3)
+        #expect(shard.keyCount == 0)
+    }
+
+    @Test func smallBudgetsCoverTheWholeTableInTurns() {
+        let shard = Shard()
+        let limit = try! Limit(algorithm: .fixedWindow, limit: 5, windowNanos: Self.second)
+        for index in 0..<5_000 { _ = shard.check(key: "user:\(index)", cost: 1, limit: limit, now: Self.t0) }
+        let later = Self.t0 + 3 * Self.second
+        var removed = 0
+        for _ in 0..<(shard.capacity / 100 + 1) { removed += shard.sweep(now: later, budget: 100) }
+        #expect(removed == 5_000)
+        #expect(shard.keyCount == 0)
+    }
+
+    @Test func aRestoredKeyKeepsItsWindowForTheSweeper() throws {
+        let source = Shard()
+        let limit = try Limit(algorithm: .slidingWindowCounter, limit: 5, windowNanos: Self.second)
+        _ = source.check(key: "c", cost: 1, limit: limit, now: Self.t0)
+        let contents = try SnapshotCodec.decode(SnapshotCodec.encode([source.snapshot()], savedAt: Self.t0))
+        #expect(contents.entries.first?.windowNanos == Self.second)
+        let restored = Shard()
+        for entry in contents.entries {
+            entry.key.withUnsafeBytes {
+                restored.restore(key: $0, hash: KeyHash.hash($0), state: entry.state, windowNanos: entry.windowNanos)
+            }
+        }
+        #expect(restored.sweep(now: Self.t0 + 3 * Self.second, budget: restored.capacity) == 1)
+    }
+
+    @Test func aFullShardEvictsTheLeastRecentlyActive() {
+        let shard = Shard()
+        shard.maxKeys = 100
+        let limit = try! Limit(algorithm: .tokenBucket, limit: 10, windowNanos: 3_600 * Self.second)
+        for index in 0..<1_000 {
+            _ = shard.check(key: "user:\(index)", cost: 1, limit: limit, now: Self.t0 + Int64(index) * Self.second)
+        }
+        #expect(shard.keyCount == 100)
+        #expect(shard.evictions == 900)
+        // Sampling approximates LRU: nearly all of the most recent keys survive, almost none of the oldest.
+        let keys = Set(shard.keys)
+        let recent = (950..<1_000).filter { keys.contains("user:\($0)") }.count
+        let old = (0..<500).filter { keys.contains("user:\($0)") }.count
+        #expect(recent >= 40)
+        #expect(old <= 10)
+    }
+}
