@@ -17,6 +17,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// Set while `drain` runs: a write can change writability and call back into the handler, which must
     /// not write the same output a second time.
     private var draining = false
+    /// The server is shutting down: no more reads.
+    private var quiescing = false
 
     init(services: ConnectionServices, allocator: ByteBufferAllocator, logger: Logger) {
         self.processor = RequestProcessor(services: services, allocator: allocator)
@@ -40,6 +42,14 @@ final class ConnectionHandler: ChannelDuplexHandler {
             drain(context)
             return
         }
+        if event is ChannelShouldQuiesceEvent {
+            // The server is shutting down: read nothing more, answer every request already read (including
+            // any held back by a stall), then close once the replies are written.
+            quiescing = true
+            processor.inputClosed = true
+            drain(context)
+            return
+        }
         context.fireUserInboundEventTriggered(event)
     }
 
@@ -59,6 +69,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// stops reading from it (and answering what it has read) until it catches up, instead of buffering
     /// replies without bound.
     func read(context: ChannelHandlerContext) {
+        guard !quiescing else { return }
         if context.channel.isWritable, !processor.stalled {
             context.read()
         } else {

@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import NIOConcurrencyHelpers
 import NIOPosix
 import RateLimiting
 import ShardStore
@@ -15,6 +16,8 @@ public final class RateLimitServer: Sendable {
     private let statistics: ServerStatistics
     /// The rules in force; `replaceRules` swaps them while connections keep running.
     public let ruleBook: RuleBook
+    /// Open connections, so shutdown can ask each to finish.
+    private let connections = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
 
     public init(configuration: ServerConfiguration, logger: Logger) {
         precondition(configuration.shards >= 1, "at least one shard")
@@ -46,8 +49,11 @@ public final class RateLimitServer: Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+            .childChannelInitializer { [connections] channel in
+                let id = ObjectIdentifier(channel)
+                connections.withLockedValue { $0[id] = channel }
+                channel.closeFuture.whenComplete { _ in _ = connections.withLockedValue { $0.removeValue(forKey: id) } }
+                return channel.eventLoop.makeCompletedFuture {
                     let handler = ConnectionHandler(services: services, allocator: channel.allocator, logger: logger)
                     try channel.pipeline.syncOperations.addHandler(handler)
                 }
@@ -61,7 +67,25 @@ public final class RateLimitServer: Sendable {
         return channel
     }
 
-    /// Closes the listener and stops every event loop.
+    /// Asks every open connection to answer what it has read and close, and waits until they have. Call
+    /// after closing the listener; a client that never reads its replies holds this up until the shutdown
+    /// timeout cancels it.
+    public func quiesce() async {
+        let open = connections.withLockedValue { Array($0.values) }
+        for channel in open {
+            channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        }
+        await withTaskCancellationHandler {
+            for channel in open {
+                try? await channel.closeFuture.get()
+            }
+        } onCancel: {
+            // The shutdown timeout ran out: stop waiting for clients that do not read.
+            for channel in open { channel.close(promise: nil) }
+        }
+    }
+
+    /// Stops every event loop (closing any connection still open).
     public func shutdown() async throws {
         try await group.shutdownGracefully()
     }

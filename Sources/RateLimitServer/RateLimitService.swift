@@ -3,9 +3,9 @@ import NIOCore
 import ServiceLifecycle
 import ShardStore
 
-/// The server as a service: listens until graceful shutdown (SIGTERM, SIGINT), then stops accepting,
-/// closes every connection (each request already read has been answered: requests are decided as they are
-/// read), stops the event loops, and writes the final snapshot while nothing can change any more.
+/// The server as a service: listens until graceful shutdown (SIGTERM, SIGINT), then stops accepting, lets
+/// every connection answer the requests it has read and close, stops the event loops, and writes the final
+/// snapshot while nothing can change any more.
 public struct RateLimitService: Service {
     let server: RateLimitServer
     let snapshotter: Snapshotter?
@@ -25,6 +25,7 @@ public struct RateLimitService: Service {
             logger.info("shutting down: no new connections")
             channel.close(promise: nil)
         }
+        await server.quiesce()
         try await server.shutdown()
         if let snapshotter {
             let saved = try await snapshotter.save()

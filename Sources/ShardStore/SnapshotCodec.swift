@@ -19,20 +19,30 @@ public enum SnapshotCodec {
     public static let magic: [UInt8] = Array("RLDSNAP\u{0}".utf8)
     public static let version: UInt32 = 1
 
+    /// Encodes every key of `tables`, leaving out those whose state is already fresh at `savedAt` (their
+    /// absence means the same thing, a full quota) when the window they were decided under is known.
     public static func encode(_ tables: [KeyTableSnapshot], savedAt: Int64) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(64 + tables.reduce(0) { $0 + $1.count } * 40)
         out += magic
         out.appendLittleEndian(version)
         out.appendLittleEndian(savedAt)
-        out.appendLittleEndian(UInt64(tables.reduce(0) { $0 + $1.count }))
+        let countOffset = out.count
+        out.appendLittleEndian(UInt64(0))
+        var count: UInt64 = 0
         for table in tables {
             table.forEach { key, state, window in
+                if case .bucket = state, state.isFresh(now: savedAt, windowNanos: window) { return }
+                if window != 0, state.isFresh(now: savedAt, windowNanos: window) { return }
+                count += 1
                 out.appendLittleEndian(UInt16(key.count))
                 out += key
                 out.appendLittleEndian(window)
                 encode(state, into: &out)
             }
+        }
+        withUnsafeBytes(of: count.littleEndian) { bytes in
+            out.replaceSubrange(countOffset..<(countOffset + 8), with: bytes)
         }
         let crc = out.withUnsafeBytes(CRC32.checksum)
         out.appendLittleEndian(crc)

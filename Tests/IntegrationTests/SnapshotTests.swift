@@ -92,3 +92,23 @@ struct SnapshotTests {
         }
     }
 }
+
+@Suite("shutdown with busy clients", .serialized, .timeLimit(.minutes(2)))
+struct BusyShutdownTests {
+    @Test func aPipeliningClientGetsCleanRepliesThenEOFAndTheDaemonExitsZero() throws {
+        let daemon = try DaemonProcess(arguments: [])
+        let client = try LineClient(port: daemon.port)
+        let sender = Thread { try? client.send(String(repeating: "CHECK busy 0\n", count: 300_000)) }
+        sender.start()
+        usleep(300_000)
+        kill(daemon.process.processIdentifier, SIGTERM)
+        var replies = 0
+        while let line = try client.readLine() {
+            #expect(line == "ALLOW 100 0")
+            replies += 1
+        }
+        #expect(replies > 0)
+        #expect(try daemon.signalAndWait(0) == 0)
+        #expect(daemon.log.contains("stopped"))
+    }
+}

@@ -93,6 +93,14 @@ struct SnapshotCodecTests {
         }
     }
 
+    @Test func freshStatesAreLeftOut() throws {
+        let shard = Self.populatedShard()
+        // An hour later every bucket is full and every 1-minute window is over.
+        let contents = try SnapshotCodec.decode(
+            SnapshotCodec.encode([shard.snapshot()], savedAt: Self.now + 3_600_000_000_000))
+        #expect(contents.entries.isEmpty)
+    }
+
     @Test func anEmptyShardMakesAValidSnapshot() throws {
         let contents = try SnapshotCodec.decode(SnapshotCodec.encode([Shard().snapshot()], savedAt: 7))
         #expect(contents.entries.isEmpty && contents.savedAt == 7)
