@@ -32,14 +32,13 @@ public actor Snapshotter {
     public func save() throws -> Saved {
         let started = clock.nanosecondsNow()
         let copies = shards.map { $0.snapshot() }
-        let bytes = SnapshotCodec.encode(copies, savedAt: started)
+        let (bytes, keys) = SnapshotCodec.encodeCounting(copies, savedAt: started)
         do {
             try SnapshotFile.write(bytes, to: path)
         } catch {
             throw SnapshotterError(description: "cannot save the snapshot: \(error)")
         }
         let finished = clock.nanosecondsNow()
-        let keys = copies.reduce(0) { $0 + $1.count }
         status.record(savedAt: started, keys: keys)
         return Saved(keys: keys, bytes: bytes.count, milliseconds: Double(finished - started) / 1e6)
     }

@@ -25,7 +25,7 @@ struct KeyTable {
 
     static let inlineKeyBytes = 24
 
-    private var slots: [Entry]
+    private var slots: PagedSlots
     private var mask: Int
     private(set) var count = 0
     var capacity: Int { slots.count }
@@ -50,7 +50,7 @@ struct KeyTable {
     init(capacity: Int = 16) {
         var size = 16
         while size * 7 / 8 < capacity { size *= 2 }
-        slots = Array(repeating: Entry(), count: size)
+        slots = PagedSlots(count: size)
         mask = size - 1
     }
 
@@ -206,9 +206,10 @@ struct KeyTable {
 
     private mutating func grow() {
         let old = slots
-        slots = Array(repeating: Entry(), count: old.count * 2)
+        slots = PagedSlots(count: old.count * 2)
         mask = slots.count - 1
-        for entry in old where entry.length != 0 {
+        for from in old.indices where old[from].length != 0 {
+            let entry = old[from]
             var position = Int(entry.hash) & mask
             while slots[position].length != 0 { position = (position + 1) & mask }
             slots[position] = entry

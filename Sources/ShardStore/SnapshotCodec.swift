@@ -22,6 +22,11 @@ public enum SnapshotCodec {
     /// Encodes every key of `tables`, leaving out those whose state is already fresh at `savedAt` (their
     /// absence means the same thing, a full quota) when the window they were decided under is known.
     public static func encode(_ tables: [KeyTableSnapshot], savedAt: Int64) -> [UInt8] {
+        encodeCounting(tables, savedAt: savedAt).bytes
+    }
+
+    /// `encode`, also returning how many keys went into the file.
+    public static func encodeCounting(_ tables: [KeyTableSnapshot], savedAt: Int64) -> (bytes: [UInt8], keys: Int) {
         var out: [UInt8] = []
         out.reserveCapacity(64 + tables.reduce(0) { $0 + $1.count } * 40)
         out += magic
@@ -46,7 +51,7 @@ public enum SnapshotCodec {
         }
         let crc = out.withUnsafeBytes(CRC32.checksum)
         out.appendLittleEndian(crc)
-        return out
+        return (out, Int(count))
     }
 
     private static func encode(_ state: KeyState, into out: inout [UInt8]) {

@@ -88,7 +88,7 @@ struct Load: AsyncParsableCommand {
             print("ratelimit-bench: " + setup)
             print("  ops/s     " + Format.fixed(rate, 0))
             print("  latency   p50 \(percentiles[0]) us  p90 \(percentiles[1]) us  p99 \(percentiles[2]) us  "
-                + "p99.9 \(percentiles[3]) us")
+                + "p99.9 \(percentiles[3]) us  max \(Format.fixed(Double(h.max) / 1000)) us")
             print("  replies   allowed \(result.allowed)  denied \(result.denied)  errors \(result.errors)  "
                 + "other \(result.other)")
         }
