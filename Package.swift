@@ -57,10 +57,12 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // glibc's malloc tuning, which Swift's Glibc module does not export.
+        .target(name: "CMemory"),
         .executableTarget(
             name: "ratelimitd",
             dependencies: [
-                "DaemonConfig", "RateLimitServer", "RateLimiting",
+                "DaemonConfig", "RateLimitServer", "RateLimiting", "CMemory",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -16,8 +16,9 @@ public final class RateLimitServer: Sendable {
     private let statistics: ServerStatistics
     /// The rules in force; `replaceRules` swaps them while connections keep running.
     public let ruleBook: RuleBook
-    /// Open connections, so shutdown can ask each to finish.
-    private let connections = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
+    /// Open connections, so shutdown can ask each to finish; once shutdown has begun, new ones are asked
+    /// as they arrive.
+    private let connections = NIOLockedValueBox(ConnectionRegistry())
 
     public init(configuration: ServerConfiguration, logger: Logger) {
         precondition(configuration.shards >= 1, "at least one shard")
@@ -25,7 +26,7 @@ public final class RateLimitServer: Sendable {
         self.logger = logger
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.shards)
         self.shards = (0..<configuration.shards).map { _ in LockedShard() }
-        let perShard = (configuration.maxKeys + configuration.shards - 1) / configuration.shards
+        let perShard = configuration.maxKeys / configuration.shards + (configuration.maxKeys % configuration.shards == 0 ? 0 : 1)
         for shard in shards { shard.setMaxKeys(perShard) }
         self.ruleBook = RuleBook(configuration.rules)
         self.statistics = ServerStatistics(startedAt: configuration.clock.nanosecondsNow(), snapshot: SnapshotStatus())
@@ -51,11 +52,15 @@ public final class RateLimitServer: Sendable {
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { [connections] channel in
                 let id = ObjectIdentifier(channel)
-                connections.withLockedValue { $0[id] = channel }
-                channel.closeFuture.whenComplete { _ in _ = connections.withLockedValue { $0.removeValue(forKey: id) } }
+                let quiescing = connections.withLockedValue { registry in
+                    registry.open[id] = channel
+                    return registry.quiescing
+                }
+                channel.closeFuture.whenComplete { _ in _ = connections.withLockedValue { $0.open.removeValue(forKey: id) } }
                 return channel.eventLoop.makeCompletedFuture {
                     let handler = ConnectionHandler(services: services, allocator: channel.allocator, logger: logger)
                     try channel.pipeline.syncOperations.addHandler(handler)
+                    if quiescing { channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent()) }
                 }
             }
             .bind(host: configuration.host, port: configuration.port)
@@ -71,17 +76,21 @@ public final class RateLimitServer: Sendable {
     /// after closing the listener; a client that never reads its replies holds this up until the shutdown
     /// timeout cancels it.
     public func quiesce() async {
-        let open = connections.withLockedValue { Array($0.values) }
+        let open = connections.withLockedValue { registry in
+            registry.quiescing = true
+            return Array(registry.open.values)
+        }
         for channel in open {
             channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
         }
         await withTaskCancellationHandler {
-            for channel in open {
+            // Connections accepted just before the listener closed quiesce as they register; wait for them too.
+            while let channel = connections.withLockedValue({ $0.open.values.first }) {
                 try? await channel.closeFuture.get()
             }
         } onCancel: {
             // The shutdown timeout ran out: stop waiting for clients that do not read.
-            for channel in open { channel.close(promise: nil) }
+            for channel in connections.withLockedValue({ Array($0.open.values) }) { channel.close(promise: nil) }
         }
     }
 
@@ -124,4 +133,10 @@ public final class RateLimitServer: Sendable {
         default: "\(address.ipAddress ?? "?"):\(address.port ?? 0)"
         }
     }
+}
+
+/// The connections a server has open, and whether it is shutting down.
+struct ConnectionRegistry {
+    var open: [ObjectIdentifier: any Channel] = [:]
+    var quiescing = false
 }

@@ -25,7 +25,7 @@ public enum SnapshotFile {
             }
             if result < 0, errno == EINTR { continue }
             guard result > 0 else {
-                let error = failure("cannot write \(temporary)")
+                let error = result == 0 ? Failure(description: "cannot write \(temporary): no progress") : failure("cannot write \(temporary)")
                 close(fd)
                 unlink(temporary)
                 throw error

@@ -20,10 +20,12 @@ public struct SlidingCounterState: Sendable, Hashable {
         return SlidingCounterState(windowStart: start, previous: 0, current: 0)
     }
 
+    /// Whether the estimate is 0 from `now` on: the previous count fades out by the end of this state's
+    /// window, the current one by the end of the next. Needs no window alignment, so a window known only
+    /// approximately (rounded up, as the sweeper keeps it) errs towards keeping the state.
     public func isFresh(now: Int64, windowNanos: Int64) -> Bool {
-        let start = TimeMath.windowStart(now, window: windowNanos)
-        let rolled = rolled(to: start, windowNanos: windowNanos)
-        return rolled.previous == 0 && rolled.current == 0
+        if previous == 0 && current == 0 { return true }
+        return now >= windowStart + (current > 0 ? 2 * windowNanos : windowNanos)
     }
 }
 

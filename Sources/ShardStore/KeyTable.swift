@@ -18,8 +18,8 @@ struct KeyTable {
         /// 0 marks an empty slot (keys are at least 1 byte).
         var length: UInt16 = 0
         var kind: PackedState.Kind = .bucket
-        /// The window of the limit that last decided for the key, as an index into `windows` (0: unknown),
-        /// so the sweeper can tell when the state is fresh. Fits in the entry's last spare byte.
+        /// The window of the limit that last decided for the key, as a `WindowCode` (0: unknown), so the
+        /// sweeper can tell when the state is fresh. Fits in the entry's last spare byte.
         var windowClass: UInt8 = 0
     }
 
@@ -35,11 +35,7 @@ struct KeyTable {
     /// Sliding logs, which do not fit in an entry; `first` of a log entry is its index here.
     private var logs: [SlidingLogState] = []
     private var freeLogs: [Int] = []
-    /// The distinct windows keys were decided under (index 0 unused); at most 255 per table, beyond which
-    /// keys get class 0 and are left to eviction.
-    private var windows: [Int64] = [0]
-    private var windowClasses: [Int64: UInt8] = [:]
-    /// The last window looked up, since nearly every request of a shard uses one of very few windows.
+    /// The last window encoded, since nearly every request of a shard uses one of very few windows.
     private var lastWindow: (nanos: Int64, windowClass: UInt8) = (0, 0)
     /// The most keys the table holds; inserting past it evicts one first.
     var maxKeys = Int.max
@@ -83,16 +79,9 @@ struct KeyTable {
     private mutating func windowClass(_ windowNanos: Int64) -> UInt8 {
         guard windowNanos != 0 else { return 0 }
         if lastWindow.nanos == windowNanos { return lastWindow.windowClass }
-        if let known = windowClasses[windowNanos] {
-            lastWindow = (windowNanos, known)
-            return known
-        }
-        guard windows.count < 256 else { return 0 }
-        let index = UInt8(windows.count)
-        windows.append(windowNanos)
-        windowClasses[windowNanos] = index
-        lastWindow = (windowNanos, index)
-        return index
+        let code = WindowCode.encode(windowNanos)
+        lastWindow = (windowNanos, code)
+        return code
     }
 
     func state(key: UnsafeRawBufferPointer, hash: UInt64) -> KeyState? {
@@ -121,7 +110,7 @@ struct KeyTable {
                 entry.kind == .slidingLog
                 ? .slidingLog(logs[Int(entry.first)])
                 : PackedState(kind: entry.kind, first: entry.first, second: entry.second).unpacked!
-            let window = entry.windowClass == 0 ? 0 : windows[Int(entry.windowClass)]
+            let window = WindowCode.decode(entry.windowClass)
             key(at: position).withUnsafeBytes { body($0, state, window) }
         }
     }
@@ -265,26 +254,28 @@ struct KeyTable {
     private func isFresh(_ entry: Entry, now: Int64) -> Bool {
         if entry.kind == .bucket { return entry.first <= now }
         guard entry.windowClass != 0 else { return false }
-        let window = windows[Int(entry.windowClass)]
+        let window = WindowCode.decode(entry.windowClass)
         if entry.kind == .slidingLog { return logs[Int(entry.first)].isFresh(now: now, windowNanos: window) }
         return PackedState(kind: entry.kind, first: entry.first, second: entry.second).unpacked!
             .isFresh(now: now, windowNanos: window)
     }
 
-    /// Evicts one key, approximately the least recently used: of eight sampled keys, the one whose state was
-    /// last advanced longest ago (as Redis approximates LRU by sampling).
+    /// Evicts one key: of eight sampled keys, the one whose state turns fresh soonest, i.e. the one with the
+    /// least quota left to lose (a bucket nearly full, a window nearly over). Sampling is how Redis
+    /// approximates LRU; for a rate limiter, "soonest fresh" is the least-harm order, and among keys under
+    /// one limit it is the least recently used.
     private mutating func evictOne() {
         var victim = -1
-        var oldest = Int64.max
+        var soonest = Int64.max
         for _ in 0..<8 {
             sampler ^= sampler << 13
             sampler ^= sampler >> 7
             sampler ^= sampler << 17
             var position = Int(truncatingIfNeeded: sampler) & mask
             while slots[position].length == 0 { position = (position + 1) & mask }
-            let age = lastActivity(slots[position])
-            if age < oldest {
-                oldest = age
+            let freshAt = freshAt(slots[position])
+            if victim < 0 || freshAt < soonest {
+                soonest = freshAt
                 victim = position
             }
         }
@@ -292,9 +283,20 @@ struct KeyTable {
         evictions += 1
     }
 
-    /// When the key's state last moved: a bucket's full-again time, a window's start, a log's newest entry.
-    private func lastActivity(_ entry: Entry) -> Int64 {
-        entry.kind == .slidingLog ? logs[Int(entry.first)].newestTime ?? .min : entry.first
+    /// When the entry's state turns fresh; without a known window, when it last moved.
+    private func freshAt(_ entry: Entry) -> Int64 {
+        let window = WindowCode.decode(entry.windowClass)
+        switch entry.kind {
+        case .bucket:
+            return entry.first
+        case .fixedWindow:
+            return entry.first &+ window
+        case .slidingCounter:
+            let current = entry.second & 0xFFFF_FFFF
+            return entry.first &+ (current > 0 ? 2 * window : window)
+        case .slidingLog:
+            return (logs[Int(entry.first)].newestTime ?? .min) &+ window
+        }
     }
 
     // MARK: States

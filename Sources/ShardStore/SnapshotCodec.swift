@@ -18,6 +18,9 @@ import RateLimiting
 public enum SnapshotCodec {
     public static let magic: [UInt8] = Array("RLDSNAP\u{0}".utf8)
     public static let version: UInt32 = 1
+    /// Times in a snapshot lie within a century of its save time; anything else is corruption, and would
+    /// overflow the window arithmetic of the algorithms.
+    static let maxTimeDistance: Int64 = 100 * 365 * 86_400 * 1_000_000_000
 
     /// Encodes every key of `tables`, leaving out those whose state is already fresh at `savedAt` (their
     /// absence means the same thing, a full quota) when the window they were decided under is known.
@@ -105,6 +108,10 @@ public enum SnapshotCodec {
             throw SnapshotError("checksum mismatch (truncated or corrupted file)")
         }
         let savedAt: Int64 = try reader.read()
+        guard (-Self.maxTimeDistance...Self.maxTimeDistance).contains(savedAt) else {
+            throw SnapshotError("implausible save time \(savedAt)")
+        }
+        let plausible = (savedAt - Self.maxTimeDistance)...(savedAt + Self.maxTimeDistance)
         let count: UInt64 = try reader.read()
         guard count <= UInt64(bytes.count) else { throw SnapshotError("key count \(count) exceeds the file size") }
         var entries: [(key: [UInt8], state: KeyState, windowNanos: Int64)] = []
@@ -119,7 +126,11 @@ public enum SnapshotCodec {
             guard window == 0 || (Limit.minWindowNanos...Limit.maxWindowNanos).contains(window) else {
                 throw SnapshotError("key \(index + 1): bad window")
             }
-            entries.append((key, try decodeState(&reader, index: index), window))
+            let state = try decodeState(&reader, index: index)
+            guard state.times.allSatisfy(plausible.contains) else {
+                throw SnapshotError("key \(index + 1): a time more than a century from the save time")
+            }
+            entries.append((key, state, window))
         }
         guard reader.position == reader.end else {
             throw SnapshotError("\(reader.end - reader.position) unexpected bytes after the last key")
@@ -199,5 +210,17 @@ struct ByteReader {
 extension Array where Element == UInt8 {
     mutating func appendLittleEndian<T: FixedWidthInteger>(_ value: T) {
         Swift.withUnsafeBytes(of: value.littleEndian) { append(contentsOf: $0) }
+    }
+}
+
+extension KeyState {
+    /// Every time stored in the state.
+    var times: [Int64] {
+        switch self {
+        case .bucket(let bucket): [bucket.theoreticalArrival]
+        case .fixedWindow(let window): [window.windowStart]
+        case .slidingCounter(let counter): [counter.windowStart]
+        case .slidingLog(let log): log.liveEntries.map(\.time)
+        }
     }
 }

@@ -1,4 +1,9 @@
 import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import DaemonConfig
 import Logging
 import NIOCore
@@ -63,6 +68,10 @@ struct RateLimitDaemon: ParsableCommand {
             print(settings.summary)
             return
         }
+        MemoryTuning.apply()
+        // Until the reload service takes SIGHUP over, a SIGHUP (from logrotate, say) must not kill the daemon
+        // while it restores a large snapshot.
+        signal(SIGHUP, SIG_IGN)
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = settings.logLevel
