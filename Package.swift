@@ -22,10 +22,12 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
+        // glibc's malloc tuning, which Swift's Glibc module does not export.
+        .target(name: "CMemory"),
         // Algorithms, limits, rules and rule matching: pure Swift, no NIO, no I/O, no clock reads.
         .target(name: "RateLimiting", swiftSettings: swiftSettings),
         // Shards (the key → state tables behind their locks), the key hash and router, the decision clock.
-        .target(name: "ShardStore", dependencies: ["RateLimiting"], swiftSettings: swiftSettings),
+        .target(name: "ShardStore", dependencies: ["RateLimiting", "CMemory"], swiftSettings: swiftSettings),
         // The line protocol: framing, parsing, the command table, error codes, reply encoding.
         .target(
             name: "WireProtocol",
@@ -57,8 +59,6 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // glibc's malloc tuning, which Swift's Glibc module does not export.
-        .target(name: "CMemory"),
         .executableTarget(
             name: "ratelimitd",
             dependencies: [

@@ -1,3 +1,4 @@
+import CMemory
 import RateLimiting
 
 /// A shard's keys and their states, built for the request path. Lookups take the key's raw bytes (no
@@ -194,15 +195,22 @@ struct KeyTable {
     }
 
     private mutating func grow() {
-        let old = slots
+        var old = slots
         slots = PagedSlots(count: old.count * 2)
         mask = slots.count - 1
-        for from in old.indices where old[from].length != 0 {
-            let entry = old[from]
-            var position = Int(entry.hash) & mask
-            while slots[position].length != 0 { position = (position + 1) & mask }
-            slots[position] = entry
+        for page in 0..<old.pageCount {
+            for from in old.positions(ofPage: page) where old[from].length != 0 {
+                let entry = old[from]
+                var position = Int(entry.hash) & mask
+                while slots[position].length != 0 { position = (position + 1) & mask }
+                slots[position] = entry
+            }
+            old.releasePage(page)
         }
+        // The old pages were allocated inside malloc's arenas, between blocks that stay; without this they
+        // would stay resident (half as much memory again per key at a million keys) until something reused
+        // them.
+        if slots.count >= 1 << 16 { cmemory_release_free_memory() }
     }
 
     /// Empties slot `position` and shifts later entries of its cluster back, so probes stay short.

@@ -22,4 +22,17 @@ struct PagedSlots {
     }
 
     var indices: Range<Int> { 0..<count }
+
+    var pageCount: Int { pages.count }
+
+    /// The slots held by page `index`.
+    func positions(ofPage index: Int) -> Range<Int> {
+        let size = pages[index].count
+        return (index * size)..<(index * size + size)
+    }
+
+    /// Frees page `index` (if no snapshot shares it); for emptying an old table while rehashing it.
+    mutating func releasePage(_ index: Int) {
+        pages[index] = []
+    }
 }
