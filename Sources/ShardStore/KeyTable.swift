@@ -275,16 +275,24 @@ struct KeyTable {
     private mutating func evictOne() {
         var victim = -1
         var soonest = Int64.max
-        for _ in 0..<8 {
-            sampler ^= sampler << 13
-            sampler ^= sampler >> 7
-            sampler ^= sampler << 17
-            var position = Int(truncatingIfNeeded: sampler) & mask
-            while slots[position].length == 0 { position = (position + 1) & mask }
+        func consider(_ position: Int) {
             let freshAt = freshAt(slots[position])
             if victim < 0 || freshAt < soonest {
                 soonest = freshAt
                 victim = position
+            }
+        }
+        if slots.count <= 64 {
+            // A small table: look at every key rather than sample a few of them.
+            for position in slots.indices where slots[position].length != 0 { consider(position) }
+        } else {
+            for _ in 0..<8 {
+                sampler ^= sampler << 13
+                sampler ^= sampler >> 7
+                sampler ^= sampler << 17
+                var position = Int(truncatingIfNeeded: sampler) & mask
+                while slots[position].length == 0 { position = (position + 1) & mask }
+                consider(position)
             }
         }
         remove(at: victim)
