@@ -51,6 +51,23 @@ struct SnapshotTests {
         }
     }
 
+    @Test func timeSpentDownCounts() throws {
+        try withFiles { config, snapshot in
+            let first = try DaemonProcess(arguments: ["--config", config, "--snapshot", snapshot])
+            // A bucket of 10 refilling one unit a second, emptied just before the shutdown.
+            #expect(try LineClient(port: first.port).request("CHECK slowfill 10 10/10s").hasPrefix("ALLOW 0 "))
+            #expect(try first.signalAndWait(SIGTERM) == 0)
+            usleep(2_000_000)
+            let second = try DaemonProcess(arguments: ["--config", config, "--snapshot", snapshot])
+            let reply = try LineClient(port: second.port).request("CHECK slowfill 0 10/10s")
+            // Two seconds down and some for the restart: a few units back. Not 0 (time down ignored), not 10
+            // (state forgotten).
+            let remaining = Int(reply.split(separator: " ")[1]) ?? -1
+            #expect(reply.hasPrefix("ALLOW "))
+            #expect((2...5).contains(remaining), "\(reply)")
+        }
+    }
+
     @Test func aKillLosesAtMostTheLastInterval() throws {
         try withFiles { config, snapshot in
             let first = try DaemonProcess(arguments: ["--config", config, "--snapshot", snapshot, "--snapshot-interval", "200ms"])
