@@ -48,7 +48,4 @@ public final class ManualDecisionClock: DecisionClock {
         nanos.add(delta, ordering: .releasing)
     }
 
-    public func set(nanoseconds: Int64) {
-        nanos.store(nanoseconds, ordering: .releasing)
-    }
 }
