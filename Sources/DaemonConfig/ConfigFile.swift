@@ -116,7 +116,7 @@ public enum ConfigFile {
     static func duration(_ value: any TOMLValueConvertible, file: String, location: String, field: String) throws(ConfigError) -> Int64 {
         guard let text = value.string, let nanos = WindowDuration.parseNanos(text), nanos <= Limit.maxWindowNanos else {
             throw ConfigError(file: file, location: location, field: field,
-                              message: "must be a duration string such as \"500ms\", \"10s\", \"1m\", got \(value.debugDescription)")
+                              message: "must be a duration string from \"1ms\" to \"365d\", such as \"500ms\", \"10s\", \"1m\", got \(value.debugDescription)")
         }
         return nanos
     }

@@ -28,7 +28,7 @@ public struct DaemonSettings: Sendable {
     public static let defaultSnapshotIntervalNanos: Int64 = 10_000_000_000
     public static let defaultSweepIntervalNanos: Int64 = 10_000_000_000
 
-    /// The most shard workers accepted; far more than cores only adds hand-offs.
+    /// The most shards accepted; far more than cores only adds threads and lock stripes nobody needs.
     public static let maxShards = 1024
 }
 

@@ -26,7 +26,8 @@ public final class RateLimitServer: Sendable {
         self.logger = logger
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.shards)
         self.shards = (0..<configuration.shards).map { _ in LockedShard() }
-        let perShard = configuration.maxKeys / configuration.shards + (configuration.maxKeys % configuration.shards == 0 ? 0 : 1)
+        // Rounded down, so the shards together never hold more than max_keys (but each at least one key).
+        let perShard = max(1, configuration.maxKeys / configuration.shards)
         for shard in shards { shard.setMaxKeys(perShard) }
         self.ruleBook = RuleBook(configuration.rules)
         self.statistics = ServerStatistics(startedAt: configuration.clock.nanosecondsNow(), snapshot: SnapshotStatus())

@@ -29,7 +29,7 @@ struct RateLimitDaemon: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Address to listen on (default 127.0.0.1:7283).", valueName: "host:port"))
     var listen: String?
 
-    @Option(name: .long, help: ArgumentHelp("Shard workers; 0 means one per core (default 0).", valueName: "n"))
+    @Option(name: .long, help: ArgumentHelp("Shards and event loops; 0 means one per core (default 0).", valueName: "n"))
     var shards: Int?
 
     @Option(name: .long, help: ArgumentHelp("trace, debug, info, notice, warning, error or critical (default info).", valueName: "level"))

@@ -47,10 +47,7 @@ struct ResolvedSettings {
             resolved.maxKeys = maxKeys
         }
         if let text = flags.sweepInterval {
-            guard let nanos = WindowDuration.parseNanos(text) else {
-                throw FlagError("--sweep-interval must be a duration such as 10s or 500ms, got \"\(text)\"")
-            }
-            resolved.sweepIntervalNanos = nanos
+            resolved.sweepIntervalNanos = try duration(text, flag: "--sweep-interval")
         }
         let (listen, shards, logLevel) = (flags.listen, flags.shards, flags.logLevel)
         if let path = flags.snapshot {
@@ -58,16 +55,10 @@ struct ResolvedSettings {
             resolved.snapshotPath = path
         }
         if let text = flags.snapshotInterval {
-            guard let nanos = WindowDuration.parseNanos(text) else {
-                throw FlagError("--snapshot-interval must be a duration such as 10s or 500ms, got \"\(text)\"")
-            }
-            resolved.snapshotIntervalNanos = nanos
+            resolved.snapshotIntervalNanos = try duration(text, flag: "--snapshot-interval")
         }
         if let text = flags.shutdownTimeout {
-            guard let nanos = WindowDuration.parseNanos(text) else {
-                throw FlagError("--shutdown-timeout must be a duration such as 10s, got \"\(text)\"")
-            }
-            resolved.shutdownTimeoutNanos = nanos
+            resolved.shutdownTimeoutNanos = try duration(text, flag: "--shutdown-timeout")
         }
         if let listen {
             guard let address = ListenAddress(parsing: listen) else {
@@ -95,6 +86,14 @@ struct ResolvedSettings {
             resolved.rules = try RuleSet(rules)
         }
         return resolved
+    }
+
+    /// A duration flag, with the bounds the configuration file has for the same settings.
+    private static func duration(_ text: String, flag: String) throws -> Int64 {
+        guard let nanos = WindowDuration.parseNanos(text), nanos <= Limit.maxWindowNanos else {
+            throw FlagError("\(flag) must be a duration from 1ms to 365d, such as 10s or 500ms, got \"\(text)\"")
+        }
+        return nanos
     }
 
     /// What `--check-config` prints.
