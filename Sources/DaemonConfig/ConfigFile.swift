@@ -114,7 +114,7 @@ public enum ConfigFile {
 
     /// A duration setting: a string such as "10s", from 1ms to 365d.
     static func duration(_ value: any TOMLValueConvertible, file: String, location: String, field: String) throws(ConfigError) -> Int64 {
-        guard let text = value.string, let nanos = WindowDuration.parseNanos(text), nanos <= Limit.maxWindowNanos else {
+        guard let text = value.string, let nanos = WindowDuration.parseSetting(text) else {
             throw ConfigError(file: file, location: location, field: field,
                               message: "must be a duration string from \"1ms\" to \"365d\", such as \"500ms\", \"10s\", \"1m\", got \(value.debugDescription)")
         }

@@ -39,6 +39,13 @@ public enum WindowDuration {
         return text.withUTF8 { parseNanos(UnsafeRawBufferPointer($0)) }
     }
 
+    /// A duration setting (an interval or a timeout): the same form as a window, and the same 1ms to 365d
+    /// range, for the configuration file and the command line alike.
+    public static func parseSetting(_ text: String) -> Int64? {
+        guard let nanos = parseNanos(text), nanos <= Limit.maxWindowNanos else { return nil }
+        return nanos
+    }
+
     /// The shortest exact form: `60_000_000_000` is `1m`, `1_500_000_000` is `1500ms`.
     public static func format(_ nanos: Int64) -> String {
         for unit in units.reversed() where nanos % unit.nanos == 0 {

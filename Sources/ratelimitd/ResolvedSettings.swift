@@ -90,7 +90,7 @@ struct ResolvedSettings {
 
     /// A duration flag, with the bounds the configuration file has for the same settings.
     private static func duration(_ text: String, flag: String) throws -> Int64 {
-        guard let nanos = WindowDuration.parseNanos(text), nanos <= Limit.maxWindowNanos else {
+        guard let nanos = WindowDuration.parseSetting(text) else {
             throw FlagError("\(flag) must be a duration from 1ms to 365d, such as 10s or 500ms, got \"\(text)\"")
         }
         return nanos

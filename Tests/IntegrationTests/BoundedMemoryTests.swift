@@ -5,16 +5,6 @@ import Testing
 /// Memory follows the active keys: fresh keys are swept, and a flood of new keys is held at max_keys.
 @Suite("bounded memory", .serialized, .timeLimit(.minutes(2)))
 struct BoundedMemoryTests {
-    func stats(_ client: LineClient) throws -> [String: Int] {
-        try client.send("STATS\n")
-        var values: [String: Int] = [:]
-        while let line = try client.readLine(), line != "END" {
-            let parts = line.split(separator: " ")
-            values[String(parts[1])] = Int(parts[2])
-        }
-        return values
-    }
-
     @Test func aFloodOfNewKeysStaysAtMaxKeys() throws {
         let daemon = try DaemonProcess(arguments: ["--max-keys", "1000", "--shards", "2", "--sweep-interval", "200ms"])
         let client = try LineClient(port: daemon.port)
@@ -22,7 +12,7 @@ struct BoundedMemoryTests {
         try client.send((0..<flood).map { "CHECK flood:\($0) 1 10/1h fixed_window\n" }.joined())
         let replies = try client.readLines(flood)
         #expect(replies.allSatisfy { $0.hasPrefix("ALLOW 9 ") })
-        let values = try stats(client)
+        let values = try client.statistics()
         #expect((values["keys"] ?? .max) <= 1_000)
         #expect((values["evictions"] ?? 0) >= flood - 1_000)
         let deadline = Date().addingTimeInterval(10)
@@ -37,12 +27,12 @@ struct BoundedMemoryTests {
         _ = try client.readLines(500)
         try client.send((0..<100).map { "CHECK lasting:\($0) 1 100/1h fixed_window\n" }.joined())
         _ = try client.readLines(100)
-        #expect(try stats(client)["keys"] == 600)
+        #expect(try client.statistics()["keys"] == 600)
         let deadline = Date().addingTimeInterval(10)
-        var keys = 600
+        var keys: Int64 = 600
         while keys != 100, Date() < deadline {
             usleep(100_000)
-            keys = try stats(client)["keys"] ?? -1
+            keys = try client.statistics()["keys"] ?? -1
         }
         #expect(keys == 100)
     }

@@ -43,11 +43,9 @@ struct SnapshotTests {
             #expect(try again.request("CHECK user:1 4").hasPrefix("DENY 3 "))
             #expect(try again.request("CHECK user:1 3").hasPrefix("ALLOW 0 "))
             #expect(try again.request("CHECK login:x 0 5/15m sliding_window_log").hasPrefix("ALLOW 3 "))
-            try again.send("STATS\n")
-            var stats: [String] = []
-            while let line = try again.readLine(), line != "END" { stats.append(line) }
-            #expect(stats.contains("STAT keys 2"))
-            #expect(stats.contains("STAT snapshot_keys 2"))
+            let stats = try again.statistics()
+            #expect(stats["keys"] == 2)
+            #expect(stats["snapshot_keys"] == 2)
         }
     }
 

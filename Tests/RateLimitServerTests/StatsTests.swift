@@ -5,22 +5,6 @@ import Testing
 
 @Suite("STATS", .timeLimit(.minutes(1)))
 struct StatsTests {
-    func statistics(_ lines: [String]) -> [String: Int64] {
-        var values: [String: Int64] = [:]
-        for line in lines where line.hasPrefix("STAT ") {
-            let parts = line.split(separator: " ")
-            values[String(parts[1])] = Int64(parts[2].trimmingCharacters(in: .whitespaces))
-        }
-        return values
-    }
-
-    func readStats(_ client: LineClient) throws -> [String: Int64] {
-        try client.send("STATS\n")
-        var lines: [String] = []
-        while let line = try client.readLine(), line != "END" { lines.append(line) }
-        return statistics(lines)
-    }
-
     @Test func countsKeysDecisionsAndConnections() async throws {
         let rules = try RuleSet([rule("all", "*", .fixedWindow, 2, "1h")])
         try await withServer(shards: 4, rules: rules) { port, _ in
@@ -30,7 +14,7 @@ struct StatsTests {
             for key in ["a", "b", "c"] { _ = try first.request("CHECK \(key) 1") }
             _ = try first.request("CHECK a 5")  // denied
             _ = try first.request("CHECK d 0")  // a peek creates no key
-            let stats = try readStats(first)
+            let stats = try first.statistics()
             #expect(stats["keys"] == 3)
             #expect(stats["allowed"] == 4)
             #expect(stats["denied"] == 1)
@@ -40,7 +24,7 @@ struct StatsTests {
             #expect(stats["snapshot_age_ms"] == -1)
             #expect((stats["uptime_ms"] ?? -1) >= 0)
             _ = try first.request("RESET a")
-            #expect(try readStats(first)["keys"] == 2)
+            #expect(try first.statistics()["keys"] == 2)
         }
     }
 

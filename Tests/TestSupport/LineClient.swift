@@ -94,6 +94,18 @@ public final class LineClient: @unchecked Sendable {
         return reply
     }
 
+    /// Sends `STATS` and returns its counters by name (the `STAT name value` lines up to `END`).
+    public func statistics() throws -> [String: Int64] {
+        try send("STATS\n")
+        var values: [String: Int64] = [:]
+        while let line = try readLine(), line != "END" {
+            let parts = line.split(separator: " ")
+            guard parts.count == 3, parts[0] == "STAT" else { throw Failure(description: "not a STAT line: \(line)") }
+            values[String(parts[1])] = Int64(parts[2])
+        }
+        return values
+    }
+
     /// Reads until the server closes; returns whatever complete lines came.
     public func readUntilClosed() throws -> [String] {
         var lines: [String] = []
