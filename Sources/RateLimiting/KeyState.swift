@@ -37,6 +37,23 @@ public enum KeyState: Sendable, Hashable {
         }
     }
 
+    /// When forgetting this state starts to change no decision (bucket full, windows over): `isFresh` from
+    /// then on. `windowNanos` is the deciding limit's window, or one longer (never shorter), which only
+    /// moves the time later. Used for eviction order and for the time a replicated copy must live.
+    public func freshAt(windowNanos: Int64) -> Int64 {
+        switch self {
+        case .bucket(let s):
+            return s.theoreticalArrival
+        case .fixedWindow(let s):
+            return s.used == 0 ? .min : s.windowStart &+ windowNanos
+        case .slidingCounter(let s):
+            if s.previous == 0 && s.current == 0 { return .min }
+            return s.windowStart &+ (s.current > 0 ? 2 &* windowNanos : windowNanos)
+        case .slidingLog(let s):
+            return s.newestTime.map { $0 &+ windowNanos } ?? .min
+        }
+    }
+
     /// Whether forgetting this state would change no future decision (bucket full, windows over).
     public func isFresh(now: Int64, windowNanos: Int64) -> Bool {
         switch self {

@@ -18,10 +18,25 @@ struct KeyTable {
         var hash: UInt32 = 0
         /// 0 marks an empty slot (keys are at least 1 byte).
         var length: UInt16 = 0
-        var kind: PackedState.Kind = .bucket
+        /// The state's `PackedState.Kind` in the low bits; the top bit marks a change not yet replicated.
+        var tag: UInt8 = PackedState.Kind.bucket.rawValue
         /// The window of the limit that last decided for the key, as a `WindowCode` (0: unknown), so the
         /// sweeper can tell when the state is fresh. Fits in the entry's last spare byte.
         var windowClass: UInt8 = 0
+
+        var kind: PackedState.Kind {
+            get { PackedState.Kind(rawValue: tag & ~Self.changedBit) ?? .bucket }
+            set { tag = tag & Self.changedBit | newValue.rawValue }
+        }
+
+        /// Whether the key changed since the replicator last took it, and so is listed in the shard's
+        /// change log (once, however often it changes).
+        var isChanged: Bool {
+            get { tag & Self.changedBit != 0 }
+            set { tag = newValue ? tag | Self.changedBit : tag & ~Self.changedBit }
+        }
+
+        private static let changedBit: UInt8 = 0x80
     }
 
     static let inlineKeyBytes = 24
@@ -42,6 +57,11 @@ struct KeyTable {
     var maxKeys = Int.max
     private(set) var evictions = 0
     private var sweepCursor = 0
+    /// Whether changes are marked for replication; off, the request path pays one untaken branch.
+    var tracksChanges = false
+    /// Set by the last `update` when its key must go into the change log: it changed and was not marked yet,
+    /// or it was removed while unmarked (so the replica learns of the removal).
+    private(set) var lastUpdateNeedsListing = false
     private var sampler: UInt64 = 0x2545_F491_4F6C_DD1D
 
     init(capacity: Int = 16) {
@@ -55,26 +75,50 @@ struct KeyTable {
     /// is inserted, a changed one updated, nil removes the key.
     ///
     /// `windowNanos` is the window of the limit deciding, remembered so the sweeper knows when the state is
-    /// fresh (0 when unknown, as for a restored key).
+    /// fresh (0 when unknown, as for a restored key). With `marksChange` (and `tracksChanges` on), a change
+    /// is marked for replication and `lastUpdateNeedsListing` says whether the caller must log the key.
     mutating func update<Result>(
-        key: UnsafeRawBufferPointer, hash: UInt64, windowNanos: Int64 = 0, _ body: (inout KeyState?) -> Result
+        key: UnsafeRawBufferPointer, hash: UInt64, windowNanos: Int64 = 0, marksChange: Bool = true,
+        _ body: (inout KeyState?) -> Result
     ) -> Result {
+        lastUpdateNeedsListing = false
+        let marks = tracksChanges && marksChange
         let probe = find(key, hash: UInt32(truncatingIfNeeded: hash))
         guard probe.found else {
             var state: KeyState?
             let result = body(&state)
-            if let state { insert(key, probe: probe, state: state, windowClass: windowClass(windowNanos)) }
+            if let state {
+                insert(key, probe: probe, state: state, windowClass: windowClass(windowNanos), changed: marks)
+                lastUpdateNeedsListing = marks
+            }
             return result
         }
+        let before = slots[probe.position]
         var state = takeState(at: probe.position)
         let result = body(&state)
         if let state {
             putState(state, at: probe.position)
             if windowNanos != 0 { slots[probe.position].windowClass = windowClass(windowNanos) }
+            if marks { markChanged(at: probe.position, before: before) }
         } else {
             remove(at: probe.position)
+            lastUpdateNeedsListing = marks && !before.isChanged
         }
         return result
+    }
+
+    /// Marks the entry at `position` changed unless it already is or its state is what it was (a denial).
+    /// A log is taken to have changed: comparing it would cost more than replicating it.
+    private mutating func markChanged(at position: Int, before: Entry) {
+        let entry = slots[position]
+        guard !entry.isChanged else { return }
+        if entry.kind != .slidingLog, entry.kind == before.kind, entry.first == before.first,
+            entry.second == before.second
+        {
+            return
+        }
+        slots[position].isChanged = true
+        lastUpdateNeedsListing = true
     }
 
     private mutating func windowClass(_ windowNanos: Int64) -> UInt8 {
@@ -87,15 +131,44 @@ struct KeyTable {
 
     func state(key: UnsafeRawBufferPointer, hash: UInt64) -> KeyState? {
         let probe = find(key, hash: UInt32(truncatingIfNeeded: hash))
-        guard probe.found else { return nil }
-        let entry = slots[probe.position]
-        if entry.kind == .slidingLog { return .slidingLog(logs[Int(entry.first)]) }
-        return PackedState(kind: entry.kind, first: entry.first, second: entry.second).unpacked
+        return probe.found ? state(of: slots[probe.position]) : nil
     }
 
-    mutating func remove(key: UnsafeRawBufferPointer, hash: UInt64) {
+    private func state(of entry: Entry) -> KeyState {
+        if entry.kind == .slidingLog { return .slidingLog(logs[Int(entry.first)]) }
+        return PackedState(kind: entry.kind, first: entry.first, second: entry.second).unpacked!
+    }
+
+    // MARK: Changes for replication
+
+    /// What a logged key holds now, for the replicator.
+    enum PendingChange {
+        /// Changed since last taken: its state and the window it was decided under (0 if unknown). The mark
+        /// is cleared, so a later change lists the key again.
+        case changed(KeyState, windowNanos: Int64)
+        /// Already taken under an earlier listing of the same key.
+        case unchanged
+        /// No longer held (reset, swept or evicted): the replica should forget it too.
+        case absent
+    }
+
+    mutating func takeChange(key: UnsafeRawBufferPointer, hash: UInt64) -> PendingChange {
         let probe = find(key, hash: UInt32(truncatingIfNeeded: hash))
-        if probe.found { remove(at: probe.position) }
+        guard probe.found else { return .absent }
+        let entry = slots[probe.position]
+        guard entry.isChanged else { return .unchanged }
+        slots[probe.position].isChanged = false
+        return .changed(state(of: entry), windowNanos: WindowCode.decode(entry.windowClass))
+    }
+
+    /// Sets or clears `key`'s change mark; returns whether the key is held and was marked before.
+    @discardableResult
+    mutating func setChanged(key: UnsafeRawBufferPointer, hash: UInt64, _ changed: Bool) -> (found: Bool, wasChanged: Bool) {
+        let probe = find(key, hash: UInt32(truncatingIfNeeded: hash))
+        guard probe.found else { return (false, false) }
+        let was = slots[probe.position].isChanged
+        if was != changed { slots[probe.position].isChanged = changed }
+        return (true, was)
     }
 
     /// Every key, for tests and diagnostics.
@@ -107,12 +180,7 @@ struct KeyTable {
     func forEach(_ body: (UnsafeRawBufferPointer, KeyState, Int64) -> Void) {
         for position in slots.indices where slots[position].length != 0 {
             let entry = slots[position]
-            let state: KeyState =
-                entry.kind == .slidingLog
-                ? .slidingLog(logs[Int(entry.first)])
-                : PackedState(kind: entry.kind, first: entry.first, second: entry.second).unpacked!
-            let window = WindowCode.decode(entry.windowClass)
-            key(at: position).withUnsafeBytes { body($0, state, window) }
+            key(at: position).withUnsafeBytes { body($0, state(of: entry), WindowCode.decode(entry.windowClass)) }
         }
     }
 
@@ -161,7 +229,9 @@ struct KeyTable {
 
     // MARK: Insertion and removal
 
-    private mutating func insert(_ key: UnsafeRawBufferPointer, probe: Probe, state: KeyState, windowClass: UInt8) {
+    private mutating func insert(
+        _ key: UnsafeRawBufferPointer, probe: Probe, state: KeyState, windowClass: UInt8, changed: Bool
+    ) {
         var position = probe.position
         var moved = false
         if count >= maxKeys, count > 0 {
@@ -190,6 +260,7 @@ struct KeyTable {
             }
         }
         store(state, in: &entry)
+        entry.isChanged = changed
         slots[position] = entry
         count += 1
     }
@@ -262,10 +333,7 @@ struct KeyTable {
     private func isFresh(_ entry: Entry, now: Int64) -> Bool {
         if entry.kind == .bucket { return entry.first <= now }
         guard entry.windowClass != 0 else { return false }
-        let window = WindowCode.decode(entry.windowClass)
-        if entry.kind == .slidingLog { return logs[Int(entry.first)].isFresh(now: now, windowNanos: window) }
-        return PackedState(kind: entry.kind, first: entry.first, second: entry.second).unpacked!
-            .isFresh(now: now, windowNanos: window)
+        return state(of: entry).isFresh(now: now, windowNanos: WindowCode.decode(entry.windowClass))
     }
 
     /// Evicts one key: of eight sampled keys, the one whose state turns fresh soonest, i.e. the one with the
@@ -301,18 +369,7 @@ struct KeyTable {
 
     /// When the entry's state turns fresh; without a known window, when it last moved.
     private func freshAt(_ entry: Entry) -> Int64 {
-        let window = WindowCode.decode(entry.windowClass)
-        switch entry.kind {
-        case .bucket:
-            return entry.first
-        case .fixedWindow:
-            return entry.first &+ window
-        case .slidingCounter:
-            let current = entry.second & 0xFFFF_FFFF
-            return entry.first &+ (current > 0 ? 2 * window : window)
-        case .slidingLog:
-            return (logs[Int(entry.first)].newestTime ?? .min) &+ window
-        }
+        state(of: entry).freshAt(windowNanos: WindowCode.decode(entry.windowClass))
     }
 
     // MARK: States

@@ -22,6 +22,8 @@ public final class LockedShard: @unchecked Sendable {
     private nonisolated(unsafe) var latest: Int64 = .min
     private nonisolated(unsafe) var allowed: Int64 = 0
     private nonisolated(unsafe) var denied: Int64 = 0
+    /// When the oldest change not yet taken by the replicator happened; 0 when none is waiting.
+    private nonisolated(unsafe) var pendingSince: Int64 = 0
 
     public init() {}
 
@@ -32,6 +34,7 @@ public final class LockedShard: @unchecked Sendable {
             if case .decision(let decision) = result {
                 if decision.allowed { allowed &+= 1 } else { denied &+= 1 }
             }
+            if pendingSince == 0, shard.tracksChanges, shard.pendingChanges > 0 { pendingSince = latest }
             return result
         }
     }
@@ -60,9 +63,51 @@ public final class LockedShard: @unchecked Sendable {
         lock.withLock { _ in shard.snapshot() }
     }
 
-    /// Sets `key`'s state, replacing whatever it had; for restoring a snapshot.
-    public func restore(key: UnsafeRawBufferPointer, hash: UInt64, state: KeyState, windowNanos: Int64) {
-        lock.withLock { _ in shard.restore(key: key, hash: hash, state: state, windowNanos: windowNanos) }
+    /// Sets `key`'s state, replacing whatever it had; for restoring a snapshot or the replica's copy (see
+    /// `Shard.restore` for `replicate`).
+    public func restore(
+        key: UnsafeRawBufferPointer, hash: UInt64, state: KeyState, windowNanos: Int64, replicate: Bool = true
+    ) {
+        lock.withLock { _ in
+            shard.restore(key: key, hash: hash, state: state, windowNanos: windowNanos, replicate: replicate)
+        }
+    }
+
+    // MARK: Replication
+
+    /// Starts logging changed keys for a replicator; call before the shard serves or restores anything.
+    public func trackChanges() {
+        lock.withLock { _ in shard.tracksChanges = true }
+    }
+
+    /// Moves up to `budget` changed keys into `batch` in one lock hold; returns how many stay logged.
+    @discardableResult
+    public func takeChanges(budget: Int, shardIndex: Int, now: Int64, into batch: inout ChangeBatch) -> Int {
+        lock.withLock { _ in
+            latest = max(latest, now)
+            if pendingSince != 0 { batch.oldestChangeAt = min(batch.oldestChangeAt, pendingSince) }
+            shard.takeChanges(budget: budget, shardIndex: shardIndex, now: latest, into: &batch)
+            if shard.pendingChanges == 0 { pendingSince = 0 }
+            return shard.pendingChanges
+        }
+    }
+
+    /// Logs again the keys of `batch` that belong to this shard, after writing them to the replica failed.
+    public func requeue(_ batch: ChangeBatch, shardIndex: Int) {
+        lock.withLock { _ in
+            for item in batch.items where item.shard == shardIndex {
+                batch.withShardKey(of: item) { shard.requeue(key: $0, hash: item.hash) }
+            }
+            if shard.pendingChanges > 0, batch.oldestChangeAt != .max {
+                pendingSince = pendingSince == 0 ? batch.oldestChangeAt : min(pendingSince, batch.oldestChangeAt)
+            }
+        }
+    }
+
+    /// Changes waiting for the replicator, and when the oldest of them happened (0 if none, or if they came
+    /// from a restore rather than a request).
+    public func pendingChanges() -> (count: Int, since: Int64) {
+        lock.withLock { _ in (shard.pendingChanges, pendingSince) }
     }
 
     /// Runs `body` with the shard locked; for statistics, tests and maintenance.

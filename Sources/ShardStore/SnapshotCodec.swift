@@ -46,7 +46,7 @@ public enum SnapshotCodec {
                 out.appendLittleEndian(UInt16(key.count))
                 out += key
                 out.appendLittleEndian(window)
-                encode(state, into: &out)
+                encodeState(state, into: &out)
             }
         }
         withUnsafeBytes(of: count.littleEndian) { bytes in
@@ -57,7 +57,8 @@ public enum SnapshotCodec {
         return (out, Int(count))
     }
 
-    private static func encode(_ state: KeyState, into out: inout [UInt8]) {
+    /// One state: its kind byte, then its fields (the layout above). Redis values use it too.
+    static func encodeState(_ state: KeyState, into out: inout [UInt8]) {
         switch state {
         case .bucket(let bucket):
             out.append(1)
@@ -126,7 +127,12 @@ public enum SnapshotCodec {
             guard window == 0 || (Limit.minWindowNanos...Limit.maxWindowNanos).contains(window) else {
                 throw SnapshotError("key \(index + 1): bad window")
             }
-            let state = try decodeState(&reader, index: index)
+            let state: KeyState
+            do {
+                state = try decodeState(&reader)
+            } catch {
+                throw SnapshotError("key \(index + 1): \(error)")
+            }
             guard state.times.allSatisfy(plausible.contains) else {
                 throw SnapshotError("key \(index + 1): a time more than a century from the save time")
             }
@@ -138,7 +144,7 @@ public enum SnapshotCodec {
         return Contents(savedAt: savedAt, entries: entries)
     }
 
-    private static func decodeState(_ reader: inout ByteReader, index: Int) throws(SnapshotError) -> KeyState {
+    static func decodeState(_ reader: inout ByteReader) throws(SnapshotError) -> KeyState {
         let kind: UInt8 = try reader.read()
         switch kind {
         case 1:
@@ -146,31 +152,31 @@ public enum SnapshotCodec {
         case 2:
             let start: Int64 = try reader.read()
             let used: Int64 = try reader.read()
-            guard used >= 0, used <= Limit.maxLimit else { throw SnapshotError("key \(index + 1): bad window count") }
+            guard used >= 0, used <= Limit.maxLimit else { throw SnapshotError("bad window count") }
             return .fixedWindow(FixedWindowState(windowStart: start, used: used))
         case 3:
             let start: Int64 = try reader.read()
             let previous: Int64 = try reader.read()
             let current: Int64 = try reader.read()
             guard (0...Limit.maxLimit).contains(previous), (0...Limit.maxLimit).contains(current) else {
-                throw SnapshotError("key \(index + 1): bad window counts")
+                throw SnapshotError("bad window counts")
             }
             return .slidingCounter(SlidingCounterState(windowStart: start, previous: previous, current: current))
         case 4:
             let count = Int(try reader.read() as UInt32)
-            guard count <= Int(Limit.maxSlidingLogLimit) else { throw SnapshotError("key \(index + 1): log too long") }
+            guard count <= Int(Limit.maxSlidingLogLimit) else { throw SnapshotError("log too long") }
             var log: [SlidingLogState.Entry] = []
             for _ in 0..<count {
                 let time: Int64 = try reader.read()
                 let units: Int64 = try reader.read()
                 guard units > 0, units <= Limit.maxSlidingLogLimit, log.last.map({ $0.time < time }) ?? true else {
-                    throw SnapshotError("key \(index + 1): bad log entry")
+                    throw SnapshotError("bad log entry")
                 }
                 log.append(SlidingLogState.Entry(time: time, count: units))
             }
             return .slidingLog(SlidingLogState(entries: log))
         default:
-            throw SnapshotError("key \(index + 1): unknown state kind \(kind)")
+            throw SnapshotError("unknown state kind \(kind)")
         }
     }
 }

@@ -1,0 +1,82 @@
+/// The keys of one shard that changed since the replicator last took them, in the order they first changed.
+/// Records are packed into one byte array (hash, length, key bytes), so logging a key allocates nothing once
+/// the array has grown to the shard's usual traffic; the table's change mark keeps a key from being logged
+/// twice while it waits.
+struct ChangeLog {
+    private var bytes: [UInt8] = []
+    /// Records before this offset have been taken.
+    private var readOffset = 0
+    /// Records not yet taken (a key may appear twice: once for a removal, once for what came after it).
+    private(set) var count = 0
+
+    private static let headerSize = 10
+
+    var isEmpty: Bool { count == 0 }
+
+    /// Bytes held, taken records included until the next compaction.
+    var byteCount: Int { bytes.count }
+
+    mutating func append(key: UnsafeRawBufferPointer, hash: UInt64) {
+        Swift.withUnsafeBytes(of: hash.littleEndian) { bytes.append(contentsOf: $0) }
+        Swift.withUnsafeBytes(of: UInt16(key.count).littleEndian) { bytes.append(contentsOf: $0) }
+        bytes.append(contentsOf: key)
+        count += 1
+    }
+
+    /// Calls `body` with up to `limit` of the oldest records, removing each one `body` is called with.
+    mutating func take(_ limit: Int, _ body: (UnsafeRawBufferPointer, UInt64) -> Void) {
+        var taken = 0
+        bytes.withUnsafeBytes { raw in
+            while taken < limit, readOffset < raw.count {
+                let (key, hash, next) = Self.record(in: raw, at: readOffset)
+                body(key, hash)
+                readOffset = next
+                taken += 1
+            }
+        }
+        count -= taken
+        if readOffset == bytes.count {
+            bytes.removeAll(keepingCapacity: true)
+            readOffset = 0
+        } else if readOffset > bytes.count / 2 {
+            // Drop the taken half, so a log that is never fully drained does not grow without end.
+            bytes.removeSubrange(0..<readOffset)
+            readOffset = 0
+        }
+    }
+
+    /// Keeps only the records `keep` says yes to, in order.
+    mutating func filter(_ keep: (UnsafeRawBufferPointer, UInt64) -> Bool) {
+        var kept = ChangeLog()
+        bytes.withUnsafeBytes { raw in
+            var offset = readOffset
+            while offset < raw.count {
+                let (key, hash, next) = Self.record(in: raw, at: offset)
+                if keep(key, hash) { kept.append(key: key, hash: hash) }
+                offset = next
+            }
+        }
+        self = kept
+    }
+
+    /// Calls `body` with every record not yet taken.
+    func forEach(_ body: (UnsafeRawBufferPointer, UInt64) -> Void) {
+        bytes.withUnsafeBytes { raw in
+            var offset = readOffset
+            while offset < raw.count {
+                let (key, hash, next) = Self.record(in: raw, at: offset)
+                body(key, hash)
+                offset = next
+            }
+        }
+    }
+
+    private static func record(
+        in raw: UnsafeRawBufferPointer, at offset: Int
+    ) -> (key: UnsafeRawBufferPointer, hash: UInt64, next: Int) {
+        let hash = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+        let length = Int(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: offset + 8, as: UInt16.self)))
+        let start = offset + headerSize
+        return (UnsafeRawBufferPointer(rebasing: raw[start..<(start + length)]), hash, start + length)
+    }
+}

@@ -1,0 +1,141 @@
+import RateLimiting
+import Testing
+
+@testable import ShardStore
+
+@Suite("change tracking for replication")
+struct ChangeTrackingTests {
+    static let t0: Int64 = 1_700_000_000_000_000_000
+    static let ms: Int64 = 1_000_000
+    static let limit = try! Limit(algorithm: .tokenBucket, limit: 10, windowNanos: 10_000 * ms)
+
+    static func trackingShard() -> Shard {
+        let shard = Shard()
+        shard.tracksChanges = true
+        return shard
+    }
+
+    /// Takes every logged change, as (key, value or nil for a removal, TTL in ms).
+    static func take(_ shard: Shard, now: Int64, budget: Int = .max) -> [(key: String, value: [UInt8]?, ttl: Int64)] {
+        var batch = ChangeBatch(keyPrefix: Array("p:".utf8))
+        shard.takeChanges(budget: budget, shardIndex: 0, now: now, into: &batch)
+        return batch.items.map { item in
+            let key = batch.withShardKey(of: item) { String(decoding: $0, as: UTF8.self) }
+            #expect(batch.bytes[item.key].starts(with: Array("p:".utf8)))
+            switch item.action {
+            case .set(let value, let ttl): return (key, Array(batch.bytes[value]), ttl)
+            case .delete: return (key, nil, 0)
+            }
+        }
+    }
+
+    @Test func aKeyChangedAThousandTimesIsWrittenOnceWithItsLatestState() throws {
+        let shard = Self.trackingShard()
+        for step in 0..<1_000 {
+            _ = shard.check(key: "hot", cost: 0, limit: Self.limit, now: Self.t0)  // a peek changes nothing
+            _ = shard.check(key: "hot", cost: 1, limit: Self.limit, now: Self.t0 + Int64(step) * 100 * Self.ms)
+        }
+        #expect(shard.pendingChanges == 1)
+        let now = Self.t0 + 100_000 * Self.ms
+        let changes = Self.take(shard, now: now)
+        #expect(changes.count == 1)
+        let record = try ReplicaRecord.decode(try #require(changes.first?.value), now: now)
+        #expect(record.state == shard.state(for: "hot"))
+        #expect(record.updatedAt == now)
+        #expect(shard.pendingChanges == 0)
+        #expect(Self.take(shard, now: now).isEmpty)
+    }
+
+    @Test func theTTLRunsUntilTheStateIsFreshAndAFreshStateIsARemoval() throws {
+        let shard = Self.trackingShard()
+        // 10 per 10 s: each unit refills in 1 s. Three spent: full again 3 s later.
+        for _ in 0..<3 { _ = shard.check(key: "k", cost: 1, limit: Self.limit, now: Self.t0) }
+        let changes = Self.take(shard, now: Self.t0 + 500 * Self.ms + 1)
+        #expect(changes.map(\.ttl) == [2_500])
+        _ = shard.check(key: "k", cost: 1, limit: Self.limit, now: Self.t0 + 600 * Self.ms)
+        // Taken only after it refilled: nothing to keep, so the replica forgets it.
+        let late = Self.take(shard, now: Self.t0 + 10_000 * Self.ms)
+        #expect(late.count == 1 && late[0].value == nil)
+    }
+
+    @Test func denialsAndUntrackedShardsLogNothing() {
+        let shard = Self.trackingShard()
+        let one = try! Limit(algorithm: .fixedWindow, limit: 1, windowNanos: 1_000 * Self.ms)
+        #expect(shard.check(key: "k", cost: 1, limit: one, now: Self.t0).allowed)
+        _ = Self.take(shard, now: Self.t0)
+        #expect(!shard.check(key: "k", cost: 1, limit: one, now: Self.t0).allowed)
+        #expect(shard.pendingChanges == 0)
+
+        let untracked = Shard()
+        _ = untracked.check(key: "k", cost: 1, limit: Self.limit, now: Self.t0)
+        untracked.reset(key: "k")
+        #expect(untracked.pendingChanges == 0)
+    }
+
+    @Test func aResetReachesTheReplicaAsARemoval() {
+        let shard = Self.trackingShard()
+        _ = shard.check(key: "taken", cost: 1, limit: Self.limit, now: Self.t0)
+        _ = shard.check(key: "untaken", cost: 1, limit: Self.limit, now: Self.t0)
+        _ = Self.take(shard, now: Self.t0, budget: 1)  // "taken" goes; "untaken" waits
+        shard.reset(key: "taken")
+        shard.reset(key: "untaken")
+        shard.reset(key: "never-seen")
+        let changes = Self.take(shard, now: Self.t0)
+        #expect(changes.map(\.key).sorted() == ["taken", "untaken"])
+        #expect(changes.allSatisfy { $0.value == nil })
+    }
+
+    @Test func aFailedWriteIsLoggedAgainAndAHeldKeyOnlyOnce() {
+        let shard = Self.trackingShard()
+        for key in ["a", "b", "c"] { _ = shard.check(key: key, cost: 1, limit: Self.limit, now: Self.t0) }
+        var batch = ChangeBatch(keyPrefix: [])
+        shard.takeChanges(budget: .max, shardIndex: 0, now: Self.t0, into: &batch)
+        #expect(batch.count == 3 && shard.pendingChanges == 0)
+        _ = shard.check(key: "a", cost: 1, limit: Self.limit, now: Self.t0 + Self.ms)  // logged anew
+        shard.reset(key: "b")  // logged as a removal
+        for item in batch.items { batch.withShardKey(of: item) { shard.requeue(key: $0, hash: item.hash) } }
+        let changes = Self.take(shard, now: Self.t0 + 2 * Self.ms)
+        // A held key comes back once; a removal may come twice (both say "forget it").
+        #expect(changes.filter { $0.value != nil }.map(\.key).sorted() == ["a", "c"])
+        #expect(Set(changes.filter { $0.value == nil }.map(\.key)) == ["b"])
+    }
+
+    @Test func restoringFromTheReplicaIsNotSentBackButASnapshotIs() {
+        let shard = Self.trackingShard()
+        let state = KeyState.bucket(BucketState(theoreticalArrival: Self.t0 + 1_000 * Self.ms))
+        withKey("from-redis") { shard.restore(key: $0, hash: $1, state: state, replicate: false) }
+        #expect(shard.pendingChanges == 0)
+        withKey("from-snapshot") { shard.restore(key: $0, hash: $1, state: state, replicate: true) }
+        #expect(Self.take(shard, now: Self.t0).map(\.key) == ["from-snapshot"])
+    }
+
+    @Test func removalsPilingUpWhileTheReplicaIsAwayStayBounded() {
+        let shard = Self.trackingShard()
+        for index in 0..<1_000 { _ = shard.check(key: "steady:\(index)", cost: 1, limit: Self.limit, now: Self.t0) }
+        var most = 0
+        for _ in 0..<200_000 {
+            _ = shard.check(key: "churn", cost: 1, limit: Self.limit, now: Self.t0)
+            shard.reset(key: "churn")
+            most = max(most, shard.pendingChanges)
+        }
+        #expect(most <= Shard.minimumCompactionCount + 1)
+        // Every held key is still logged exactly once.
+        let changes = Self.take(shard, now: Self.t0)
+        let sets = changes.filter { $0.value != nil }.map(\.key)
+        #expect(sets.count == 1_000 && Set(sets).count == 1_000)
+    }
+
+    @Test func anEvictedOrSweptKeyThatWaitedIsRemovedFromTheReplica() {
+        let shard = Self.trackingShard()
+        shard.maxKeys = 1
+        _ = shard.check(key: "first", cost: 1, limit: Self.limit, now: Self.t0)
+        _ = shard.check(key: "second", cost: 1, limit: Self.limit, now: Self.t0)
+        let changes = Self.take(shard, now: Self.t0)
+        #expect(changes.map(\.key) == ["first", "second"])
+        #expect(changes[0].value == nil && changes[1].value != nil)
+    }
+
+    private func withKey(_ key: String, _ body: (UnsafeRawBufferPointer, UInt64) -> Void) {
+        Array(key.utf8).withUnsafeBytes { body($0, KeyHash.hash($0)) }
+    }
+}
