@@ -50,6 +50,19 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // hiredis, the system's C client for Redis (Debian: libhiredis-dev).
+        .systemLibrary(name: "CHiredis", providers: [.apt(["libhiredis-dev"])]),
+        // Replication to Redis: the hiredis connection, the write-behind replicator, the start-up restore.
+        .target(
+            name: "RedisReplication",
+            dependencies: [
+                "CHiredis", "DaemonConfig", "RateLimitServer", "ShardStore", "RateLimiting",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The TOML configuration file and its validation.
         .target(
             name: "DaemonConfig",
@@ -62,7 +75,7 @@ let package = Package(
         .executableTarget(
             name: "ratelimitd",
             dependencies: [
-                "DaemonConfig", "RateLimitServer", "RateLimiting", "CMemory",
+                "DaemonConfig", "RateLimitServer", "RateLimiting", "CMemory", "RedisReplication",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -97,6 +110,14 @@ let package = Package(
         .testTarget(
             name: "DaemonConfigTests",
             dependencies: ["DaemonConfig", "RateLimiting"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "RedisReplicationTests",
+            dependencies: [
+                "RedisReplication", "RateLimitServer", "ShardStore", "RateLimiting", "DaemonConfig", "TestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         // Starts the real `ratelimitd` binary; depends on it so `swift test` builds it first.

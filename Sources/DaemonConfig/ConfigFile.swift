@@ -9,9 +9,10 @@ import TOMLKit
 /// Reads and validates a ratelimitd TOML file. Every mistake is reported with the file, the rule or section,
 /// and the field; unknown settings are mistakes too, so a typo cannot silently leave a default in force.
 public enum ConfigFile {
-    static let topLevelKeys: Set<String> = ["server", "store", "rules"]
+    static let topLevelKeys: Set<String> = ["server", "store", "redis", "rules"]
     static let serverKeys: Set<String> = ["listen", "shards", "log_level", "shutdown_timeout"]
     static let storeKeys: Set<String> = ["snapshot_path", "snapshot_interval", "max_keys", "sweep_interval"]
+    static let redisKeys: Set<String> = ["url", "mode", "key_prefix", "flush_interval"]
     static let ruleKeys: Set<String> = ["name", "match", "algorithm", "limit", "window", "burst"]
 
     public static func load(path: String) throws(ConfigError) -> DaemonSettings {
@@ -48,6 +49,12 @@ public enum ConfigFile {
                 throw ConfigError(file: file, field: "store", message: "must be a table ([store])")
             }
             try parseStore(store, into: &settings, file: file)
+        }
+        if let redis = table["redis"] {
+            guard let redis = redis.table else {
+                throw ConfigError(file: file, field: "redis", message: "must be a table ([redis])")
+            }
+            try parseRedis(redis, into: &settings, file: file)
         }
         if let rules = table["rules"] {
             guard let rules = rules.array else {
@@ -109,6 +116,43 @@ public enum ConfigFile {
                                   message: "must be a positive integer, got \(value.debugDescription)")
             }
             settings.maxKeys = maxKeys
+        }
+    }
+
+    private static func parseRedis(_ redis: TOMLTable, into settings: inout DaemonSettings, file: String) throws(ConfigError) {
+        let location = "[redis]"
+        try rejectUnknown(redis, allowed: redisKeys, file: file, location: location)
+        guard let value = redis["url"] else {
+            throw ConfigError(file: file, location: location, field: "url",
+                              message: "is required: redis://HOST:PORT or unix:///PATH")
+        }
+        guard let url = value.string else {
+            throw ConfigError(file: file, location: location, field: "url",
+                              message: "must be a string, got \(value.debugDescription)")
+        }
+        do {
+            settings.redisEndpoint = try RedisEndpoint(parsing: url)
+        } catch {
+            throw ConfigError(file: file, location: location, field: "url", message: error.description)
+        }
+        if let value = redis["mode"] {
+            guard let mode = value.string, DaemonSettings.redisModes.contains(mode) else {
+                throw ConfigError(file: file, location: location, field: "mode",
+                                  message: "must be \"replicate\" (the only mode so far), got \(value.debugDescription)")
+            }
+        }
+        if let value = redis["key_prefix"] {
+            guard let prefix = value.string else {
+                throw ConfigError(file: file, location: location, field: "key_prefix",
+                                  message: "must be a string, got \(value.debugDescription)")
+            }
+            if let problem = DaemonSettings.redisKeyPrefixProblem(prefix) {
+                throw ConfigError(file: file, location: location, field: "key_prefix", message: problem)
+            }
+            settings.redisKeyPrefix = prefix
+        }
+        if let value = redis["flush_interval"] {
+            settings.redisFlushIntervalNanos = try duration(value, file: file, location: location, field: "flush_interval")
         }
     }
 

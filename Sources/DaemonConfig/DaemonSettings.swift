@@ -16,6 +16,10 @@ public struct DaemonSettings: Sendable {
     /// The most keys held; past it, new keys evict old ones.
     public var maxKeys: Int?
     public var sweepIntervalNanos: Int64?
+    /// `[redis]`: where changes are replicated; nil for no replication.
+    public var redisEndpoint: RedisEndpoint?
+    public var redisKeyPrefix: String?
+    public var redisFlushIntervalNanos: Int64?
 
     public init(listen: ListenAddress? = nil, shards: Int? = nil, logLevel: LogLevelName? = nil, rules: [Rule]? = nil) {
         self.listen = listen
@@ -27,6 +31,21 @@ public struct DaemonSettings: Sendable {
     public static let defaultShutdownTimeoutNanos: Int64 = 10_000_000_000
     public static let defaultSnapshotIntervalNanos: Int64 = 10_000_000_000
     public static let defaultSweepIntervalNanos: Int64 = 10_000_000_000
+
+    public static let defaultRedisKeyPrefix = "ratelimitd:"
+    public static let defaultRedisFlushIntervalNanos: Int64 = 50_000_000
+    /// The one replication mode so far: this daemon decides, Redis keeps a copy for failover.
+    public static let redisModes = ["replicate"]
+
+    /// Why `prefix` cannot be a Redis key prefix, or nil if it can: 1 to 64 printable ASCII bytes without
+    /// spaces, so that ratelimitd's keys are told apart from others in a shared database.
+    public static func redisKeyPrefixProblem(_ prefix: String) -> String? {
+        guard !prefix.isEmpty, prefix.utf8.count <= 64 else { return "must be 1 to 64 bytes long" }
+        guard prefix.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+            return "must be printable ASCII without spaces"
+        }
+        return nil
+    }
 
     /// The most shards accepted; far more than cores only adds threads and lock stripes nobody needs.
     public static let maxShards = 1024

@@ -40,6 +40,22 @@ struct ConnectionServices: Sendable {
             Statistic("shards", Int64(shards.count)),
             Statistic("snapshot_age_ms", snapshotAt == 0 ? -1 : max(0, now - snapshotAt) / 1_000_000),
             Statistic("snapshot_keys", Int64(statistics.snapshot.keys.load(ordering: .relaxed))),
+        ] + replicationStatistics(now: now)
+    }
+
+    /// How far the Redis copy is behind: -1 for the lag when there is no replication.
+    private func replicationStatistics(now: Int64) -> [Statistic] {
+        let replication = statistics.replication
+        guard replication.isEnabled else {
+            return [Statistic("replication_lag_ms", -1), Statistic("replication_pending", 0),
+                    Statistic("replication_errors", 0)]
+        }
+        let pending = replication.pending(in: shards)
+        let lag = pending.count > 0 && pending.since != 0 ? max(0, now - pending.since) / 1_000_000 : 0
+        return [
+            Statistic("replication_lag_ms", lag),
+            Statistic("replication_pending", Int64(pending.count)),
+            Statistic("replication_errors", Int64(replication.errors.load(ordering: .relaxed))),
         ]
     }
 }
@@ -51,6 +67,7 @@ final class ServerStatistics: Sendable {
     let lastConnectionID = Atomic<Int>(0)
     let openConnections = Atomic<Int>(0)
     let snapshot: SnapshotStatus
+    let replication = ReplicationStatus()
 
     init(startedAt: Int64, snapshot: SnapshotStatus) {
         self.startedAt = startedAt

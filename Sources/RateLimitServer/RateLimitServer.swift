@@ -110,6 +110,14 @@ public final class RateLimitServer: Sendable {
         SweepService(shards: shards, clock: configuration.clock, interval: interval, logger: logger)
     }
 
+    /// Turns on change logging in every shard and returns what a replicator takes the changes from. Call
+    /// before `restore` and `start`, so that nothing changes unlogged.
+    public func replicationFeed() -> ReplicationFeed {
+        for shard in shards { shard.trackChanges() }
+        statistics.replication.enabled.store(true, ordering: .relaxed)
+        return ReplicationFeed(shards: shards, clock: configuration.clock, status: statistics.replication)
+    }
+
     /// Puts every key of a decoded snapshot into its shard; call before `start`.
     public func restore(_ contents: SnapshotCodec.Contents) {
         statistics.snapshot.record(savedAt: contents.savedAt, keys: contents.entries.count)

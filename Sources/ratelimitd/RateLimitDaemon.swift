@@ -9,6 +9,7 @@ import Logging
 import NIOCore
 import RateLimitServer
 import RateLimiting
+import RedisReplication
 import ServiceLifecycle
 
 @main
@@ -50,6 +51,20 @@ struct RateLimitDaemon: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("How often every key is checked for freshness (default 10s).", valueName: "duration"))
     var sweepInterval: String?
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Replicate to Redis: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] or unix:///PATH; \"\" for none.",
+        valueName: "url"))
+    var redis: String?
+
+    @Option(name: .long, help: ArgumentHelp("Only \"replicate\" so far (default replicate).", valueName: "mode"))
+    var redisMode: String?
+
+    @Option(name: .long, help: ArgumentHelp("Prefix of every key written to Redis (default ratelimitd:).", valueName: "prefix"))
+    var redisKeyPrefix: String?
+
+    @Option(name: .long, help: ArgumentHelp("How often changes are written to Redis (default 50ms).", valueName: "duration"))
+    var redisFlushInterval: String?
+
     @Flag(name: .long, help: "If the snapshot cannot be read, rename it to <path>.bad-<time> and start empty.")
     var discardBadSnapshot = false
 
@@ -79,13 +94,24 @@ struct RateLimitDaemon: ParsableCommand {
         }
         let logger = Logger(label: "ratelimitd")
         let server = RateLimitServer(configuration: settings.server, logger: logger)
+        // Before anything is restored, so that a snapshot newer than Redis is written back to it.
+        let feed = settings.redis.map { _ in server.replicationFeed() }
         var snapshotter: Snapshotter?
+        var snapshotSavedAt: Int64?
         if let path = settings.snapshotPath {
-            try SnapshotRestore.restore(path: path, into: server, discardBad: discardBadSnapshot, logger: logger)
+            snapshotSavedAt = try SnapshotRestore.restore(
+                path: path, into: server, discardBad: discardBadSnapshot, logger: logger)
             snapshotter = server.snapshotter(path: path)
         }
+        var replicator: Replicator?
+        if let endpoint = settings.redis, let feed {
+            let replication = Replicator.Settings(endpoint: endpoint, keyPrefix: settings.redisKeyPrefix)
+            RedisStartup.restore(settings: replication, feed: feed, snapshotSavedAt: snapshotSavedAt, logger: logger)
+            replicator = Replicator(settings: replication, feed: feed, logger: logger)
+        }
         let services = Self.services(
-            server: server, snapshotter: snapshotter, settings: settings, reload: self, logger: logger)
+            server: server, snapshotter: snapshotter, replicator: replicator, settings: settings, reload: self,
+            logger: logger)
         do {
             try runBlocking {
                 try await ServiceGroup(configuration: services).run()
@@ -96,13 +122,19 @@ struct RateLimitDaemon: ParsableCommand {
         }
     }
 
-    /// The server, SIGHUP reloads, and the periodic snapshot when there is a snapshot file, stopped gracefully
-    /// by SIGTERM or SIGINT within the shutdown timeout.
+    /// The server, SIGHUP reloads, the periodic snapshot when there is a snapshot file and the replicator when
+    /// there is Redis, stopped gracefully by SIGTERM or SIGINT within the shutdown timeout. A group stops its
+    /// services in reverse order, so the replicator, listed first, makes its final flush last.
     private static func services(
-        server: RateLimitServer, snapshotter: Snapshotter?, settings: ResolvedSettings, reload flags: RateLimitDaemon,
-        logger: Logger
+        server: RateLimitServer, snapshotter: Snapshotter?, replicator: Replicator?, settings: ResolvedSettings,
+        reload flags: RateLimitDaemon, logger: Logger
     ) -> ServiceGroupConfiguration {
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let replicator {
+            let interval = Duration.nanoseconds(settings.redisFlushIntervalNanos)
+            services.append(.init(service: ReplicationService(replicator: replicator, interval: interval, logger: logger)))
+        }
+        services += [
             .init(service: RateLimitService(server: server, snapshotter: snapshotter, logger: logger)),
             .init(service: ConfigReloadService(flags: flags, running: settings, server: server, logger: logger)),
             .init(service: server.sweeper(interval: .nanoseconds(settings.sweepIntervalNanos))),

@@ -22,6 +22,9 @@ struct ResolvedSettings {
     var snapshotIntervalNanos: Int64
     var maxKeys: Int
     var sweepIntervalNanos: Int64
+    var redis: RedisEndpoint?
+    var redisKeyPrefix: String
+    var redisFlushIntervalNanos: Int64
 
     var server: ServerConfiguration {
         ServerConfiguration(host: listen.host, port: listen.port, shards: shards, rules: rules, maxKeys: maxKeys)
@@ -40,8 +43,12 @@ struct ResolvedSettings {
             snapshotPath: file.snapshotPath,
             snapshotIntervalNanos: file.snapshotIntervalNanos ?? DaemonSettings.defaultSnapshotIntervalNanos,
             maxKeys: file.maxKeys ?? ServerConfiguration.defaultMaxKeys,
-            sweepIntervalNanos: file.sweepIntervalNanos ?? DaemonSettings.defaultSweepIntervalNanos
+            sweepIntervalNanos: file.sweepIntervalNanos ?? DaemonSettings.defaultSweepIntervalNanos,
+            redis: file.redisEndpoint,
+            redisKeyPrefix: file.redisKeyPrefix ?? DaemonSettings.defaultRedisKeyPrefix,
+            redisFlushIntervalNanos: file.redisFlushIntervalNanos ?? DaemonSettings.defaultRedisFlushIntervalNanos
         )
+        try resolveRedis(flags, into: &resolved)
         if let maxKeys = flags.maxKeys {
             guard maxKeys >= 1 else { throw FlagError("--max-keys must be a positive integer, got \(maxKeys)") }
             resolved.maxKeys = maxKeys
@@ -88,6 +95,33 @@ struct ResolvedSettings {
         return resolved
     }
 
+    private static func resolveRedis(_ flags: RateLimitDaemon, into resolved: inout ResolvedSettings) throws {
+        if let url = flags.redis {
+            // An empty URL turns off the file's replication, as --redis "" is the usual way to say "none".
+            if url.isEmpty {
+                resolved.redis = nil
+            } else {
+                do {
+                    resolved.redis = try RedisEndpoint(parsing: url)
+                } catch {
+                    throw FlagError("--redis: \(error)")
+                }
+            }
+        }
+        if let mode = flags.redisMode, !DaemonSettings.redisModes.contains(mode) {
+            throw FlagError("--redis-mode must be \"replicate\" (the only mode so far), got \"\(mode)\"")
+        }
+        if let prefix = flags.redisKeyPrefix {
+            if let problem = DaemonSettings.redisKeyPrefixProblem(prefix) {
+                throw FlagError("--redis-key-prefix \(problem), got \"\(prefix)\"")
+            }
+            resolved.redisKeyPrefix = prefix
+        }
+        if let text = flags.redisFlushInterval {
+            resolved.redisFlushIntervalNanos = try duration(text, flag: "--redis-flush-interval")
+        }
+    }
+
     /// A duration flag, with the bounds the configuration file has for the same settings.
     private static func duration(_ text: String, flag: String) throws -> Int64 {
         guard let nanos = WindowDuration.parseSetting(text) else {
@@ -108,6 +142,12 @@ struct ResolvedSettings {
             lines.append("snapshot_path = \(snapshotPath), every \(WindowDuration.format(snapshotIntervalNanos))")
         } else {
             lines.append("no snapshot_path: state is kept in memory only")
+        }
+        if let redis {
+            lines.append("redis = \(redis), mode replicate, key_prefix \"\(redisKeyPrefix)\", "
+                + "flushed every \(WindowDuration.format(redisFlushIntervalNanos))")
+        } else {
+            lines.append("no [redis]: nothing is replicated")
         }
         if rules.rules.isEmpty {
             lines.append("no rules: every CHECK must give its own <limit>/<window>")

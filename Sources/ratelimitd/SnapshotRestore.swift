@@ -12,14 +12,15 @@ import Darwin
 /// Loads the snapshot file into the server before it listens. A file that cannot be used stops start-up:
 /// starting empty would hand every client a fresh quota, so that takes an explicit flag.
 enum SnapshotRestore {
-    static func restore(path: String, into server: RateLimitServer, discardBad: Bool, logger: Logger) throws {
+    /// Returns when the restored snapshot was saved, or nil when none was loaded.
+    static func restore(path: String, into server: RateLimitServer, discardBad: Bool, logger: Logger) throws -> Int64? {
         let started = server.configuration.clock.nanosecondsNow()
         let bytes: [UInt8]
         let contents: SnapshotCodec.Contents
         do {
             guard let read = try SnapshotFile.read(path) else {
                 logger.info("no snapshot yet, starting empty", metadata: ["path": "\(path)"])
-                return
+                return nil
             }
             bytes = read
             contents = try SnapshotCodec.decode(bytes)
@@ -35,7 +36,7 @@ enum SnapshotRestore {
             let aside = try SnapshotFile.moveAside(path, suffix: ".bad-\(time(nil))")
             logger.warning("snapshot unusable, moved aside; starting empty",
                            metadata: ["path": "\(path)", "moved_to": "\(aside)", "error": "\(error)"])
-            return
+            return nil
         }
         server.restore(contents)
         let finished = server.configuration.clock.nanosecondsNow()
@@ -46,5 +47,6 @@ enum SnapshotRestore {
                 "age_ms": "\(max(0, started - contents.savedAt) / 1_000_000)",
                 "ms": "\((finished - started) / 1_000_000)",
             ])
+        return contents.savedAt
     }
 }

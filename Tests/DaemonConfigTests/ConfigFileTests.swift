@@ -53,6 +53,47 @@ struct ConfigFileTests {
         #expect(throws: ConfigError.self) { try ConfigFile.parse("[store]\nmax_key = 1", file: "x") }
     }
 
+    @Test func readsTheRedisSection() throws {
+        let settings = try ConfigFile.parse("""
+            [redis]
+            url = "redis://:pa%40ss@10.0.0.5:6380/3"
+            mode = "replicate"
+            key_prefix = "rl:"
+            flush_interval = "100ms"
+            """, file: "redis.toml")
+        #expect(settings.redisEndpoint == RedisEndpoint(
+            address: .tcp(host: "10.0.0.5", port: 6380), password: "pa@ss", database: 3))
+        #expect(settings.redisKeyPrefix == "rl:")
+        #expect(settings.redisFlushIntervalNanos == 100_000_000)
+    }
+
+    @Test(arguments: [
+        ("redis://localhost", RedisEndpoint(address: .tcp(host: "localhost", port: 6379))),
+        ("redis://h:1/", RedisEndpoint(address: .tcp(host: "h", port: 1))),
+        ("redis://[::1]:7000/2", RedisEndpoint(address: .tcp(host: "::1", port: 7000), database: 2)),
+        ("redis://user:pw@h", RedisEndpoint(address: .tcp(host: "h", port: 6379), user: "user", password: "pw")),
+        ("redis://secret@h", RedisEndpoint(address: .tcp(host: "h", port: 6379), password: "secret")),
+        ("unix:///run/redis.sock", RedisEndpoint(address: .unix(path: "/run/redis.sock"))),
+        ("unix://:pw@/run/redis.sock?db=4",
+         RedisEndpoint(address: .unix(path: "/run/redis.sock"), password: "pw", database: 4)),
+    ])
+    func parsesRedisURLs(text: String, endpoint: RedisEndpoint) throws {
+        #expect(try RedisEndpoint(parsing: text) == endpoint)
+    }
+
+    @Test(arguments: [
+        "redis://", "redis://h:0", "redis://h:70000", "redis://h:port", "redis://h/x", "redis://[::1", "unix://",
+        "unix://relative.sock", "unix:///s?database=1", "redis://:%zz@h", "tcp://h:6379", "rediss://h",
+    ])
+    func refusesBadRedisURLs(text: String) {
+        #expect(throws: RedisURLError.self) { try RedisEndpoint(parsing: text) }
+    }
+
+    @Test func aRedisURLNeverShowsItsPassword() throws {
+        let endpoint = try RedisEndpoint(parsing: "redis://admin:hunter2@h:6379/1")
+        #expect(endpoint.description == "redis://admin:***@h:6379/1")
+    }
+
     @Test func anEmptyFileMeansDefaults() throws {
         let settings = try ConfigFile.parse("", file: "empty.toml")
         #expect(settings.listen == nil && settings.shards == nil && settings.rules == nil)
@@ -83,6 +124,14 @@ struct ConfigFileTests {
         ("[[rules]]\nname = \"a\"\nmatch = \"*\"\nalgorithm = \"sliding_window_log\"\nlimit = 100000\nwindow = \"1s\"",
          ["rules[1] \"a\"", "limit", "10000"]),
         ("this is not toml", ["bad.toml", "line 1", "not valid TOML"]),
+        ("[redis]\nmode = \"replicate\"", ["[redis]", "url", "required"]),
+        ("[redis]\nurl = \"rediss://h:6380\"", ["[redis]", "url", "TLS"]),
+        ("[redis]\nurl = \"http://h\"", ["[redis]", "url", "redis://"]),
+        ("[redis]\nurl = \"redis://h\"\nmode = \"shared\"", ["[redis]", "mode", "replicate"]),
+        ("[redis]\nurl = \"redis://h\"\nkey_prefix = \"\"", ["[redis]", "key_prefix", "1 to 64"]),
+        ("[redis]\nurl = \"redis://h\"\nkey_prefix = \"has space\"", ["[redis]", "key_prefix", "spaces"]),
+        ("[redis]\nurl = \"redis://h\"\nflush_interval = \"0ms\"", ["[redis]", "flush_interval"]),
+        ("[redis]\nurl = \"redis://h\"\nhost = \"h\"", ["[redis]", "host", "unknown setting"]),
     ])
     func refusesBadFilesNamingWhere(text: String, fragments: [String]) {
         do {

@@ -1,0 +1,76 @@
+import RateLimiting
+import ShardStore
+import Synchronization
+
+/// What a replicator needs of the server: the changed keys of every shard, a way to hand back what it
+/// could not write, and a way to load the replica's copy at start-up. Every call takes one shard lock at a
+/// time, briefly; none waits for the replica.
+public final class ReplicationFeed: Sendable {
+    private let shards: [LockedShard]
+    private let router: ShardRouter
+    public let clock: any DecisionClock
+    public let status: ReplicationStatus
+
+    init(shards: [LockedShard], clock: any DecisionClock, status: ReplicationStatus) {
+        self.shards = shards
+        self.router = ShardRouter(shardCount: shards.count)
+        self.clock = clock
+        self.status = status
+    }
+
+    /// Moves up to `budget` changed keys, spread over the shards, into `batch`; returns how many stay logged.
+    @discardableResult
+    public func take(budget: Int, into batch: inout ChangeBatch) -> Int {
+        let now = clock.nanosecondsNow()
+        let perShard = max(1, budget / shards.count)
+        var remaining = 0
+        for (index, shard) in shards.enumerated() {
+            remaining += shard.takeChanges(budget: perShard, shardIndex: index, now: now, into: &batch)
+        }
+        return remaining
+    }
+
+    /// Logs the keys of `batch` again after writing it failed; the next write sends their state as it is then.
+    public func requeue(_ batch: ChangeBatch) {
+        guard !batch.isEmpty else { return }
+        for (index, shard) in shards.enumerated() { shard.requeue(batch, shardIndex: index) }
+    }
+
+    /// Puts the replica's copy of `key` into its shard, replacing what the shard holds; not sent back.
+    public func restore(key: UnsafeRawBufferPointer, contents: ReplicaRecord.Contents) {
+        let hash = KeyHash.hash(key)
+        shards[router.shard(forHash: hash)].restore(
+            key: key, hash: hash, state: contents.state, windowNanos: contents.windowNanos, replicate: false)
+    }
+
+    /// Changes not yet in the replica, and when the oldest of them happened (0 if unknown).
+    public func pending() -> (count: Int, since: Int64) {
+        status.pending(in: shards)
+    }
+}
+
+/// The replicator's side of `STATS`: errors so far and the batch being written.
+public final class ReplicationStatus: Sendable {
+    let enabled = Atomic<Bool>(false)
+    public let errors = Atomic<Int>(0)
+    /// Changes taken from the shards and not yet acknowledged by the replica, and the oldest one's time.
+    public let inFlight = Atomic<Int>(0)
+    public let inFlightSince = Atomic<Int64>(0)
+
+    init() {}
+
+    public var isEnabled: Bool { enabled.load(ordering: .relaxed) }
+
+    /// Changes not yet in the replica (logged in `shards` or in flight), and when the oldest of them
+    /// happened (0 if unknown).
+    func pending(in shards: [LockedShard]) -> (count: Int, since: Int64) {
+        var count = inFlight.load(ordering: .relaxed)
+        var since = count > 0 ? inFlightSince.load(ordering: .relaxed) : 0
+        for shard in shards {
+            let waiting = shard.pendingChanges()
+            count += waiting.count
+            if waiting.count > 0, waiting.since != 0 { since = since == 0 ? waiting.since : min(since, waiting.since) }
+        }
+        return (count, since)
+    }
+}
