@@ -19,16 +19,27 @@ public final class ReplicationFeed: Sendable {
     }
 
     /// Moves up to `budget` changed keys, spread over the shards, into `batch`; returns how many stay logged.
+    /// Each lock hold takes at most `Self.keysPerLockHold`, so requests on a shard never wait long.
     @discardableResult
     public func take(budget: Int, into batch: inout ChangeBatch) -> Int {
         let now = clock.nanosecondsNow()
         let perShard = max(1, budget / shards.count)
         var remaining = 0
         for (index, shard) in shards.enumerated() {
-            remaining += shard.takeChanges(budget: perShard, shardIndex: index, now: now, into: &batch)
+            var taken = 0
+            var left = 0
+            repeat {
+                let chunk = min(Self.keysPerLockHold, perShard - taken)
+                left = shard.takeChanges(budget: chunk, shardIndex: index, now: now, into: &batch)
+                taken += chunk
+            } while left > 0 && taken < perShard
+            remaining += left
         }
         return remaining
     }
+
+    /// A request arriving during a take waits behind at most this many lookups and state encodings.
+    static let keysPerLockHold = 256
 
     /// Logs the keys of `batch` again after writing it failed; the next write sends their state as it is then.
     public func requeue(_ batch: ChangeBatch) {

@@ -8,11 +8,15 @@ import ServiceLifecycle
 public struct ReplicationService: Service {
     let replicator: Replicator
     let interval: Duration
+    /// How long the final flush may go on; the shutdown timeout, since a stuck Redis must not hold the
+    /// daemon up past it.
+    let finalFlushLimit: Duration
     let logger: Logger
 
-    public init(replicator: Replicator, interval: Duration, logger: Logger) {
+    public init(replicator: Replicator, interval: Duration, finalFlushLimit: Duration, logger: Logger) {
         self.replicator = replicator
         self.interval = interval
+        self.finalFlushLimit = finalFlushLimit
         self.logger = logger
     }
 
@@ -29,7 +33,9 @@ public struct ReplicationService: Service {
             guard !Task.isShuttingDownGracefully else { break }
             _ = try await thread.runIfActive { replicator.flush() }
         }
-        let pending = try await thread.runIfActive { replicator.finalFlush() }
+        let limit = finalFlushLimit.components
+        let limitNanos = limit.seconds * 1_000_000_000 + limit.attoseconds / 1_000_000_000
+        let pending = try await thread.runIfActive { replicator.finalFlush(forNanoseconds: limitNanos) }
         if pending == 0 {
             logger.info("final replication flush done", metadata: ["redis": "\(replicator.settings.endpoint)"])
         } else {

@@ -81,17 +81,19 @@ public final class Replicator: @unchecked Sendable {
         return feed.pending().count == 0
     }
 
-    /// Flushes until Redis has everything or a write fails, trying to connect at once even inside the
-    /// back-off; for shutdown, when nothing changes any more. Returns the changes still not written.
-    public func finalFlush() -> Int {
+    /// Flushes until Redis has everything, a write fails, or `limit` has passed, trying to connect at once
+    /// even inside the back-off; for shutdown, when nothing changes any more. Returns the changes still
+    /// not written.
+    public func finalFlush(forNanoseconds limit: Int64) -> Int {
+        let deadline = feed.clock.nanosecondsNow() + limit
         var first = true
         while true {
             let before = feed.pending().count
             if flush(retryNow: first) { return 0 }
             first = false
             let after = feed.pending().count
-            // A failed write (or one that made no progress) ends it: the shutdown must not hang on Redis.
-            if connection == nil || after >= before { return after }
+            // A failed write, or one that made no progress, ends it: the shutdown must not hang on Redis.
+            if connection == nil || after >= before || feed.clock.nanosecondsNow() >= deadline { return after }
         }
     }
 

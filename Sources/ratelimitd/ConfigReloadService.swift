@@ -44,6 +44,9 @@ struct ConfigReloadService: Service {
             ("shutdown_timeout", "\(running.shutdownTimeoutNanos)", "\(next.shutdownTimeoutNanos)"),
             ("max_keys", "\(running.maxKeys)", "\(next.maxKeys)"),
             ("sweep_interval", "\(running.sweepIntervalNanos)", "\(next.sweepIntervalNanos)"),
+            ("redis url", running.redis.map { "\($0)" } ?? "none", next.redis.map { "\($0)" } ?? "none"),
+            ("redis key_prefix", running.redisKeyPrefix, next.redisKeyPrefix),
+            ("redis flush_interval", "\(running.redisFlushIntervalNanos)", "\(next.redisFlushIntervalNanos)"),
         ]
         for (name, old, new) in restartOnly where old != new {
             logger.warning("\(name) changed from \(old) to \(new); it takes effect at the next restart")

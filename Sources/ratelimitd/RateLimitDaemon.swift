@@ -87,6 +87,9 @@ struct RateLimitDaemon: ParsableCommand {
         // Until the reload service takes SIGHUP over, a SIGHUP (from logrotate, say) must not kill the daemon
         // while it restores a large snapshot.
         signal(SIGHUP, SIG_IGN)
+        // hiredis writes with write(2): a Redis that went away must be an error to retry, not a SIGPIPE that
+        // kills the daemon. (NIO ignores it too, but only once it opens its first socket, after the restore.)
+        signal(SIGPIPE, SIG_IGN)
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = settings.logLevel
@@ -132,7 +135,9 @@ struct RateLimitDaemon: ParsableCommand {
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let replicator {
             let interval = Duration.nanoseconds(settings.redisFlushIntervalNanos)
-            services.append(.init(service: ReplicationService(replicator: replicator, interval: interval, logger: logger)))
+            services.append(.init(service: ReplicationService(
+                replicator: replicator, interval: interval, finalFlushLimit: .nanoseconds(settings.shutdownTimeoutNanos),
+                logger: logger)))
         }
         services += [
             .init(service: RateLimitService(server: server, snapshotter: snapshotter, logger: logger)),
