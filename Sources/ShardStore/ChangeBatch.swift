@@ -12,9 +12,10 @@ public struct ChangeBatch: Sendable {
     }
 
     public struct Item: Sendable {
-        /// The shard the key belongs to, and its hash, so a failed write can be handed back.
+        /// The shard the key belongs to, its hash, and when it changed, so a failed write can be handed back.
         public var shard: Int
         public var hash: UInt64
+        public var changedAt: Int64
         /// The prefixed key, in `bytes`.
         public var key: Range<Int>
         public var action: Action
@@ -23,8 +24,8 @@ public struct ChangeBatch: Sendable {
     public let keyPrefix: [UInt8]
     public private(set) var bytes: [UInt8] = []
     public private(set) var items: [Item] = []
-    /// When the oldest change in the batch happened (decision-clock nanoseconds); `.max` when there is none.
-    public internal(set) var oldestChangeAt: Int64 = .max
+    /// When the oldest change in the batch happened (decision-clock nanoseconds); `.max` when none is known.
+    public private(set) var oldestChangeAt: Int64 = .max
 
     public init(keyPrefix: [UInt8]) {
         self.keyPrefix = keyPrefix
@@ -45,32 +46,34 @@ public struct ChangeBatch: Sendable {
     }
 
     /// Adds what the replica should hold for `key` at `now`: its state until fresh, or nothing.
-    mutating func append(shard: Int, key: UnsafeRawBufferPointer, hash: UInt64, change: KeyTable.PendingChange, now: Int64) {
+    mutating func append(
+        shard: Int, key: UnsafeRawBufferPointer, hash: UInt64, changedAt: Int64, change: KeyTable.PendingChange,
+        now: Int64
+    ) {
+        if case .unchanged = change { return }
+        if changedAt != 0 { oldestChangeAt = min(oldestChangeAt, changedAt) }
+        let item = Item(shard: shard, hash: hash, changedAt: changedAt, key: appendKey(key), action: .delete)
         switch change {
         case .unchanged:
             return
         case .absent:
-            appendDelete(shard: shard, key: key, hash: hash)
+            items.append(item)
         case .changed(let state, let known):
             // A state restored without its window (older snapshots) is kept as long as any window could need.
             let window = known != 0 ? known : Limit.maxWindowNanos
             let freshAt = state.freshAt(windowNanos: window)
             guard freshAt > now else {
-                appendDelete(shard: shard, key: key, hash: hash)
+                items.append(item)
                 return
             }
-            let keyRange = appendKey(key)
             let valueStart = bytes.count
             ReplicaRecord.encode(.init(updatedAt: now, state: state, windowNanos: known), into: &bytes)
             // Rounded up to whole milliseconds: the copy may outlive the state by under 1 ms, never die first.
             let ttl = (freshAt - now + 999_999) / 1_000_000
-            items.append(Item(shard: shard, hash: hash, key: keyRange,
-                              action: .set(value: valueStart..<bytes.count, ttlMillis: ttl)))
+            var set = item
+            set.action = .set(value: valueStart..<bytes.count, ttlMillis: ttl)
+            items.append(set)
         }
-    }
-
-    private mutating func appendDelete(shard: Int, key: UnsafeRawBufferPointer, hash: UInt64) {
-        items.append(Item(shard: shard, hash: hash, key: appendKey(key), action: .delete))
     }
 
     private mutating func appendKey(_ key: UnsafeRawBufferPointer) -> Range<Int> {

@@ -1,7 +1,8 @@
 /// The keys of one shard that changed since the replicator last took them, in the order they first changed.
-/// Records are packed into one byte array (hash, length, key bytes), so logging a key allocates nothing once
-/// the array has grown to the shard's usual traffic; the table's change mark keeps a key from being logged
-/// twice while it waits.
+/// Records are packed into one byte array (hash, time, length, key bytes), so logging a key allocates nothing
+/// once the array has grown to the shard's usual traffic; the table's change mark keeps a key from being
+/// logged twice while it waits. The time is when the key first changed since it was last taken, so the
+/// oldest record tells how far behind the replica is.
 struct ChangeLog {
     private var bytes: [UInt8] = []
     /// Records before this offset have been taken.
@@ -9,27 +10,34 @@ struct ChangeLog {
     /// Records not yet taken (a key may appear twice: once for a removal, once for what came after it).
     private(set) var count = 0
 
-    private static let headerSize = 10
+    private static let headerSize = 18
 
     var isEmpty: Bool { count == 0 }
 
     /// Bytes held, taken records included until the next compaction.
     var byteCount: Int { bytes.count }
 
-    mutating func append(key: UnsafeRawBufferPointer, hash: UInt64) {
+    mutating func append(key: UnsafeRawBufferPointer, hash: UInt64, time: Int64) {
         Swift.withUnsafeBytes(of: hash.littleEndian) { bytes.append(contentsOf: $0) }
+        Swift.withUnsafeBytes(of: time.littleEndian) { bytes.append(contentsOf: $0) }
         Swift.withUnsafeBytes(of: UInt16(key.count).littleEndian) { bytes.append(contentsOf: $0) }
         bytes.append(contentsOf: key)
         count += 1
     }
 
+    /// When the oldest record not yet taken was logged; nil when there is none.
+    var oldestTime: Int64? {
+        guard readOffset < bytes.count else { return nil }
+        return bytes.withUnsafeBytes { Self.record(in: $0, at: readOffset).time }
+    }
+
     /// Calls `body` with up to `limit` of the oldest records, removing each one `body` is called with.
-    mutating func take(_ limit: Int, _ body: (UnsafeRawBufferPointer, UInt64) -> Void) {
+    mutating func take(_ limit: Int, _ body: (UnsafeRawBufferPointer, UInt64, Int64) -> Void) {
         var taken = 0
         bytes.withUnsafeBytes { raw in
             while taken < limit, readOffset < raw.count {
-                let (key, hash, next) = Self.record(in: raw, at: readOffset)
-                body(key, hash)
+                let (key, hash, time, next) = Self.record(in: raw, at: readOffset)
+                body(key, hash, time)
                 readOffset = next
                 taken += 1
             }
@@ -51,8 +59,8 @@ struct ChangeLog {
         bytes.withUnsafeBytes { raw in
             var offset = readOffset
             while offset < raw.count {
-                let (key, hash, next) = Self.record(in: raw, at: offset)
-                if keep(key, hash) { kept.append(key: key, hash: hash) }
+                let (key, hash, time, next) = Self.record(in: raw, at: offset)
+                if keep(key, hash) { kept.append(key: key, hash: hash, time: time) }
                 offset = next
             }
         }
@@ -64,7 +72,7 @@ struct ChangeLog {
         bytes.withUnsafeBytes { raw in
             var offset = readOffset
             while offset < raw.count {
-                let (key, hash, next) = Self.record(in: raw, at: offset)
+                let (key, hash, _, next) = Self.record(in: raw, at: offset)
                 body(key, hash)
                 offset = next
             }
@@ -73,10 +81,11 @@ struct ChangeLog {
 
     private static func record(
         in raw: UnsafeRawBufferPointer, at offset: Int
-    ) -> (key: UnsafeRawBufferPointer, hash: UInt64, next: Int) {
+    ) -> (key: UnsafeRawBufferPointer, hash: UInt64, time: Int64, next: Int) {
         let hash = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
-        let length = Int(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: offset + 8, as: UInt16.self)))
+        let time = Int64(littleEndian: raw.loadUnaligned(fromByteOffset: offset + 8, as: Int64.self))
+        let length = Int(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: offset + 16, as: UInt16.self)))
         let start = offset + headerSize
-        return (UnsafeRawBufferPointer(rebasing: raw[start..<(start + length)]), hash, start + length)
+        return (UnsafeRawBufferPointer(rebasing: raw[start..<(start + length)]), hash, time, start + length)
     }
 }

@@ -22,8 +22,6 @@ public final class LockedShard: @unchecked Sendable {
     private nonisolated(unsafe) var latest: Int64 = .min
     private nonisolated(unsafe) var allowed: Int64 = 0
     private nonisolated(unsafe) var denied: Int64 = 0
-    /// When the oldest change not yet taken by the replicator happened; 0 when none is waiting.
-    private nonisolated(unsafe) var pendingSince: Int64 = 0
 
     public init() {}
 
@@ -34,7 +32,6 @@ public final class LockedShard: @unchecked Sendable {
             if case .decision(let decision) = result {
                 if decision.allowed { allowed &+= 1 } else { denied &+= 1 }
             }
-            if pendingSince == 0, shard.tracksChanges, shard.pendingChanges > 0 { pendingSince = latest }
             return result
         }
     }
@@ -85,9 +82,7 @@ public final class LockedShard: @unchecked Sendable {
     public func takeChanges(budget: Int, shardIndex: Int, now: Int64, into batch: inout ChangeBatch) -> Int {
         lock.withLock { _ in
             latest = max(latest, now)
-            if pendingSince != 0 { batch.oldestChangeAt = min(batch.oldestChangeAt, pendingSince) }
             shard.takeChanges(budget: budget, shardIndex: shardIndex, now: latest, into: &batch)
-            if shard.pendingChanges == 0 { pendingSince = 0 }
             return shard.pendingChanges
         }
     }
@@ -96,18 +91,15 @@ public final class LockedShard: @unchecked Sendable {
     public func requeue(_ batch: ChangeBatch, shardIndex: Int) {
         lock.withLock { _ in
             for item in batch.items where item.shard == shardIndex {
-                batch.withShardKey(of: item) { shard.requeue(key: $0, hash: item.hash) }
-            }
-            if shard.pendingChanges > 0, batch.oldestChangeAt != .max {
-                pendingSince = pendingSince == 0 ? batch.oldestChangeAt : min(pendingSince, batch.oldestChangeAt)
+                batch.withShardKey(of: item) { shard.requeue(key: $0, hash: item.hash, changedAt: item.changedAt) }
             }
         }
     }
 
-    /// Changes waiting for the replicator, and when the oldest of them happened (0 if none, or if they came
-    /// from a restore rather than a request).
+    /// Changes waiting for the replicator, and when the oldest of them happened (0 if none, or if it came
+    /// from a restore before any decision).
     public func pendingChanges() -> (count: Int, since: Int64) {
-        lock.withLock { _ in (shard.pendingChanges, pendingSince) }
+        lock.withLock { _ in (shard.pendingChanges, shard.oldestPendingChange ?? 0) }
     }
 
     /// Runs `body` with the shard locked; for statistics, tests and maintenance.

@@ -5,12 +5,15 @@ public final class Shard {
     private var table = KeyTable()
     /// Keys changed since the replicator last took them; empty unless `tracksChanges`.
     private var changes = ChangeLog()
+    /// The latest decision time seen, which dates the changes logged (0 before any).
+    var latest: Int64 = 0
 
     public init() {}
 
     /// Decides `cost` for `key` under `limit` at `now`, recording what it consumes. `hash` is the key's
     /// `KeyHash`, which the caller already computed to pick this shard.
     public func check(key: UnsafeRawBufferPointer, hash: UInt64, cost: Int64, limit: Limit, now: Int64) -> Decision {
+        latest = max(latest, now)
         let decision = table.update(key: key, hash: hash, windowNanos: limit.windowNanos) { state in
             KeyState.check(&state, cost: cost, limit: limit, now: now)
         }
@@ -71,22 +74,29 @@ public final class Shard {
     /// Logged changes not yet taken: at most one per key held, plus removals, however long the replica is away.
     public var pendingChanges: Int { changes.count }
 
+    /// When the oldest change not yet taken happened (decision-clock nanoseconds; 0 if unknown, as for a key
+    /// restored before any decision); nil when none waits.
+    public var oldestPendingChange: Int64? { changes.oldestTime }
+
     /// Moves up to `budget` logged keys into `batch` with what the replica should now hold for each.
     public func takeChanges(budget: Int, shardIndex: Int, now: Int64, into batch: inout ChangeBatch) {
-        changes.take(budget) { key, hash in
-            batch.append(shard: shardIndex, key: key, hash: hash, change: table.takeChange(key: key, hash: hash), now: now)
+        latest = max(latest, now)
+        changes.take(budget) { key, hash, time in
+            batch.append(shard: shardIndex, key: key, hash: hash, changedAt: time,
+                         change: table.takeChange(key: key, hash: hash), now: now)
         }
     }
 
-    /// Logs `key` again after a write to the replica failed, unless a newer change already did.
-    public func requeue(key: UnsafeRawBufferPointer, hash: UInt64) {
+    /// Logs `key` again after a write to the replica failed, unless a newer change already did; `changedAt`
+    /// is when it first changed, so the lag keeps counting from then.
+    public func requeue(key: UnsafeRawBufferPointer, hash: UInt64, changedAt: Int64) {
         let mark = table.setChanged(key: key, hash: hash, true)
         // Held and marked: already logged. Held and unmarked, or gone (a removal to send): log it.
-        if !(mark.found && mark.wasChanged) { logChange(key: key, hash: hash) }
+        if !(mark.found && mark.wasChanged) { changes.append(key: key, hash: hash, time: changedAt) }
     }
 
     private func logChange(key: UnsafeRawBufferPointer, hash: UInt64) {
-        changes.append(key: key, hash: hash)
+        changes.append(key: key, hash: hash, time: latest)
         if changes.count > max(2 * table.count, Self.minimumCompactionCount) { compactChanges() }
     }
 

@@ -18,6 +18,7 @@ extension Shard {
         case .check(let cost, let limit):
             return .decision(check(key: key, hash: hash, cost: cost, limit: limit, now: now))
         case .reset:
+            latest = max(latest, now)
             reset(key: key, hash: hash)
             return .reset
         }

@@ -46,6 +46,19 @@ struct ChangeTrackingTests {
         #expect(Self.take(shard, now: now).isEmpty)
     }
 
+    @Test func theOldestWaitingChangeDatesTheLag() {
+        let shard = Self.trackingShard()
+        #expect(shard.oldestPendingChange == nil)
+        _ = shard.check(key: "a", cost: 1, limit: Self.limit, now: Self.t0)
+        _ = shard.check(key: "b", cost: 1, limit: Self.limit, now: Self.t0 + 5 * Self.ms)
+        _ = shard.check(key: "a", cost: 1, limit: Self.limit, now: Self.t0 + 9 * Self.ms)  // still the first record
+        #expect(shard.oldestPendingChange == Self.t0)
+        _ = Self.take(shard, now: Self.t0 + 10 * Self.ms, budget: 1)
+        #expect(shard.oldestPendingChange == Self.t0 + 5 * Self.ms)
+        _ = Self.take(shard, now: Self.t0 + 10 * Self.ms)
+        #expect(shard.oldestPendingChange == nil)
+    }
+
     @Test func theTTLRunsUntilTheStateIsFreshAndAFreshStateIsARemoval() throws {
         let shard = Self.trackingShard()
         // 10 per 10 s: each unit refills in 1 s. Three spent: full again 3 s later.
@@ -93,7 +106,9 @@ struct ChangeTrackingTests {
         #expect(batch.count == 3 && shard.pendingChanges == 0)
         _ = shard.check(key: "a", cost: 1, limit: Self.limit, now: Self.t0 + Self.ms)  // logged anew
         shard.reset(key: "b")  // logged as a removal
-        for item in batch.items { batch.withShardKey(of: item) { shard.requeue(key: $0, hash: item.hash) } }
+        for item in batch.items {
+            batch.withShardKey(of: item) { shard.requeue(key: $0, hash: item.hash, changedAt: item.changedAt) }
+        }
         let changes = Self.take(shard, now: Self.t0 + 2 * Self.ms)
         // A held key comes back once; a removal may come twice (both say "forget it").
         #expect(changes.filter { $0.value != nil }.map(\.key).sorted() == ["a", "c"])

@@ -40,6 +40,16 @@ algorithm = "token_bucket"
 limit = 100
 window = "1m"
 """
+# For replication: a limit no run reaches (a million) that refills slowly (one unit every 31.5 s), so every
+# key's state stays far from fresh and every change is a write, not a removal.
+REPLICATION_CONFIG = """
+[[rules]]
+name = "bench"
+match = "bench:*"
+algorithm = "token_bucket"
+limit = 1000000
+window = "365d"
+"""
 # limit, window_ms, burst, cost: the same limit for the Lua scripts.
 LUA_ARGS = ["1000000000", "1000", "1000000000", "1"]
 CONFIGS = [("50 connections, pipeline 16", 50, 16), ("50 connections, pipeline 1", 50, 1),
@@ -244,6 +254,95 @@ def memory(keys):
     return results
 
 
+def statistics(port):
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+        connection.sendall(b"STATS\n")
+        data = b""
+        while not data.endswith(b"END\n"):
+            chunk = connection.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return {line.split()[1]: int(line.split()[2]) for line in data.decode().splitlines() if line.startswith("STAT ")}
+
+
+def redis_info(port, field):
+    output = run(["redis-cli", "-p", str(port), "INFO", "all"])
+    match = re.search(rf"^{re.escape(field)}:(\S+)", output, re.MULTILINE)
+    return match.group(1) if match else "0"
+
+
+def set_calls(port):
+    match = re.search(r"calls=(\d+)", redis_info(port, "cmdstat_set"))
+    return int(match.group(1)) if match else 0
+
+
+def wait_replicated(port, timeout=300):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if statistics(port)["replication_pending"] == 0:
+            return
+        time.sleep(0.01)
+    raise RuntimeError("replication did not catch up")
+
+
+def replication(seconds, keys):
+    """The cost of replication to decisions (the same load with and without --redis, alternating), how many
+    Redis writes a decision costs once changes coalesce, how fast a million fresh keys reach Redis, and how
+    long a standby takes to restore them."""
+    redis = Redis()
+    url = f"redis://127.0.0.1:{redis.port}"
+    daemons = {
+        "without --redis": Daemon(1, config=REPLICATION_CONFIG),
+        "--redis, flush every 50ms": Daemon(1, config=REPLICATION_CONFIG, extra=["--redis", url]),
+        "--redis, flush every 1s": Daemon(1, config=REPLICATION_CONFIG,
+                                          extra=["--redis", url, "--redis-key-prefix", "slow:",
+                                                 "--redis-flush-interval", "1s"]),
+    }
+    arguments = ["--connections", "50", "--pipeline", "16", "--duration", str(seconds)]
+    load = []
+    try:
+        for _ in range(2):
+            for name, daemon in daemons.items():
+                log(f"  replication: load {name}")
+                before = set_calls(redis.port)
+                decided = statistics(daemon.port)
+                result = ratelimit_bench(daemon.port, arguments)
+                result["name"] = name
+                if name != "without --redis":
+                    result["stats"] = statistics(daemon.port)
+                    wait_replicated(daemon.port)
+                    # Over every decision of the run, warm-up included, as the SETs are.
+                    decisions = sum(result["stats"][k] - decided[k] for k in ("allowed", "denied"))
+                    result["writes_per_decision"] = (set_calls(redis.port) - before) / decisions
+                load.append(result)
+    finally:
+        for daemon in daemons.values():
+            daemon.stop()
+    log(f"  replication: {keys} new keys, then a standby restores them")
+    run(["redis-cli", "-p", str(redis.port), "FLUSHALL"])
+    first = Daemon(1, config=REPLICATION_CONFIG, extra=["--redis", url])
+    try:
+        started = time.time()
+        run([BENCH, "fill", "--port", str(first.port), "--keys", str(keys), "--limit", "1000/1d"])
+        filled = time.time() - started
+        wait_replicated(first.port)
+        replicated_after = time.time() - started
+        first.process.kill()
+        first.process.wait()
+    finally:
+        first.stop()
+    redis_keys = int(run(["redis-cli", "-p", str(redis.port), "DBSIZE"]).strip())
+    redis_memory = int(redis_info(redis.port, "used_memory"))
+    standby = Daemon(1, config=REPLICATION_CONFIG, extra=["--redis", url])
+    log_text = standby.stop()
+    redis.stop()
+    restored = re.search(r"keys=(\d+) ms=(\d+)", log_text)
+    return {"load": load, "fill": filled, "replicated": replicated_after, "redis_keys": redis_keys,
+            "redis_memory": redis_memory, "restored": int(restored.group(1)), "restore_ms": int(restored.group(2)),
+            "keys": keys, "command": " ".join(arguments)}
+
+
 def valgrind_counts(shards, pipeline):
     """Heap allocations and instructions per request, as the difference between two runs that differ only in
     how many requests they serve, so start-up, warm-up and shutdown cancel out. The sweeper runs with a day's
@@ -284,7 +383,39 @@ def ratio(a, b):
     return a / b if b else float("nan")
 
 
-def render(info, shards, seconds, comparison, own, mem, profile, memory_keys):
+def render_replication(lines, result):
+    lines.append("### Replication to Redis")
+    lines.append("")
+    lines.append("One shard, `ratelimit-bench load " + result["command"] + "` (100,000 keys, uniform), without "
+                 "and with `--redis` to a local redis-server on the same two cores, cases alternating. Every "
+                 "decision changes its key, so SETs per decision shows the coalescing:")
+    lines.append("")
+    lines.append("| run | ops/s | p50 µs | p99 µs | p99.9 µs | Redis SETs per decision | pending / lag ms at the end |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|")
+    totals = {}
+    for run_result in result["load"]:
+        name = run_result["name"]
+        totals[name] = totals.get(name, 0) + run_result["rps"]
+        writes = f"{run_result['writes_per_decision']:.3f}" if "writes_per_decision" in run_result else "–"
+        stats = run_result.get("stats")
+        backlog = f"{stats['replication_pending']:,} / {stats['replication_lag_ms']}" if stats else "–"
+        lines.append(f"| {name} | {run_result['rps']:,.0f} | {run_result['p50']:.0f} | {run_result['p99']:.0f} "
+                     f"| {run_result['p999']:.0f} | {writes} | {backlog} |")
+    lines.append("")
+    base = totals.get("without --redis", 0)
+    lines.append("Throughput against the same load without replication: " + ", ".join(
+        f"{name} {ratio(total, base):.2f}×" for name, total in totals.items() if name != "without --redis")
+        + " (on this machine Redis, the replicator thread and the load generator share the daemon's two cores).")
+    lines.append("")
+    lines.append(f"{result['keys']:,} new keys (`ratelimit-bench fill --keys {result['keys']} --limit 1000/1d`): "
+                 f"filled in {result['fill']:.1f} s, all in Redis {result['replicated']:.1f} s after the fill began "
+                 f"({result['redis_keys']:,} keys, Redis used_memory {result['redis_memory'] / result['redis_keys']:.0f} "
+                 f"bytes per key). After `kill -9`, a standby restored {result['restored']:,} keys from Redis in "
+                 f"{result['restore_ms']:,} ms.")
+    lines.append("")
+
+
+def render(info, shards, seconds, comparison, own, mem, profile, memory_keys, replicated):
     lines = [START, ""]
     lines.append(f"Run on {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC by `scripts/bench`.")
     lines.append("")
@@ -377,6 +508,8 @@ def render(info, shards, seconds, comparison, own, mem, profile, memory_keys):
     for algorithm, before, after, per_key in mem:
         lines.append(f"| {algorithm} | {before:,} | {after:,} | {per_key:.0f} |")
     lines.append("")
+    if replicated:
+        render_replication(lines, replicated)
     if profile:
         lines.append("### Heap allocations and instructions per request")
         lines.append("")
@@ -403,6 +536,7 @@ def main():
                         help="ratelimitd --shards for the comparison (the default run is always added too)")
     parser.add_argument("--memory-keys", type=int, default=1_000_000)
     parser.add_argument("--no-profile", action="store_true", help="skip the valgrind counts")
+    parser.add_argument("--no-replication", action="store_true", help="skip the replication cases")
     options = parser.parse_args()
     started = time.time()
     info = machine()
@@ -412,12 +546,17 @@ def main():
     own = own_load(options.shards, options.seconds)
     log("memory")
     mem = memory(options.memory_keys)
+    replicated = None
+    if not options.no_replication:
+        log("replication")
+        replicated = replication(options.seconds, options.memory_keys)
     profile = {}
     if not options.no_profile:
         for shards, pipeline in ((1, 1), (1, 16), (2, 16)):
             log(f"  valgrind: {shards} shard(s), pipeline {pipeline}")
             profile[(shards, pipeline)] = valgrind_counts(shards, pipeline)
-    section = render(info, options.shards, options.seconds, comparison, own, mem, profile, options.memory_keys)
+    section = render(info, options.shards, options.seconds, comparison, own, mem, profile, options.memory_keys,
+                     replicated)
     text = open(REPORT).read() if os.path.exists(REPORT) else f"# Benchmarks\n\n{START}\n{END}\n"
     if START in text and END in text:
         text = text[:text.index(START)] + section + text[text.index(END) + len(END):]
