@@ -90,6 +90,14 @@ public final class RedisConnection {
         guard status == REDIS_OK else { throw RedisError("cannot queue a command: \(errorText)") }
     }
 
+    /// Queues commands already encoded as RESP; `readReply` later returns one reply per command, in order.
+    public func append(formatted commands: UnsafeRawBufferPointer) throws(RedisError) {
+        guard let base = commands.baseAddress, commands.count > 0 else { return }
+        guard redisAppendFormattedCommand(context, base.assumingMemoryBound(to: CChar.self), commands.count) == REDIS_OK else {
+            throw RedisError("cannot queue commands: \(errorText)")
+        }
+    }
+
     /// Queues a command whose arguments are the given byte ranges (valid for the duration of the call).
     public func append(arguments: [UnsafeRawBufferPointer]) throws(RedisError) {
         guard appendArguments(arguments) == REDIS_OK else { throw RedisError("cannot queue a command: \(errorText)") }

@@ -35,6 +35,7 @@ public final class Replicator: @unchecked Sendable {
     private let logger: Logger
     private var connection: RedisConnection?
     private var batch: ChangeBatch
+    private var pipeline = PipelineBuffer()
     private var retryDelay: Int64 = 0
     private var nextAttemptAt: Int64 = .min
     /// When the current outage began, and whether Redis was ever reached.
@@ -100,23 +101,20 @@ public final class Replicator: @unchecked Sendable {
     /// Sends `batch` as one pipeline and reads every reply; returns what went wrong, or nil.
     private func write(_ batch: ChangeBatch) -> String? {
         guard let connection else { return "not connected" }
-        do {
-            try batch.bytes.withUnsafeBytes { raw in
-                for item in batch.items {
-                    let key = UnsafeRawBufferPointer(rebasing: raw[item.key])
-                    switch item.action {
-                    case .set(let value, let ttl):
-                        let ttlText = Array(String(ttl).utf8)
-                        try ttlText.withUnsafeBytes { ttlBytes in
-                            try connection.append(arguments: [
-                                Self.set, key, UnsafeRawBufferPointer(rebasing: raw[value]), Self.px, ttlBytes,
-                            ])
-                        }
-                    case .delete:
-                        try connection.append(arguments: [Self.del, key])
-                    }
+        pipeline.removeAll()
+        batch.bytes.withUnsafeBytes { raw in
+            for item in batch.items {
+                let key = UnsafeRawBufferPointer(rebasing: raw[item.key])
+                switch item.action {
+                case .set(let value, let ttl):
+                    pipeline.set(key: key, value: UnsafeRawBufferPointer(rebasing: raw[value]), ttlMillis: ttl)
+                case .delete:
+                    pipeline.delete(key: key)
                 }
             }
+        }
+        do {
+            try pipeline.bytes.withUnsafeBytes { try connection.append(formatted: $0) }
             var refusal: String?
             for _ in batch.items {
                 if case .error(let message) = try connection.readReply(), refusal == nil { refusal = message }
@@ -127,14 +125,6 @@ public final class Replicator: @unchecked Sendable {
         } catch {
             return "\(error)"
         }
-    }
-
-    private static var set: UnsafeRawBufferPointer { word("SET") }
-    private static var px: UnsafeRawBufferPointer { word("PX") }
-    private static var del: UnsafeRawBufferPointer { word("DEL") }
-
-    private static func word(_ text: StaticString) -> UnsafeRawBufferPointer {
-        UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount)
     }
 
     private func failed(_ error: String, now: Int64) {
