@@ -66,6 +66,8 @@ final class ServerStatistics: Sendable {
     /// Also the ID `HELLO` reports, as Redis's `CLIENT ID` does.
     let lastConnectionID = Atomic<Int>(0)
     let openConnections = Atomic<Int>(0)
+    /// When graceful shutdown began (decision-clock nanoseconds); 0 until then.
+    let shutdownStartedAt = Atomic<Int64>(0)
     let snapshot: SnapshotStatus
     let replication = ReplicationStatus()
 

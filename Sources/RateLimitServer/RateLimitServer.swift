@@ -95,6 +95,12 @@ public final class RateLimitServer: Sendable {
         }
     }
 
+    /// Records that graceful shutdown has begun, so that what runs after the server (the final replication
+    /// flush) knows how much of the shutdown timeout is left.
+    public func noteShutdownBegan() {
+        statistics.shutdownStartedAt.store(configuration.clock.nanosecondsNow(), ordering: .relaxed)
+    }
+
     /// Stops every event loop (closing any connection still open).
     public func shutdown() async throws {
         try await group.shutdownGracefully()
@@ -115,7 +121,7 @@ public final class RateLimitServer: Sendable {
     public func replicationFeed() -> ReplicationFeed {
         for shard in shards { shard.trackChanges() }
         statistics.replication.enabled.store(true, ordering: .relaxed)
-        return ReplicationFeed(shards: shards, clock: configuration.clock, status: statistics.replication)
+        return ReplicationFeed(shards: shards, clock: configuration.clock, statistics: statistics)
     }
 
     /// Puts every key of a decoded snapshot into its shard; call before `start`.

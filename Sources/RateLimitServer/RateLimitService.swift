@@ -22,6 +22,7 @@ public struct RateLimitService: Service {
         try await withGracefulShutdownHandler {
             try await channel.closeFuture.get()
         } onGracefulShutdown: {
+            server.noteShutdownBegan()
             logger.info("shutting down: no new connections")
             channel.close(promise: nil)
         }

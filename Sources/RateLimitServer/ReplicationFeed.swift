@@ -10,12 +10,20 @@ public final class ReplicationFeed: Sendable {
     private let router: ShardRouter
     public let clock: any DecisionClock
     public let status: ReplicationStatus
+    private let statistics: ServerStatistics
 
-    init(shards: [LockedShard], clock: any DecisionClock, status: ReplicationStatus) {
+    init(shards: [LockedShard], clock: any DecisionClock, statistics: ServerStatistics) {
         self.shards = shards
         self.router = ShardRouter(shardCount: shards.count)
         self.clock = clock
-        self.status = status
+        self.status = statistics.replication
+        self.statistics = statistics
+    }
+
+    /// When the server's graceful shutdown began, if it has.
+    public var shutdownStartedAt: Int64? {
+        let began = statistics.shutdownStartedAt.load(ordering: .relaxed)
+        return began == 0 ? nil : began
     }
 
     /// Moves up to `budget` changed keys, spread over the shards, into `batch`; returns how many stay logged.
@@ -47,12 +55,45 @@ public final class ReplicationFeed: Sendable {
         for (index, shard) in shards.enumerated() { shard.requeue(batch, shardIndex: index) }
     }
 
-    /// Puts the replica's copy of `key` into its shard, replacing what the shard holds; not sent back.
-    public func restore(key: UnsafeRawBufferPointer, contents: ReplicaRecord.Contents) {
+    /// Puts the replica's copy of `key` into its shard, unless a decision has changed the key since start-up
+    /// (the shard's state is newer then); not sent back. Returns whether it did.
+    @discardableResult
+    public func restore(key: UnsafeRawBufferPointer, contents: ReplicaRecord.Contents) -> Bool {
         let hash = KeyHash.hash(key)
-        shards[router.shard(forHash: hash)].restore(
-            key: key, hash: hash, state: contents.state, windowNanos: contents.windowNanos, replicate: false)
+        return shards[router.shard(forHash: hash)].restoreFromReplica(
+            key: key, hash: hash, state: contents.state, windowNanos: contents.windowNanos)
     }
+
+    /// Compacts every shard's change log that has grown past twice its keys, a few thousand records per
+    /// lock hold; run before taking changes, never while a batch is out.
+    public func compact() {
+        for shard in shards { shard.compactChanges(budget: Self.recordsPerCompactionStep) }
+    }
+
+    /// Logs every key held for writing again, for a replica that lost its data (restarted without
+    /// persistence, flushed, or failed over to a copy that lacks it). Each shard is walked in a snapshot,
+    /// off its lock, and marked a few thousand keys per lock hold. Returns the keys marked.
+    @discardableResult
+    public func resyncAll() -> Int {
+        var chunk = KeyChunk()
+        var total = 0
+        for shard in shards {
+            let copy = shard.snapshot()
+            total += copy.count
+            copy.forEach { key, _, _ in
+                chunk.append(key: key, hash: KeyHash.hash(key))
+                if chunk.count == Self.recordsPerCompactionStep {
+                    shard.markForResync(chunk)
+                    chunk.removeAll()
+                }
+            }
+            shard.markForResync(chunk)
+            chunk.removeAll()
+        }
+        return total
+    }
+
+    static let recordsPerCompactionStep = 4_096
 
     /// Changes not yet in the replica, and when the oldest of them happened (0 if unknown).
     public func pending() -> (count: Int, since: Int64) {

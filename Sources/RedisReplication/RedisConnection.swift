@@ -65,6 +65,12 @@ public final class RedisConnection {
         return connection
     }
 
+    /// Bounds every later read and write by `millis`.
+    public func setTimeout(millis: Int) {
+        let timeout = timeval(tv_sec: millis / 1000, tv_usec: (millis % 1000) * 1000)
+        _ = redisSetTimeout(context, timeout)
+    }
+
     /// Sends one command and waits for its reply. An error reply is returned, not thrown; only a broken
     /// connection throws.
     public func command(_ words: [[UInt8]]) throws(RedisError) -> RedisReply {

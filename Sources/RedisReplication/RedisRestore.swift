@@ -11,6 +11,8 @@ public enum RedisRestore {
         public var restored = 0
         /// Keys whose copy in Redis is not newer than the snapshot already loaded.
         public var olderThanSnapshot = 0
+        /// Keys a decision here changed before the restore ran (a restore delayed by an outage at start).
+        public var newerHere = 0
         public var invalid = 0
         /// Keys that expired between SCAN and MGET.
         public var vanished = 0
@@ -62,6 +64,8 @@ public enum RedisRestore {
         name: [UInt8], value: RedisReply, prefix: [UInt8], now: Int64, snapshotSavedAt: Int64?,
         feed: ReplicationFeed, outcome: inout Outcome, logger: Logger
     ) {
+        // The replication marker (see `Replicator`), not a key.
+        if name == prefix { return }
         let key = name.dropFirst(prefix.count)
         let contents: ReplicaRecord.Contents
         do {
@@ -83,7 +87,7 @@ public enum RedisRestore {
             outcome.invalid += 1
             // A handful by name is enough to find the cause; the total goes in the summary line.
             if outcome.invalid <= 5 {
-                logger.warning("ignoring a Redis key that ratelimitd did not write",
+                logger.warning("ignoring an invalid value in Redis",
                                metadata: ["key": "\(String(decoding: name, as: UTF8.self))", "error": "\(error)"])
             }
             return
@@ -92,8 +96,11 @@ public enum RedisRestore {
             outcome.olderThanSnapshot += 1
             return
         }
-        Array(key).withUnsafeBytes { feed.restore(key: $0, contents: contents) }
-        outcome.restored += 1
+        if Array(key).withUnsafeBytes({ feed.restore(key: $0, contents: contents) }) {
+            outcome.restored += 1
+        } else {
+            outcome.newerHere += 1
+        }
     }
 
     /// `text` with Redis glob characters escaped, so MATCH takes it literally.

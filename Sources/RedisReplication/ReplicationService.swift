@@ -8,15 +8,15 @@ import ServiceLifecycle
 public struct ReplicationService: Service {
     let replicator: Replicator
     let interval: Duration
-    /// How long the final flush may go on; the shutdown timeout, since a stuck Redis must not hold the
-    /// daemon up past it.
-    let finalFlushLimit: Duration
+    /// The whole graceful shutdown's budget, counted from when it began (the server records that); the
+    /// final flush gets what the server's quiesce and final snapshot left of it.
+    let shutdownTimeoutNanos: Int64
     let logger: Logger
 
-    public init(replicator: Replicator, interval: Duration, finalFlushLimit: Duration, logger: Logger) {
+    public init(replicator: Replicator, interval: Duration, shutdownTimeoutNanos: Int64, logger: Logger) {
         self.replicator = replicator
         self.interval = interval
-        self.finalFlushLimit = finalFlushLimit
+        self.shutdownTimeoutNanos = shutdownTimeoutNanos
         self.logger = logger
     }
 
@@ -31,11 +31,16 @@ public struct ReplicationService: Service {
                 break
             }
             guard !Task.isShuttingDownGracefully else { break }
-            _ = try await thread.runIfActive { replicator.flush() }
+            // Throws only if cancelled before it started (the shutdown timeout ran out): on to the final flush.
+            _ = try? await thread.runIfActive { replicator.flush() }
         }
-        let limit = finalFlushLimit.components
-        let limitNanos = limit.seconds * 1_000_000_000 + limit.attoseconds / 1_000_000_000
-        let pending = try await thread.runIfActive { replicator.finalFlush(forNanoseconds: limitNanos) }
+        let feed = replicator.feed
+        let began = feed.shutdownStartedAt ?? feed.clock.nanosecondsNow()
+        // A margin for the exit itself, so the group's own timeout never has to cut the flush short.
+        let deadline = began + max(0, shutdownTimeoutNanos - 250_000_000)
+        // Cancelled (the shutdown timeout ran out while a flush was stuck on Redis): nothing more is written.
+        let pending =
+            (try? await thread.runIfActive { replicator.finalFlush(deadline: deadline) }) ?? feed.pending().count
         if pending == 0 {
             logger.info("final replication flush done", metadata: ["redis": "\(replicator.settings.endpoint)"])
         } else {

@@ -31,7 +31,7 @@ public final class Replicator: @unchecked Sendable {
     }
 
     public let settings: Settings
-    private let feed: ReplicationFeed
+    public let feed: ReplicationFeed
     private let logger: Logger
     private var connection: RedisConnection?
     private var batch: ChangeBatch
@@ -41,6 +41,9 @@ public final class Replicator: @unchecked Sendable {
     /// When the current outage began, and whether Redis was ever reached.
     private var outageSince: Int64?
     private var everConnected = false
+    /// Set when the start-up restore could not reach Redis: it runs on the first connection instead, before
+    /// anything is written, with the snapshot's save time (nil: no snapshot).
+    private var restoreOnConnect: Int64??
 
     public init(settings: Settings, feed: ReplicationFeed, logger: Logger) {
         self.settings = settings
@@ -49,21 +52,50 @@ public final class Replicator: @unchecked Sendable {
         self.batch = ChangeBatch(keyPrefix: Array(settings.keyPrefix.utf8))
     }
 
-    /// Writes what the shards have logged, up to `pipelinesPerFlush` pipelines; returns whether Redis has
-    /// caught up. With `retryNow`, a connection is attempted even inside the back-off (the final flush).
-    @discardableResult
-    public func flush(retryNow: Bool = false) -> Bool {
-        let now = feed.clock.nanosecondsNow()
-        if connection == nil {
-            guard retryNow || now >= nextAttemptAt else { return false }
-            do {
-                connection = try RedisConnection.connect(to: settings.endpoint, timeoutMillis: settings.timeoutMillis)
-            } catch {
-                failed(error.description, now: now)
-                return false
-            }
+    /// Loads Redis's copy into the shards before the server listens (see `RedisRestore`); call once, after
+    /// the snapshot. If Redis cannot be reached the daemon starts anyway, from the snapshot alone, and says
+    /// so: refusing to start would turn a Redis outage into a rate-limiter outage. The restore then runs
+    /// on the first connection, before anything is written, and replaces only keys no decision has
+    /// changed since.
+    public func restoreAtStart(snapshotSavedAt: Int64?) {
+        do {
+            connection = try RedisConnection.connect(to: settings.endpoint, timeoutMillis: settings.timeoutMillis)
+            try restore(snapshotSavedAt: snapshotSavedAt)
+        } catch {
+            connection = nil
+            restoreOnConnect = .some(snapshotSavedAt)
+            logger.error(
+                "cannot restore from Redis; starting from the local snapshot alone, keys only Redis held start with full quota until it is back",
+                metadata: ["redis": "\(settings.endpoint)", "error": "\(error)"])
         }
+    }
+
+    private func restore(snapshotSavedAt: Int64?) throws(RedisError) {
+        guard let connection else { return }
+        let started = feed.clock.nanosecondsNow()
+        let outcome = try RedisRestore.restore(
+            from: connection, keyPrefix: settings.keyPrefix, into: feed, snapshotSavedAt: snapshotSavedAt,
+            logger: logger)
+        logger.info(
+            "restored from Redis",
+            metadata: [
+                "redis": "\(settings.endpoint)", "keys": "\(outcome.restored)",
+                "older_than_snapshot": "\(outcome.olderThanSnapshot)", "newer_here": "\(outcome.newerHere)",
+                "invalid": "\(outcome.invalid)", "expired": "\(outcome.vanished)",
+                "ms": "\((feed.clock.nanosecondsNow() - started) / 1_000_000)",
+            ])
+    }
+
+    /// Writes what the shards have logged, up to `pipelinesPerFlush` pipelines or until `deadline`; returns
+    /// whether Redis has caught up. With `retryNow`, a connection is attempted even inside the back-off
+    /// (the final flush).
+    @discardableResult
+    public func flush(retryNow: Bool = false, deadline: Int64 = .max) -> Bool {
+        // Kept bounded while Redis is away too, and never while a batch is out (this thread takes them).
+        feed.compact()
+        guard connect(retryNow: retryNow) else { return false }
         for _ in 0..<settings.pipelinesPerFlush {
+            guard feed.clock.nanosecondsNow() < deadline else { break }
             batch.removeAll()
             let remaining = feed.take(budget: settings.pipelineSize, into: &batch)
             if batch.isEmpty { break }
@@ -73,28 +105,67 @@ public final class Replicator: @unchecked Sendable {
             if error != nil { feed.requeue(batch) }
             feed.status.inFlight.store(0, ordering: .relaxed)
             if let error {
-                failed(error, now: feed.clock.nanosecondsNow())
+                failed(error)
                 return false
             }
             if remaining == 0 { break }
         }
-        succeeded(now: feed.clock.nanosecondsNow())
+        succeeded()
         return feed.pending().count == 0
     }
 
-    /// Flushes until Redis has everything, a write fails, or `limit` has passed, trying to connect at once
-    /// even inside the back-off; for shutdown, when nothing changes any more. Returns the changes still
-    /// not written.
-    public func finalFlush(forNanoseconds limit: Int64) -> Int {
-        let deadline = feed.clock.nanosecondsNow() + limit
+    /// Makes sure there is a connection, that Redis has restored into the shards if the start-up restore
+    /// could not, and that Redis still holds what was written to it; returns false when Redis is not there.
+    private func connect(retryNow: Bool) -> Bool {
+        do {
+            if connection == nil {
+                guard retryNow || feed.clock.nanosecondsNow() >= nextAttemptAt else { return false }
+                connection = try RedisConnection.connect(to: settings.endpoint, timeoutMillis: settings.timeoutMillis)
+            }
+            if let snapshotSavedAt = restoreOnConnect {
+                try restore(snapshotSavedAt: snapshotSavedAt)
+                restoreOnConnect = nil
+            }
+            try checkMarker()
+            return true
+        } catch {
+            failed(error.description)
+            return false
+        }
+    }
+
+    /// The marker is a key named exactly the prefix (no ratelimitd key is empty, so none collides). Its
+    /// absence means Redis lost what it had (restarted without persistence, flushed, or failed over to a
+    /// replica that lacked it): every key held here is written again, not only those changed since.
+    private func checkMarker() throws(RedisError) {
+        guard let connection else { return }
+        let marker = Array(settings.keyPrefix.utf8)
+        guard case .integer(0) = try connection.command([Array("EXISTS".utf8), marker]) else { return }
+        let keys = feed.resyncAll()
+        let reply = try connection.command([Array("SET".utf8), marker, Array("ratelimitd replication marker".utf8)])
+        if case .error(let message) = reply { throw RedisError("Redis refused a write: \(message)") }
+        if everConnected || keys > 0 {
+            logger.notice(
+                "Redis holds none of this daemon's keys (new, restarted without persistence, or flushed); writing every key again",
+                metadata: ["redis": "\(settings.endpoint)", "keys": "\(keys)"])
+        }
+    }
+
+    /// Flushes until Redis has everything, a write fails, or `deadline` (decision-clock nanoseconds) passes,
+    /// trying to connect at once even inside the back-off; for shutdown, when nothing changes any more.
+    /// Reads and writes are cut short at the deadline too. Returns the changes still not written.
+    public func finalFlush(deadline: Int64) -> Int {
         var first = true
         while true {
+            let now = feed.clock.nanosecondsNow()
+            guard now < deadline else { return feed.pending().count }
+            connection?.setTimeout(millis: Int(min(Int64(settings.timeoutMillis), (deadline - now) / 1_000_000 + 1)))
             let before = feed.pending().count
-            if flush(retryNow: first) { return 0 }
+            if flush(retryNow: first, deadline: deadline) { return 0 }
             first = false
             let after = feed.pending().count
             // A failed write, or one that made no progress, ends it: the shutdown must not hang on Redis.
-            if connection == nil || after >= before || feed.clock.nanosecondsNow() >= deadline { return after }
+            if connection == nil || after >= before { return after }
         }
     }
 
@@ -127,10 +198,12 @@ public final class Replicator: @unchecked Sendable {
         }
     }
 
-    private func failed(_ error: String, now: Int64) {
+    private func failed(_ error: String) {
         connection = nil
         feed.status.errors.add(1, ordering: .relaxed)
         retryDelay = retryDelay == 0 ? settings.firstRetryNanos : min(retryDelay * 2, settings.maxRetryNanos)
+        // From now, not from before the attempt: a connect that hung for its whole timeout must still wait.
+        let now = feed.clock.nanosecondsNow()
         nextAttemptAt = now + retryDelay
         guard outageSince == nil else {
             logger.debug("Redis still unavailable", metadata: ["error": "\(error)", "retry_ms": "\(retryDelay / 1_000_000)"])
@@ -142,13 +215,14 @@ public final class Replicator: @unchecked Sendable {
             metadata: ["redis": "\(settings.endpoint)", "error": "\(error)", "pending": "\(feed.pending().count)"])
     }
 
-    private func succeeded(now: Int64) {
+    private func succeeded() {
         retryDelay = 0
         if let since = outageSince {
             outageSince = nil
             logger.notice(
                 "Redis replication recovered",
-                metadata: ["redis": "\(settings.endpoint)", "outage_ms": "\((now - since) / 1_000_000)",
+                metadata: ["redis": "\(settings.endpoint)",
+                           "outage_ms": "\((feed.clock.nanosecondsNow() - since) / 1_000_000)",
                            "pending": "\(feed.pending().count)"])
         } else if !everConnected {
             logger.info("replicating to Redis", metadata: ["redis": "\(settings.endpoint)", "key_prefix": "\(settings.keyPrefix)"])

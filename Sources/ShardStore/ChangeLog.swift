@@ -53,18 +53,14 @@ struct ChangeLog {
         }
     }
 
-    /// Keeps only the records `keep` says yes to, in order.
-    mutating func filter(_ keep: (UnsafeRawBufferPointer, UInt64) -> Bool) {
+    /// Takes up to `limit` of the oldest records and puts back at the end, in order, those `keep` says yes to.
+    mutating func rotate(_ limit: Int, keep: (UnsafeRawBufferPointer, UInt64) -> Bool) {
         var kept = ChangeLog()
-        bytes.withUnsafeBytes { raw in
-            var offset = readOffset
-            while offset < raw.count {
-                let (key, hash, time, next) = Self.record(in: raw, at: offset)
-                if keep(key, hash) { kept.append(key: key, hash: hash, time: time) }
-                offset = next
-            }
+        take(limit) { key, hash, time in
+            if keep(key, hash) { kept.append(key: key, hash: hash, time: time) }
         }
-        self = kept
+        kept.bytes.withUnsafeBytes { bytes.append(contentsOf: $0) }
+        count += kept.count
     }
 
     /// Calls `body` with every record not yet taken.

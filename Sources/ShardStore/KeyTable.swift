@@ -18,15 +18,16 @@ struct KeyTable {
         var hash: UInt32 = 0
         /// 0 marks an empty slot (keys are at least 1 byte).
         var length: UInt16 = 0
-        /// The state's `PackedState.Kind` in the low bits; the top bit marks a change not yet replicated.
+        /// The state's `PackedState.Kind` in the low bits; the top bit marks a change not yet replicated, the
+        /// next one a state restored (from a snapshot or the replica) that no decision has changed since.
         var tag: UInt8 = PackedState.Kind.bucket.rawValue
         /// The window of the limit that last decided for the key, as a `WindowCode` (0: unknown), so the
         /// sweeper can tell when the state is fresh. Fits in the entry's last spare byte.
         var windowClass: UInt8 = 0
 
         var kind: PackedState.Kind {
-            get { PackedState.Kind(rawValue: tag & ~Self.changedBit) ?? .bucket }
-            set { tag = tag & Self.changedBit | newValue.rawValue }
+            get { PackedState.Kind(rawValue: tag & Self.kindBits) ?? .bucket }
+            set { tag = tag & ~Self.kindBits | newValue.rawValue }
         }
 
         /// Whether the key changed since the replicator last took it, and so is listed in the shard's
@@ -36,7 +37,15 @@ struct KeyTable {
             set { tag = newValue ? tag | Self.changedBit : tag & ~Self.changedBit }
         }
 
+        /// Whether the state is as restored, untouched by any decision since.
+        var isRestored: Bool {
+            get { tag & Self.restoredBit != 0 }
+            set { tag = newValue ? tag | Self.restoredBit : tag & ~Self.restoredBit }
+        }
+
         private static let changedBit: UInt8 = 0x80
+        private static let restoredBit: UInt8 = 0x40
+        private static let kindBits: UInt8 = 0x3F
     }
 
     static let inlineKeyBytes = 24
@@ -75,20 +84,21 @@ struct KeyTable {
     /// is inserted, a changed one updated, nil removes the key.
     ///
     /// `windowNanos` is the window of the limit deciding, remembered so the sweeper knows when the state is
-    /// fresh (0 when unknown, as for a restored key). With `marksChange` (and `tracksChanges` on), a change
-    /// is marked for replication and `lastUpdateNeedsListing` says whether the caller must log the key.
+    /// fresh (0 when unknown, as for a restored key). With `tracksChanges` on, a change is marked for
+    /// replication as `origin` says, and `lastUpdateNeedsListing` says whether the caller must log the key.
     mutating func update<Result>(
-        key: UnsafeRawBufferPointer, hash: UInt64, windowNanos: Int64 = 0, marksChange: Bool = true,
+        key: UnsafeRawBufferPointer, hash: UInt64, windowNanos: Int64 = 0, origin: UpdateOrigin = .decision,
         _ body: (inout KeyState?) -> Result
     ) -> Result {
         lastUpdateNeedsListing = false
-        let marks = tracksChanges && marksChange
+        let marks = tracksChanges && origin.replicates
         let probe = find(key, hash: UInt32(truncatingIfNeeded: hash))
         guard probe.found else {
             var state: KeyState?
             let result = body(&state)
             if let state {
-                insert(key, probe: probe, state: state, windowClass: windowClass(windowNanos), changed: marks)
+                insert(key, probe: probe, state: state, windowClass: windowClass(windowNanos),
+                       changed: marks, restored: tracksChanges && origin != .decision)
                 lastUpdateNeedsListing = marks
             }
             return result
@@ -99,7 +109,7 @@ struct KeyTable {
         if let state {
             putState(state, at: probe.position)
             if windowNanos != 0 { slots[probe.position].windowClass = windowClass(windowNanos) }
-            if marks { markChanged(at: probe.position, before: before) }
+            if tracksChanges { noteChange(at: probe.position, before: before, origin: origin) }
         } else {
             remove(at: probe.position)
             lastUpdateNeedsListing = marks && !before.isChanged
@@ -107,18 +117,40 @@ struct KeyTable {
         return result
     }
 
-    /// Marks the entry at `position` changed unless it already is or its state is what it was (a denial).
-    /// A log is taken to have changed: comparing it would cost more than replicating it.
-    private mutating func markChanged(at position: Int, before: Entry) {
+    /// Where a change comes from, which decides how it is replicated.
+    enum UpdateOrigin: Equatable {
+        /// A request: replicated, and the state is no longer as restored.
+        case decision
+        /// A snapshot loaded at start: replicated (it may be newer than the replica), flagged as restored.
+        case snapshot
+        /// The replica's own copy: not sent back, flagged as restored.
+        case replica
+
+        var replicates: Bool { self != .replica }
+    }
+
+    /// Marks the entry at `position` changed unless it already is or its state is what it was (a denial),
+    /// and keeps its restored flag. A log is taken to have changed: comparing it would cost more than
+    /// replicating it.
+    private mutating func noteChange(at position: Int, before: Entry, origin: UpdateOrigin) {
         let entry = slots[position]
-        guard !entry.isChanged else { return }
-        if entry.kind != .slidingLog, entry.kind == before.kind, entry.first == before.first,
-            entry.second == before.second
-        {
-            return
+        let same = entry.kind != .slidingLog && entry.kind == before.kind && entry.first == before.first
+            && entry.second == before.second
+        if origin != .decision {
+            slots[position].isRestored = true
+        } else if !same, entry.isRestored {
+            slots[position].isRestored = false
         }
+        guard origin.replicates, !same, !entry.isChanged else { return }
         slots[position].isChanged = true
         lastUpdateNeedsListing = true
+    }
+
+    /// Whether `key` is unknown or holds a state as restored, untouched by decisions: what a restore from
+    /// the replica may replace.
+    func isAbsentOrRestored(key: UnsafeRawBufferPointer, hash: UInt64) -> Bool {
+        let probe = find(key, hash: UInt32(truncatingIfNeeded: hash))
+        return !probe.found || slots[probe.position].isRestored
     }
 
     private mutating func windowClass(_ windowNanos: Int64) -> UInt8 {
@@ -230,7 +262,8 @@ struct KeyTable {
     // MARK: Insertion and removal
 
     private mutating func insert(
-        _ key: UnsafeRawBufferPointer, probe: Probe, state: KeyState, windowClass: UInt8, changed: Bool
+        _ key: UnsafeRawBufferPointer, probe: Probe, state: KeyState, windowClass: UInt8, changed: Bool,
+        restored: Bool
     ) {
         var position = probe.position
         var moved = false
@@ -261,6 +294,7 @@ struct KeyTable {
         }
         store(state, in: &entry)
         entry.isChanged = changed
+        entry.isRestored = restored
         slots[position] = entry
         count += 1
     }

@@ -60,14 +60,9 @@ public final class LockedShard: @unchecked Sendable {
         lock.withLock { _ in shard.snapshot() }
     }
 
-    /// Sets `key`'s state, replacing whatever it had; for restoring a snapshot or the replica's copy (see
-    /// `Shard.restore` for `replicate`).
-    public func restore(
-        key: UnsafeRawBufferPointer, hash: UInt64, state: KeyState, windowNanos: Int64, replicate: Bool = true
-    ) {
-        lock.withLock { _ in
-            shard.restore(key: key, hash: hash, state: state, windowNanos: windowNanos, replicate: replicate)
-        }
+    /// Sets `key`'s state, replacing whatever it had; for restoring a snapshot.
+    public func restore(key: UnsafeRawBufferPointer, hash: UInt64, state: KeyState, windowNanos: Int64) {
+        lock.withLock { _ in shard.restore(key: key, hash: hash, state: state, windowNanos: windowNanos) }
     }
 
     // MARK: Replication
@@ -94,6 +89,22 @@ public final class LockedShard: @unchecked Sendable {
                 batch.withShardKey(of: item) { shard.requeue(key: $0, hash: item.hash, changedAt: item.changedAt) }
             }
         }
+    }
+
+    /// Puts the replica's copy of `key` in place unless a decision changed the key since start-up (see
+    /// `Shard.restoreFromReplica`); returns whether it did.
+    public func restoreFromReplica(key: UnsafeRawBufferPointer, hash: UInt64, state: KeyState, windowNanos: Int64) -> Bool {
+        lock.withLock { _ in shard.restoreFromReplica(key: key, hash: hash, state: state, windowNanos: windowNanos) }
+    }
+
+    /// Logs every key of `keys` (a chunk taken from a snapshot of this shard) for writing again.
+    public func markForResync(_ keys: KeyChunk) {
+        lock.withLock { _ in keys.forEach { shard.markForResync(key: $0, hash: $1) } }
+    }
+
+    /// Compacts the change log by up to `budget` records per lock hold until done, if it needs it.
+    public func compactChanges(budget: Int) {
+        while lock.withLock({ _ in shard.compactChanges(budget: budget) }) {}
     }
 
     /// Changes waiting for the replicator, and when the oldest of them happened (0 if none, or if it came

@@ -11,6 +11,8 @@ import RateLimiting
 /// so a value is checked as strictly as a snapshot file before anything in it is believed.
 public enum ReplicaRecord {
     public static let version: UInt8 = 1
+    /// How far ahead of this daemon's clock another's may have written a value.
+    public static let maxClockSkew: Int64 = 3_600_000_000_000
 
     public struct Contents: Sendable, Hashable {
         public var updatedAt: Int64
@@ -45,7 +47,8 @@ public enum ReplicaRecord {
         reader.position = 1
         let updatedAt: Int64 = try reader.read()
         let century = SnapshotCodec.maxTimeDistance
-        guard updatedAt >= now - century, updatedAt <= now + century else {
+        // A value from the future would win every later restore; an hour covers clocks out of step.
+        guard updatedAt >= now - century, updatedAt <= now + Self.maxClockSkew else {
             throw SnapshotError("implausible update time \(updatedAt)")
         }
         let window: Int64 = try reader.read()

@@ -2,11 +2,13 @@ import RateLimiting
 
 /// One shard's keys and their state. Not thread-safe by itself: `LockedShard` gives it one owner at a time.
 public final class Shard {
-    private var table = KeyTable()
+    var table = KeyTable()
     /// Keys changed since the replicator last took them; empty unless `tracksChanges`.
-    private var changes = ChangeLog()
+    var changes = ChangeLog()
     /// The latest decision time seen, which dates the changes logged (0 before any).
     var latest: Int64 = 0
+    /// A compaction of `changes` under way (see `compactChanges`).
+    var compaction: (markingAgain: Bool, remaining: Int)?
 
     public init() {}
 
@@ -21,10 +23,14 @@ public final class Shard {
         return decision
     }
 
-    /// Forgets `key`, so its next request starts from a full quota.
+    /// Forgets `key`, so its next request starts from a full quota. With replication, the replica is told
+    /// to forget it too, also when this shard did not hold it (the replica may, from before a restart).
     public func reset(key: UnsafeRawBufferPointer, hash: UInt64) {
-        table.update(key: key, hash: hash) { $0 = nil }
-        if table.lastUpdateNeedsListing { logChange(key: key, hash: hash) }
+        let held = table.update(key: key, hash: hash) { state -> Bool in
+            defer { state = nil }
+            return state != nil
+        }
+        if table.lastUpdateNeedsListing || (!held && table.tracksChanges) { logChange(key: key, hash: hash) }
     }
 
     public var keyCount: Int { table.count }
@@ -53,62 +59,12 @@ public final class Shard {
     }
 
     /// Sets `key`'s state, replacing whatever it had; for restoring a snapshot. `windowNanos` is the window
-    /// it was decided under (0 if unknown), which the sweeper needs. With `replicate`, the key goes to the
-    /// replica like any change (a snapshot may be newer than the replica); a state read from the replica
-    /// itself is not sent back.
-    public func restore(
-        key: UnsafeRawBufferPointer, hash: UInt64, state: KeyState, windowNanos: Int64 = 0, replicate: Bool = true
-    ) {
-        table.update(key: key, hash: hash, windowNanos: windowNanos, marksChange: replicate) { $0 = state }
+    /// it was decided under (0 if unknown), which the sweeper needs. With replication on, the key goes to
+    /// the replica like any change: the snapshot may be newer than the replica.
+    public func restore(key: UnsafeRawBufferPointer, hash: UInt64, state: KeyState, windowNanos: Int64 = 0) {
+        table.update(key: key, hash: hash, windowNanos: windowNanos, origin: .snapshot) { $0 = state }
         if table.lastUpdateNeedsListing { logChange(key: key, hash: hash) }
     }
-
-    // MARK: Changes for replication
-
-    /// Whether changes are logged for the replicator. Off by default, when nothing would take them.
-    public var tracksChanges: Bool {
-        get { table.tracksChanges }
-        set { table.tracksChanges = newValue }
-    }
-
-    /// Logged changes not yet taken: at most one per key held, plus removals, however long the replica is away.
-    public var pendingChanges: Int { changes.count }
-
-    /// When the oldest change not yet taken happened (decision-clock nanoseconds; 0 if unknown, as for a key
-    /// restored before any decision); nil when none waits.
-    public var oldestPendingChange: Int64? { changes.oldestTime }
-
-    /// Moves up to `budget` logged keys into `batch` with what the replica should now hold for each.
-    public func takeChanges(budget: Int, shardIndex: Int, now: Int64, into batch: inout ChangeBatch) {
-        latest = max(latest, now)
-        changes.take(budget) { key, hash, time in
-            batch.append(shard: shardIndex, key: key, hash: hash, changedAt: time,
-                         change: table.takeChange(key: key, hash: hash), now: now)
-        }
-    }
-
-    /// Logs `key` again after a write to the replica failed, unless a newer change already did; `changedAt`
-    /// is when it first changed, so the lag keeps counting from then.
-    public func requeue(key: UnsafeRawBufferPointer, hash: UInt64, changedAt: Int64) {
-        let mark = table.setChanged(key: key, hash: hash, true)
-        // Held and marked: already logged. Held and unmarked, or gone (a removal to send): log it.
-        if !(mark.found && mark.wasChanged) { changes.append(key: key, hash: hash, time: changedAt) }
-    }
-
-    private func logChange(key: UnsafeRawBufferPointer, hash: UInt64) {
-        changes.append(key: key, hash: hash, time: latest)
-        if changes.count > max(2 * table.count, Self.minimumCompactionCount) { compactChanges() }
-    }
-
-    /// Removals logged while the replica is away can pile up past the keys held (a key reset and used
-    /// again, over and over); this keeps each held key's record once and drops the removals. Dropping one
-    /// only leaves the replica a copy that its TTL expires: more conservative, never less.
-    private func compactChanges() {
-        changes.filter { key, hash in table.setChanged(key: key, hash: hash, false).wasChanged }
-        changes.forEach { key, hash in table.setChanged(key: key, hash: hash, true) }
-    }
-
-    static let minimumCompactionCount = 65_536
 
     /// A point-in-time copy of every key's state. O(1): the table's arrays are shared copy-on-write, so the
     /// cost falls on the shard's next change (one copy of its arrays), not on the caller holding the lock.

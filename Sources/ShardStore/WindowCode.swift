@@ -1,3 +1,5 @@
+import RateLimiting
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -21,8 +23,10 @@ enum WindowCode {
         return UInt8(code)
     }
 
+    /// The window `code` stands for, at most the longest window a limit may have: rounding up must not make
+    /// a 365-day window one that a snapshot or the replica would refuse.
     static func decode(_ code: UInt8) -> Int64 {
         guard code > 0 else { return 0 }
-        return Int64((1e6 * pow(2, Double(code - 1) / 7)).rounded(.up))
+        return min(Int64((1e6 * pow(2, Double(code - 1) / 7)).rounded(.up)), Limit.maxWindowNanos)
     }
 }

@@ -109,8 +109,8 @@ struct RateLimitDaemon: ParsableCommand {
         var replicator: Replicator?
         if let endpoint = settings.redis, let feed {
             let replication = Replicator.Settings(endpoint: endpoint, keyPrefix: settings.redisKeyPrefix)
-            RedisStartup.restore(settings: replication, feed: feed, snapshotSavedAt: snapshotSavedAt, logger: logger)
             replicator = Replicator(settings: replication, feed: feed, logger: logger)
+            replicator?.restoreAtStart(snapshotSavedAt: snapshotSavedAt)
         }
         let services = Self.services(
             server: server, snapshotter: snapshotter, replicator: replicator, settings: settings, reload: self,
@@ -136,7 +136,7 @@ struct RateLimitDaemon: ParsableCommand {
         if let replicator {
             let interval = Duration.nanoseconds(settings.redisFlushIntervalNanos)
             services.append(.init(service: ReplicationService(
-                replicator: replicator, interval: interval, finalFlushLimit: .nanoseconds(settings.shutdownTimeoutNanos),
+                replicator: replicator, interval: interval, shutdownTimeoutNanos: settings.shutdownTimeoutNanos,
                 logger: logger)))
         }
         services += [

@@ -44,7 +44,9 @@ struct ReplicationTests {
             for _ in 0..<7 { #expect(try client.request("CHECK user:1 1").hasPrefix("ALLOW")) }
             #expect(try client.request("CHECK login:x 2 5/15m sliding_window_log").hasPrefix("ALLOW 3 "))
             try waitUntilReplicated(client)
-            #expect(try redis.integer("DBSIZE") == 2)
+            // The two keys and the replication marker (a key named just the prefix).
+            #expect(try redis.integer("DBSIZE") == 3)
+            #expect(try redis.integer("EXISTS ratelimitd:") == 1)
             // 7 of 10 per hour spent: full again in 42 minutes.
             let bucketTTL = try redis.integer("PTTL ratelimitd:user:1")
             #expect(bucketTTL > 41 * 60_000 && bucketTTL <= 42 * 60_000, "\(bucketTTL)")
@@ -156,7 +158,7 @@ struct ReplicationTests {
 
             try redis.start()
             try waitUntilReplicated(client)
-            #expect(try redis.integer("DBSIZE") == keys)
+            #expect(try redis.integer("DBSIZE") == keys + 1)
             // Eight rounds spent 8 of user:7's 10 per hour: 48 minutes to refill, as Redis now knows.
             let ttl = try redis.integer("PTTL ratelimitd:user:7")
             #expect(ttl > 47 * 60_000 && ttl <= 48 * 60_000, "\(ttl) ms")
@@ -167,13 +169,71 @@ struct ReplicationTests {
         }
     }
 
+    @Test func aRedisThatLostItsDataGetsEveryKeyAgainWithoutNewTraffic() throws {
+        try withConfig { config in
+            let redis = try RedisServerProcess()
+            let daemon = try daemon(config: config, redis: redis)
+            let client = try LineClient(port: daemon.port)
+            try client.send((0..<50).map { "CHECK quiet:\($0) 3\n" }.joined())
+            #expect(try client.readLines(50).allSatisfy { $0.hasPrefix("ALLOW 7 ") })
+            try waitUntilReplicated(client)
+            redis.stop()  // no persistence: everything it held is gone
+            try redis.start()
+            let deadline = Date().addingTimeInterval(10)
+            while Date() < deadline, (try? redis.integer("DBSIZE")) != 51 { usleep(20_000) }
+            #expect(try redis.integer("DBSIZE") == 51)
+            #expect(daemon.log.contains("writing every key again"))
+        }
+    }
+
+    @Test func aRestoreThatCouldNotRunAtStartRunsWhenRedisComesBack() throws {
+        try withConfig { config in
+            let redis = try RedisServerProcess()
+            let first = try daemon(config: config, redis: redis)
+            let client = try LineClient(port: first.port)
+            #expect(try client.request("CHECK far 6").hasPrefix("ALLOW 4 "))
+            #expect(try client.request("CHECK near 6").hasPrefix("ALLOW 4 "))
+            try waitUntilReplicated(client)
+            #expect(try first.signalAndWait(SIGKILL) == 128 + SIGKILL)
+
+            redis.pause(true)
+            let second = try daemon(config: config, redis: redis, ["--shutdown-timeout", "3s"])
+            #expect(second.log.contains("cannot restore from Redis"))
+            let again = try LineClient(port: second.port)
+            // Decided here before Redis is back: this daemon's state is the newer one and stays.
+            #expect(try again.request("CHECK near 1").hasPrefix("ALLOW 9 "))
+            redis.pause(false)
+            try waitUntilReplicated(again)
+            #expect(second.log.contains("restored from Redis"))
+            #expect(try again.request("CHECK far 0").hasPrefix("ALLOW 4 "))
+            #expect(try again.request("CHECK near 0").hasPrefix("ALLOW 9 "))
+        }
+    }
+
+    @Test func aFrozenRedisCannotHoldTheShutdownPastItsTimeout() throws {
+        try withConfig { config in
+            let redis = try RedisServerProcess()
+            let daemon = try daemon(config: config, redis: redis, ["--shutdown-timeout", "2s"])
+            let client = try LineClient(port: daemon.port)
+            #expect(try client.request("CHECK a 1").hasPrefix("ALLOW"))
+            try waitUntilReplicated(client)
+            redis.pause(true)
+            defer { redis.pause(false) }
+            #expect(try client.request("CHECK b 1").hasPrefix("ALLOW"))
+            let started = Date()
+            #expect(try daemon.signalAndWait(SIGTERM, timeoutSeconds: 10) == 0)
+            #expect(Date().timeIntervalSince(started) < 3, "took \(Date().timeIntervalSince(started)) s")
+            #expect(daemon.log.contains("changes not replicated at shutdown"))
+        }
+    }
+
     @Test func valuesRatelimitdDidNotWriteAreIgnoredWithALog() throws {
         try withConfig { config in
             let redis = try RedisServerProcess()
             #expect(try redis.command("SET ratelimitd:user:1 hello") == "+OK")
             #expect(try redis.command("RPUSH ratelimitd:list x") == ":1")
             let daemon = try daemon(config: config, redis: redis)
-            #expect(daemon.log.contains("ignoring a Redis key that ratelimitd did not write"))
+            #expect(daemon.log.contains("ignoring an invalid value in Redis"))
             #expect(daemon.log.contains("invalid=2"))
             #expect(try LineClient(port: daemon.port).request("CHECK user:1 0").hasPrefix("ALLOW 10 "))
         }

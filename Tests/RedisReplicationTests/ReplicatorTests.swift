@@ -12,6 +12,11 @@ import Testing
 /// The replicator and the restore, in process, against a `redis-server` each test starts and stops.
 @Suite("replicator", .serialized, .timeLimit(.minutes(2)), .enabled(if: RedisServerProcess.isAvailable))
 struct ReplicatorTests {
+    init() {
+        // hiredis writes with write(2); the daemon ignores SIGPIPE, and so must the process running these.
+        signal(SIGPIPE, SIG_IGN)
+    }
+
     static var logger: Logger {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
@@ -61,7 +66,8 @@ struct ReplicatorTests {
             #expect(try client.readLines(1_000).allSatisfy { $0.hasPrefix("ALLOW") })
             #expect(feed.pending().count == 1)
             #expect(replicator.flush())
-            #expect(try calls(of: "set", in: redis) == 1)
+            // One for the key, one for the replication marker.
+            #expect(try calls(of: "set", in: redis) == 2)
             guard case .string(let value) = try connect(redis).command(["GET", "ratelimitd:hot"]) else {
                 Issue.record("no value in Redis")
                 return
@@ -71,9 +77,10 @@ struct ReplicatorTests {
                 Issue.record("not a bucket: \(stored)")
                 return
             }
-            // 1,000 of 100,000 per hour spent: 36 s of refill ahead of the clock.
+            // 1,000 of 100,000 per hour spent: 36 s of refill ahead of the clock when spent, less the time
+            // since (generously bounded: the machine may be busy).
             let ahead = bucket.theoreticalArrival - stored.updatedAt
-            #expect(ahead > 35_000_000_000 && ahead <= 36_000_000_000, "\(ahead)")
+            #expect(ahead > 26_000_000_000 && ahead <= 36_000_000_000, "\(ahead)")
         }
     }
 
@@ -90,7 +97,7 @@ struct ReplicatorTests {
             try redis.start()
             usleep(10_000)  // past the 1 ms back-off
             #expect(replicator.flush())
-            #expect(try redis.integer("DBSIZE") == 3)
+            #expect(try redis.integer("DBSIZE") == 3 + 1)
             #expect(feed.pending().count == 0)
         }
     }

@@ -94,7 +94,8 @@ struct ChangeTrackingTests {
         shard.reset(key: "untaken")
         shard.reset(key: "never-seen")
         let changes = Self.take(shard, now: Self.t0)
-        #expect(changes.map(\.key).sorted() == ["taken", "untaken"])
+        // "never-seen" too: the replica may hold it from before a restart.
+        #expect(changes.map(\.key).sorted() == ["never-seen", "taken", "untaken"])
         #expect(changes.allSatisfy { $0.value == nil })
     }
 
@@ -118,26 +119,61 @@ struct ChangeTrackingTests {
     @Test func restoringFromTheReplicaIsNotSentBackButASnapshotIs() {
         let shard = Self.trackingShard()
         let state = KeyState.bucket(BucketState(theoreticalArrival: Self.t0 + 1_000 * Self.ms))
-        withKey("from-redis") { shard.restore(key: $0, hash: $1, state: state, replicate: false) }
+        withKey("from-redis") { #expect(shard.restoreFromReplica(key: $0, hash: $1, state: state, windowNanos: 0)) }
         #expect(shard.pendingChanges == 0)
-        withKey("from-snapshot") { shard.restore(key: $0, hash: $1, state: state, replicate: true) }
+        withKey("from-snapshot") { shard.restore(key: $0, hash: $1, state: state) }
         #expect(Self.take(shard, now: Self.t0).map(\.key) == ["from-snapshot"])
     }
 
-    @Test func removalsPilingUpWhileTheReplicaIsAwayStayBounded() {
+    @Test func aLateRestoreFromTheReplicaNeverUndoesADecisionMadeHere() {
+        let shard = Self.trackingShard()
+        let old = KeyState.bucket(BucketState(theoreticalArrival: Self.t0 + 1_000 * Self.ms))
+        let replica = KeyState.bucket(BucketState(theoreticalArrival: Self.t0 + 5_000 * Self.ms))
+        for key in ["decided", "denied-only", "untouched"] { withKey(key) { shard.restore(key: $0, hash: $1, state: old) } }
+        _ = shard.check(key: "decided", cost: 1, limit: Self.limit, now: Self.t0)
+        let tight = try! Limit(algorithm: .tokenBucket, limit: 1, windowNanos: 10_000 * Self.ms)
+        #expect(!shard.check(key: "denied-only", cost: 1, limit: tight, now: Self.t0).allowed)
+        for key in ["decided", "denied-only", "untouched", "new"] {
+            withKey(key) { bytes, hash in
+                let replaced = shard.restoreFromReplica(key: bytes, hash: hash, state: replica, windowNanos: 0)
+                #expect(replaced == (key != "decided"), "\(key)")
+            }
+        }
+        #expect(shard.state(for: "decided") != replica)
+        #expect(shard.state(for: "denied-only") == replica)
+        #expect(shard.state(for: "untouched") == replica && shard.state(for: "new") == replica)
+    }
+
+    @Test func resettingAKeyNotHeldStillTellsTheReplica() {
+        let shard = Self.trackingShard()
+        shard.reset(key: "only-in-redis")
+        let changes = Self.take(shard, now: Self.t0)
+        #expect(changes.map(\.key) == ["only-in-redis"] && changes[0].value == nil)
+    }
+
+    @Test func removalsPilingUpWhileTheReplicaIsAwayStayBoundedByCompaction() {
         let shard = Self.trackingShard()
         for index in 0..<1_000 { _ = shard.check(key: "steady:\(index)", cost: 1, limit: Self.limit, now: Self.t0) }
         var most = 0
-        for _ in 0..<200_000 {
-            _ = shard.check(key: "churn", cost: 1, limit: Self.limit, now: Self.t0)
-            shard.reset(key: "churn")
+        for round in 0..<200 {
+            for step in 0..<1_000 {
+                let now = Self.t0 + Int64(round * 1_000 + step) * Self.ms
+                _ = shard.check(key: "churn", cost: 1, limit: Self.limit, now: now)
+                shard.reset(key: "churn")
+                shard.reset(key: "absent:\(step)")
+            }
+            // What the replicator does at every tick, connected or not.
+            while shard.compactChanges(budget: 4_096) {}
             most = max(most, shard.pendingChanges)
         }
-        #expect(most <= Shard.minimumCompactionCount + 1)
-        // Every held key is still logged exactly once.
-        let changes = Self.take(shard, now: Self.t0)
-        let sets = changes.filter { $0.value != nil }.map(\.key)
-        #expect(sets.count == 1_000 && Set(sets).count == 1_000)
+        #expect(most <= Shard.minimumCompactionCount + 3_000)
+        _ = shard.check(key: "steady:7", cost: 2, limit: Self.limit, now: Self.t0 + 1)
+        // Every held key is still logged exactly once, with its latest state.
+        let changes = Self.take(shard, now: Self.t0 + 2)
+        let sets = changes.filter { $0.value != nil }
+        #expect(sets.count == 1_000 && Set(sets.map(\.key)).count == 1_000)
+        let latest = sets.first { $0.key == "steady:7" }?.value.flatMap { try? ReplicaRecord.decode($0, now: Self.t0) }
+        #expect(latest?.state == shard.state(for: "steady:7"))
     }
 
     @Test func anEvictedOrSweptKeyThatWaitedIsRemovedFromTheReplica() {
@@ -152,5 +188,16 @@ struct ChangeTrackingTests {
 
     private func withKey(_ key: String, _ body: (UnsafeRawBufferPointer, UInt64) -> Void) {
         Array(key.utf8).withUnsafeBytes { body($0, KeyHash.hash($0)) }
+    }
+
+    @Test func aYearLongWindowSurvivesTheReplicaAndTheSnapshot() throws {
+        let shard = Self.trackingShard()
+        let year = try Limit(algorithm: .fixedWindow, limit: 10, windowNanos: Limit.maxWindowNanos)
+        _ = shard.check(key: "yearly", cost: 3, limit: year, now: Self.t0)
+        let changes = Self.take(shard, now: Self.t0)
+        let record = try ReplicaRecord.decode(try #require(changes.first?.value), now: Self.t0)
+        #expect(record.windowNanos == Limit.maxWindowNanos)
+        let snapshot = try SnapshotCodec.decode(SnapshotCodec.encode([shard.snapshot()], savedAt: Self.t0))
+        #expect(snapshot.entries.first?.windowNanos == Limit.maxWindowNanos)
     }
 }
