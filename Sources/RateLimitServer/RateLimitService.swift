@@ -55,13 +55,7 @@ public struct SnapshotService: Service {
     }
 
     public func run() async throws {
-        while !Task.isShuttingDownGracefully {
-            do {
-                try await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
-            } catch {
-                return
-            }
-            guard !Task.isShuttingDownGracefully else { return }
+        while await nextTick(after: interval) {
             do {
                 let saved = try await snapshotter.save()
                 logger.debug("saved snapshot", metadata: ["keys": "\(saved.keys)", "ms": "\(Int(saved.milliseconds))"])

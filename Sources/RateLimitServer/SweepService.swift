@@ -29,12 +29,7 @@ public struct SweepService: Service {
         var budgets = shards.map { _ in 1_024 }
         var ticks = 0
         var reportedEvictions = shards.reduce(0) { $0 + $1.counters().evictions }
-        while !Task.isShuttingDownGracefully {
-            do {
-                try await cancelWhenGracefulShutdown { try await Task.sleep(for: tick) }
-            } catch {
-                return
-            }
+        while await nextTick(after: tick) {
             let now = clock.nanosecondsNow()
             for (index, shard) in shards.enumerated() {
                 // Enough slots per tick to cover the whole table once per interval, in slices of at most

@@ -1,5 +1,6 @@
 import Logging
 import NIOPosix
+import RateLimitServer
 import ServiceLifecycle
 
 /// Runs the replicator every flush interval on a thread of its own (hiredis blocks), and once more at
@@ -24,13 +25,7 @@ public struct ReplicationService: Service {
         let thread = NIOThreadPool(numberOfThreads: 1)
         thread.start()
         let replicator = self.replicator
-        while !Task.isShuttingDownGracefully {
-            do {
-                try await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
-            } catch {
-                break
-            }
-            guard !Task.isShuttingDownGracefully else { break }
+        while await nextTick(after: interval) {
             // Throws only if cancelled before it started (the shutdown timeout ran out): on to the final flush.
             _ = try? await thread.runIfActive { replicator.flush() }
         }

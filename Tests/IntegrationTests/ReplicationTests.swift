@@ -7,14 +7,7 @@ import Testing
 @Suite("Redis replication", .serialized, .timeLimit(.minutes(3)), .enabled(if: RedisServerProcess.isAvailable))
 struct ReplicationTests {
     /// 10 per hour: nothing visibly refills during a test.
-    static let config = """
-        [[rules]]
-        name = "slow"
-        match = "*"
-        algorithm = "token_bucket"
-        limit = 10
-        window = "1h"
-        """
+    static let config = slowRuleConfig
 
     func withConfig(_ body: (String) throws -> Void) throws {
         let path = try temporaryFile(Self.config)

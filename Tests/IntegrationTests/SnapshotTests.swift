@@ -5,15 +5,8 @@ import Testing
 /// State outliving the process: the real binary, stopped and started again on the same snapshot file.
 @Suite("snapshots and shutdown", .serialized, .timeLimit(.minutes(3)))
 struct SnapshotTests {
-    /// A limit that barely refills during a test: 10 per hour.
-    static let config = """
-        [[rules]]
-        name = "slow"
-        match = "*"
-        algorithm = "token_bucket"
-        limit = 10
-        window = "1h"
-        """
+    /// 10 per hour: nothing visibly refills during a test.
+    static let config = slowRuleConfig
 
     func withFiles(_ body: (_ config: String, _ snapshot: String) throws -> Void) throws {
         let config = try temporaryFile(Self.config)

@@ -94,3 +94,13 @@ public func temporaryFile(_ text: String, suffix: String = ".toml") throws -> St
     try text.write(toFile: path, atomically: true, encoding: .utf8)
     return path
 }
+
+/// A configuration whose one rule barely refills during a test: a token bucket of 10 per hour for every key.
+public let slowRuleConfig = """
+    [[rules]]
+    name = "slow"
+    match = "*"
+    algorithm = "token_bucket"
+    limit = 10
+    window = "1h"
+    """

@@ -1,0 +1,13 @@
+import ServiceLifecycle
+
+/// Sleeps for `interval` and says whether a periodic service should run again: false once graceful
+/// shutdown has begun, which also cuts the sleep short. Loops read `while await nextTick(after: interval)`.
+public func nextTick(after interval: Duration) async -> Bool {
+    guard !Task.isShuttingDownGracefully else { return false }
+    do {
+        try await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+    } catch {
+        return false
+    }
+    return !Task.isShuttingDownGracefully
+}
