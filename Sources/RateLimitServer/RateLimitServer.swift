@@ -98,7 +98,8 @@ public final class RateLimitServer: Sendable {
     /// Records that graceful shutdown has begun, so that what runs after the server (the final replication
     /// flush) knows how much of the shutdown timeout is left.
     public func noteShutdownBegan() {
-        statistics.shutdownStartedAt.store(configuration.clock.nanosecondsNow(), ordering: .relaxed)
+        _ = statistics.shutdownStartedAt.compareExchange(
+            expected: 0, desired: configuration.clock.nanosecondsNow(), ordering: .relaxed)
     }
 
     /// Stops every event loop (closing any connection still open).
@@ -128,11 +129,12 @@ public final class RateLimitServer: Sendable {
     public func restore(_ contents: SnapshotCodec.Contents) {
         statistics.snapshot.record(savedAt: contents.savedAt, keys: contents.entries.count)
         let router = ShardRouter(shardCount: shards.count)
+        let now = configuration.clock.nanosecondsNow()
         for entry in contents.entries {
             entry.key.withUnsafeBytes { key in
                 let hash = KeyHash.hash(key)
                 shards[router.shard(forHash: hash)].restore(
-                    key: key, hash: hash, state: entry.state, windowNanos: entry.windowNanos)
+                    key: key, hash: hash, state: entry.state, windowNanos: entry.windowNanos, now: now)
             }
         }
     }

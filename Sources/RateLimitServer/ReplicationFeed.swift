@@ -64,6 +64,11 @@ public final class ReplicationFeed: Sendable {
             key: key, hash: hash, state: contents.state, windowNanos: contents.windowNanos)
     }
 
+    /// While a restore from the replica is still to come, keys reset here are kept from coming back.
+    public func rememberResets(_ on: Bool) {
+        for shard in shards { shard.rememberResets(on) }
+    }
+
     /// Compacts every shard's change log that has grown past twice its keys, a few thousand records per
     /// lock hold; run before taking changes, never while a batch is out.
     public func compact() {

@@ -44,6 +44,9 @@ public final class Replicator: @unchecked Sendable {
     /// Set when the start-up restore could not reach Redis: it runs on the first connection instead, before
     /// anything is written, with the snapshot's save time (nil: no snapshot).
     private var restoreOnConnect: Int64??
+    /// This connection's Redis client ID, and that of one abandoned after a failure (see `open`).
+    private var clientID: Int64?
+    private var abandonedClientID: Int64?
 
     public init(settings: Settings, feed: ReplicationFeed, logger: Logger) {
         self.settings = settings
@@ -59,11 +62,13 @@ public final class Replicator: @unchecked Sendable {
     /// changed since.
     public func restoreAtStart(snapshotSavedAt: Int64?) {
         do {
-            connection = try RedisConnection.connect(to: settings.endpoint, timeoutMillis: settings.timeoutMillis)
+            try open(deadline: .max)
             try restore(snapshotSavedAt: snapshotSavedAt)
         } catch {
             connection = nil
             restoreOnConnect = .some(snapshotSavedAt)
+            feed.rememberResets(true)
+            feed.status.errors.add(1, ordering: .relaxed)
             logger.error(
                 "cannot restore from Redis; starting from the local snapshot alone, keys only Redis held start with full quota until it is back",
                 metadata: ["redis": "\(settings.endpoint)", "error": "\(error)"])
@@ -93,9 +98,10 @@ public final class Replicator: @unchecked Sendable {
     public func flush(retryNow: Bool = false, deadline: Int64 = .max) -> Bool {
         // Kept bounded while Redis is away too, and never while a batch is out (this thread takes them).
         feed.compact()
-        guard connect(retryNow: retryNow) else { return false }
+        guard connect(retryNow: retryNow, deadline: deadline) else { return false }
         for _ in 0..<settings.pipelinesPerFlush {
             guard feed.clock.nanosecondsNow() < deadline else { break }
+            connection?.setTimeout(millis: timeoutMillis(until: deadline))
             batch.removeAll()
             let remaining = feed.take(budget: settings.pipelineSize, into: &batch)
             if batch.isEmpty { break }
@@ -116,15 +122,17 @@ public final class Replicator: @unchecked Sendable {
 
     /// Makes sure there is a connection, that Redis has restored into the shards if the start-up restore
     /// could not, and that Redis still holds what was written to it; returns false when Redis is not there.
-    private func connect(retryNow: Bool) -> Bool {
+    private func connect(retryNow: Bool, deadline: Int64) -> Bool {
         do {
             if connection == nil {
                 guard retryNow || feed.clock.nanosecondsNow() >= nextAttemptAt else { return false }
-                connection = try RedisConnection.connect(to: settings.endpoint, timeoutMillis: settings.timeoutMillis)
+                try open(deadline: deadline)
             }
+            connection?.setTimeout(millis: timeoutMillis(until: deadline))
             if let snapshotSavedAt = restoreOnConnect {
                 try restore(snapshotSavedAt: snapshotSavedAt)
                 restoreOnConnect = nil
+                feed.rememberResets(false)
             }
             try checkMarker()
             return true
@@ -134,13 +142,38 @@ public final class Replicator: @unchecked Sendable {
         }
     }
 
+    /// Connects, and makes sure a pipeline the last connection left behind in a stalled Redis cannot land
+    /// after what this one writes: Redis runs a closed client's buffered commands when it wakes, and an
+    /// older state must not overwrite a newer one.
+    private func open(deadline: Int64) throws(RedisError) {
+        let opened = try RedisConnection.connect(to: settings.endpoint, timeoutMillis: timeoutMillis(until: deadline))
+        connection = opened
+        if let stale = abandonedClientID {
+            // An error (no such client any more, or no permission to kill) leaves nothing to do.
+            _ = try opened.command(["CLIENT", "KILL", "ID", "\(stale)"])
+            abandonedClientID = nil
+        }
+        if case .integer(let id) = try opened.command(["CLIENT", "ID"]) { clientID = id }
+    }
+
+    /// The I/O timeout, shortened to what is left before `deadline`.
+    private func timeoutMillis(until deadline: Int64) -> Int {
+        guard deadline != .max else { return settings.timeoutMillis }
+        let left = (deadline - feed.clock.nanosecondsNow()) / 1_000_000
+        return Int(max(1, min(Int64(settings.timeoutMillis), left)))
+    }
+
     /// The marker is a key named exactly the prefix (no ratelimitd key is empty, so none collides). Its
     /// absence means Redis lost what it had (restarted without persistence, flushed, or failed over to a
     /// replica that lacked it): every key held here is written again, not only those changed since.
     private func checkMarker() throws(RedisError) {
         guard let connection else { return }
         let marker = Array(settings.keyPrefix.utf8)
-        guard case .integer(0) = try connection.command([Array("EXISTS".utf8), marker]) else { return }
+        switch try connection.command([Array("EXISTS".utf8), marker]) {
+        case .integer(0): break
+        case .integer: return
+        case let other: throw RedisError("unexpected reply to EXISTS: \(other)")
+        }
         let keys = feed.resyncAll()
         let reply = try connection.command([Array("SET".utf8), marker, Array("ratelimitd replication marker".utf8)])
         if case .error(let message) = reply { throw RedisError("Redis refused a write: \(message)") }
@@ -155,11 +188,14 @@ public final class Replicator: @unchecked Sendable {
     /// trying to connect at once even inside the back-off; for shutdown, when nothing changes any more.
     /// Reads and writes are cut short at the deadline too. Returns the changes still not written.
     public func finalFlush(deadline: Int64) -> Int {
+        guard restoreOnConnect == nil else {
+            // Redis's copy never came in, so writing could overwrite states newer than this daemon's.
+            logger.warning("final replication flush skipped: the restore from Redis never ran")
+            return feed.pending().count
+        }
         var first = true
         while true {
-            let now = feed.clock.nanosecondsNow()
-            guard now < deadline else { return feed.pending().count }
-            connection?.setTimeout(millis: Int(min(Int64(settings.timeoutMillis), (deadline - now) / 1_000_000 + 1)))
+            guard feed.clock.nanosecondsNow() < deadline else { return feed.pending().count }
             let before = feed.pending().count
             if flush(retryNow: first, deadline: deadline) { return 0 }
             first = false
@@ -200,6 +236,10 @@ public final class Replicator: @unchecked Sendable {
 
     private func failed(_ error: String) {
         connection = nil
+        if let clientID {
+            abandonedClientID = clientID
+            self.clientID = nil
+        }
         feed.status.errors.add(1, ordering: .relaxed)
         retryDelay = retryDelay == 0 ? settings.firstRetryNanos : min(retryDelay * 2, settings.maxRetryNanos)
         // From now, not from before the attempt: a connect that hung for its whole timeout must still wait.

@@ -9,6 +9,9 @@ struct ChangeLog {
     private var readOffset = 0
     /// Records not yet taken (a key may appear twice: once for a removal, once for what came after it).
     private(set) var count = 0
+    /// Records put back out of time order (after a failed write, or by compaction) are older than the ones
+    /// around them: the oldest of their times, and the offset just past the last of them.
+    private var outOfOrder: (oldest: Int64, end: Int)?
 
     private static let headerSize = 18
 
@@ -17,18 +20,27 @@ struct ChangeLog {
     /// Bytes held, taken records included until the next compaction.
     var byteCount: Int { bytes.count }
 
-    mutating func append(key: UnsafeRawBufferPointer, hash: UInt64, time: Int64) {
+    /// Logs a key; `outOfOrder` when `time` may be older than records already logged.
+    mutating func append(key: UnsafeRawBufferPointer, hash: UInt64, time: Int64, outOfOrder: Bool = false) {
         Swift.withUnsafeBytes(of: hash.littleEndian) { bytes.append(contentsOf: $0) }
         Swift.withUnsafeBytes(of: time.littleEndian) { bytes.append(contentsOf: $0) }
         Swift.withUnsafeBytes(of: UInt16(key.count).littleEndian) { bytes.append(contentsOf: $0) }
         bytes.append(contentsOf: key)
         count += 1
+        if outOfOrder { noteOutOfOrder(time) }
     }
 
-    /// When the oldest record not yet taken was logged; nil when there is none.
+    private mutating func noteOutOfOrder(_ time: Int64) {
+        guard time != 0 else { return }
+        outOfOrder = (min(outOfOrder?.oldest ?? time, time), bytes.count)
+    }
+
+    /// When the oldest record not yet taken was logged (0 if unknown); nil when there is none.
     var oldestTime: Int64? {
         guard readOffset < bytes.count else { return nil }
-        return bytes.withUnsafeBytes { Self.record(in: $0, at: readOffset).time }
+        let head = bytes.withUnsafeBytes { Self.record(in: $0, at: readOffset).time }
+        guard let outOfOrder else { return head }
+        return head == 0 ? outOfOrder.oldest : min(head, outOfOrder.oldest)
     }
 
     /// Calls `body` with up to `limit` of the oldest records, removing each one `body` is called with.
@@ -43,12 +55,14 @@ struct ChangeLog {
             }
         }
         count -= taken
+        if let end = outOfOrder?.end, readOffset >= end { outOfOrder = nil }
         if readOffset == bytes.count {
             bytes.removeAll(keepingCapacity: true)
             readOffset = 0
         } else if readOffset > bytes.count / 2 {
             // Drop the taken half, so a log that is never fully drained does not grow without end.
             bytes.removeSubrange(0..<readOffset)
+            outOfOrder?.end -= readOffset
             readOffset = 0
         }
     }
@@ -56,11 +70,15 @@ struct ChangeLog {
     /// Takes up to `limit` of the oldest records and puts back at the end, in order, those `keep` says yes to.
     mutating func rotate(_ limit: Int, keep: (UnsafeRawBufferPointer, UInt64) -> Bool) {
         var kept = ChangeLog()
+        var oldest = Int64.max
         take(limit) { key, hash, time in
-            if keep(key, hash) { kept.append(key: key, hash: hash, time: time) }
+            guard keep(key, hash) else { return }
+            kept.append(key: key, hash: hash, time: time)
+            if time != 0 { oldest = min(oldest, time) }
         }
         kept.bytes.withUnsafeBytes { bytes.append(contentsOf: $0) }
         count += kept.count
+        if oldest != .max { noteOutOfOrder(oldest) }
     }
 
     /// Calls `body` with every record not yet taken.

@@ -60,9 +60,17 @@ public final class LockedShard: @unchecked Sendable {
         lock.withLock { _ in shard.snapshot() }
     }
 
-    /// Sets `key`'s state, replacing whatever it had; for restoring a snapshot.
-    public func restore(key: UnsafeRawBufferPointer, hash: UInt64, state: KeyState, windowNanos: Int64) {
-        lock.withLock { _ in shard.restore(key: key, hash: hash, state: state, windowNanos: windowNanos) }
+    /// Sets `key`'s state, replacing whatever it had; for restoring a snapshot at `now`.
+    public func restore(key: UnsafeRawBufferPointer, hash: UInt64, state: KeyState, windowNanos: Int64, now: Int64) {
+        lock.withLock { _ in
+            shard.latest = max(shard.latest, now)
+            shard.restore(key: key, hash: hash, state: state, windowNanos: windowNanos)
+        }
+    }
+
+    /// See `Shard.rememberResets`.
+    public func rememberResets(_ on: Bool) {
+        lock.withLock { _ in shard.rememberResets(on) }
     }
 
     // MARK: Replication

@@ -31,7 +31,9 @@ extension Shard {
     public func requeue(key: UnsafeRawBufferPointer, hash: UInt64, changedAt: Int64) {
         let mark = table.setChanged(key: key, hash: hash, true)
         // Held and marked: already logged. Held and unmarked, or gone (a removal to send): log it.
-        if !(mark.found && mark.wasChanged) { changes.append(key: key, hash: hash, time: changedAt) }
+        if !(mark.found && mark.wasChanged) {
+            changes.append(key: key, hash: hash, time: changedAt, outOfOrder: true)
+        }
     }
 
     /// Logs `key` for writing unless it is already logged or no longer held: for writing every key again to
@@ -46,8 +48,31 @@ extension Shard {
     @discardableResult
     public func restoreFromReplica(key: UnsafeRawBufferPointer, hash: UInt64, state: KeyState, windowNanos: Int64) -> Bool {
         guard table.isAbsentOrRestored(key: key, hash: hash) else { return false }
+        if let resets = resetsBeforeRestore {
+            // Reset here before the replica's copy arrived: the reset is the newer word.
+            if resets.overflowed, table.state(key: key, hash: hash) == nil { return false }
+            if resets.keys.contains(Array(key)) { return false }
+        }
         table.update(key: key, hash: hash, windowNanos: windowNanos, origin: .replica) { $0 = state }
         return true
+    }
+
+    /// While a restore from the replica is still to come (Redis was down at start), keys reset here are
+    /// remembered, so the restore does not bring back what a client explicitly reset. Past `limit` keys the
+    /// restore stops inserting keys this shard does not hold at all.
+    public func rememberResets(_ on: Bool, limit: Int = 100_000) {
+        resetsBeforeRestore = on ? ResetsBeforeRestore(limit: limit) : nil
+    }
+
+    func rememberReset(_ key: UnsafeRawBufferPointer) {
+        guard var resets = resetsBeforeRestore else { return }
+        resetsBeforeRestore = nil  // keep the set uniquely referenced while it changes
+        if resets.keys.count < resets.limit {
+            resets.keys.insert(Array(key))
+        } else {
+            resets.overflowed = true
+        }
+        resetsBeforeRestore = resets
     }
 
     func logChange(key: UnsafeRawBufferPointer, hash: UInt64) {
@@ -95,4 +120,15 @@ extension Shard {
     }
 
     static let minimumCompactionCount = 65_536
+}
+
+/// Keys reset before a delayed restore from the replica, which the restore must not bring back.
+struct ResetsBeforeRestore {
+    var keys: Set<[UInt8]> = []
+    let limit: Int
+    var overflowed = false
+
+    init(limit: Int) {
+        self.limit = limit
+    }
 }

@@ -9,6 +9,8 @@ public final class Shard {
     var latest: Int64 = 0
     /// A compaction of `changes` under way (see `compactChanges`).
     var compaction: (markingAgain: Bool, remaining: Int)?
+    /// Keys reset while a restore from the replica is still to come (see `rememberResets`).
+    var resetsBeforeRestore: ResetsBeforeRestore?
 
     public init() {}
 
@@ -31,6 +33,7 @@ public final class Shard {
             return state != nil
         }
         if table.lastUpdateNeedsListing || (!held && table.tracksChanges) { logChange(key: key, hash: hash) }
+        if resetsBeforeRestore != nil { rememberReset(key) }
     }
 
     public var keyCount: Int { table.count }

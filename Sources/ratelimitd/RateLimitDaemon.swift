@@ -148,6 +148,7 @@ struct RateLimitDaemon: ParsableCommand {
             let interval = Duration.nanoseconds(settings.snapshotIntervalNanos)
             services.append(.init(service: SnapshotService(snapshotter: snapshotter, interval: interval, logger: logger)))
         }
+        services.append(.init(service: ShutdownClockService(server: server)))
         var configuration = ServiceGroupConfiguration(
             services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         configuration.maximumGracefulShutdownDuration = .nanoseconds(settings.shutdownTimeoutNanos)

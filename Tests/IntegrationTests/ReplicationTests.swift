@@ -156,9 +156,12 @@ struct ReplicationTests {
             let ttl = try redis.integer("PTTL ratelimitd:user:7")
             #expect(ttl > 47 * 60_000 && ttl <= 48 * 60_000, "\(ttl) ms")
             #expect(try client.statistics()["replication_lag_ms"] == 0)
+            // Once when an outage begins and once when it ends (a busy machine may turn the freeze into an
+            // outage of its own).
             let log = daemon.log
-            #expect(log.components(separatedBy: "Redis replication failing").count - 1 == 1, "\(log)")
-            #expect(log.contains("Redis replication recovered"))
+            let failing = log.components(separatedBy: "Redis replication failing").count - 1
+            let recovered = log.components(separatedBy: "Redis replication recovered").count - 1
+            #expect(failing >= 1 && failing == recovered, "\(log)")
         }
     }
 
@@ -203,6 +206,27 @@ struct ReplicationTests {
         }
     }
 
+    @Test func aResetBeforeTheDelayedRestoreIsNotUndoneByIt() throws {
+        try withConfig { config in
+            let redis = try RedisServerProcess()
+            let first = try daemon(config: config, redis: redis)
+            let client = try LineClient(port: first.port)
+            #expect(try client.request("CHECK k 6").hasPrefix("ALLOW 4 "))
+            try waitUntilReplicated(client)
+            #expect(try first.signalAndWait(SIGKILL) == 128 + SIGKILL)
+
+            redis.pause(true)
+            let second = try daemon(config: config, redis: redis)
+            #expect(try LineClient(port: second.port).request("RESET k") == "OK")
+            redis.pause(false)
+            let again = try LineClient(port: second.port)
+            try waitUntilReplicated(again)
+            #expect(second.log.contains("restored from Redis"))
+            #expect(try again.request("CHECK k 0").hasPrefix("ALLOW 10 "))
+            #expect(try redis.integer("EXISTS ratelimitd:k") == 0)
+        }
+    }
+
     @Test func aFrozenRedisCannotHoldTheShutdownPastItsTimeout() throws {
         try withConfig { config in
             let redis = try RedisServerProcess()
@@ -215,7 +239,7 @@ struct ReplicationTests {
             #expect(try client.request("CHECK b 1").hasPrefix("ALLOW"))
             let started = Date()
             #expect(try daemon.signalAndWait(SIGTERM, timeoutSeconds: 10) == 0)
-            #expect(Date().timeIntervalSince(started) < 3, "took \(Date().timeIntervalSince(started)) s")
+            #expect(Date().timeIntervalSince(started) < 3.5, "took \(Date().timeIntervalSince(started)) s")
             #expect(daemon.log.contains("changes not replicated at shutdown"))
         }
     }

@@ -105,6 +105,7 @@ struct ReplicatorTests {
     @Test func aRefusedWriteIsRetriedNotLost() async throws {
         let redis = try RedisServerProcess()
         try await withReplicatedServer(redis: redis) { client, replicator, feed in
+            #expect(replicator.flush())  // the marker is in place: what follows is a refused pipeline
             // A replica refuses writes, as a demoted primary does after a failover.
             let demoted = try redis.command("REPLICAOF 127.0.0.1 1")
             #expect(demoted == "+OK")

@@ -1,4 +1,5 @@
 import RateLimiting
+import TestSupport
 import Testing
 
 @testable import ShardStore
@@ -144,6 +145,39 @@ struct ChangeTrackingTests {
         #expect(shard.state(for: "untouched") == replica && shard.state(for: "new") == replica)
     }
 
+    @Test func compactionInterleavedWithDecisionsLosesNoKeysLatestState() {
+        let shard = Self.trackingShard()
+        var rng = SplitMix(seed: 7)
+        var now = Self.t0
+        func churn(_ count: Int) {
+            for _ in 0..<count {
+                now += Self.ms
+                let key = "k:\(rng.next() % 300)"
+                if rng.next() % 4 == 0 { shard.reset(key: key) } else { _ = shard.check(key: key, cost: 1, limit: Self.limit, now: now) }
+            }
+        }
+        churn(400_000)  // past the compaction threshold, with many removals and keys used again
+        #expect(shard.changesNeedCompaction)
+        // Small steps with decisions, resets and new keys between them, as happens while the replicator runs.
+        while shard.compactChanges(budget: 997) { churn(50) }
+        #expect(!shard.changesNeedCompaction)
+        var replica: [String: KeyState] = [:]
+        for change in Self.take(shard, now: now) {
+            if let value = change.value {
+                replica[change.key] = try? ReplicaRecord.decode(value, now: now).state
+            } else {
+                replica[change.key] = nil
+            }
+        }
+        for index in 0..<300 {
+            let key = "k:\(index)"
+            // A state already fresh is written as a removal: it means the same full quota.
+            let held = shard.state(for: key).flatMap { $0.isFresh(now: now, windowNanos: Self.limit.windowNanos) ? nil : $0 }
+            #expect(replica[key] == held, "\(key)")
+        }
+        #expect(replica.count > 200, "most keys hold quota worth replicating")
+    }
+
     @Test func resettingAKeyNotHeldStillTellsTheReplica() {
         let shard = Self.trackingShard()
         shard.reset(key: "only-in-redis")
@@ -176,7 +210,7 @@ struct ChangeTrackingTests {
         #expect(latest?.state == shard.state(for: "steady:7"))
     }
 
-    @Test func anEvictedOrSweptKeyThatWaitedIsRemovedFromTheReplica() {
+    @Test func anEvictedKeyThatWaitedIsRemovedFromTheReplica() {
         let shard = Self.trackingShard()
         shard.maxKeys = 1
         _ = shard.check(key: "first", cost: 1, limit: Self.limit, now: Self.t0)

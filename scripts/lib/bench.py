@@ -343,7 +343,7 @@ def replication(seconds, keys):
             "keys": keys, "command": " ".join(arguments)}
 
 
-def valgrind_counts(shards, pipeline):
+def valgrind_counts(shards, pipeline, extra=()):
     """Heap allocations and instructions per request, as the difference between two runs that differ only in
     how many requests they serve, so start-up, warm-up and shutdown cancel out. The sweeper runs with a day's
     interval (so it does not tick during the runs): its timer's work depends on how long a run takes under
@@ -361,7 +361,8 @@ def valgrind_counts(shards, pipeline):
             out.close()
             wrapper = ["valgrind", f"--tool={tool}", f"--log-file={out.name}.log"]
             wrapper += [f"--callgrind-out-file={out.name}"] if tool == "callgrind" else ["--leak-check=no"]
-            daemon = Daemon(shards, wrapper=wrapper, binary=stripped.name, extra=["--sweep-interval", "1d"])
+            daemon = Daemon(shards, wrapper=wrapper, binary=stripped.name,
+                            extra=["--sweep-interval", "1d"] + list(extra))
             fill = [BENCH, "fill", "--port", str(daemon.port), "--key-space", "1000", "--prefix", "bench:",
                     "--digits", "12", "--connections", "1", "--pipeline", str(pipeline), "--use-rules"]
             run(fill + ["--keys", "4000"])  # warm-up: every key exists, every buffer has grown
@@ -472,7 +473,7 @@ def render(info, shards, seconds, comparison, own, mem, profile, memory_keys, re
     lines.append(f"| memory: token_bucket bytes per key at {memory_keys:,} keys | {token_bucket_memory:.0f} B | ≤ 128 B | "
                  f"{'yes' if token_bucket_memory <= 128 else 'no'} |")
     if profile:
-        allocations = profile[(1, 16)]["memcheck"]
+        allocations = profile[(1, 16, "")]["memcheck"]
         lines.append(f"| steady-state heap allocations per request (1 shard, pipeline 16) | {allocations:.3f} | 0 | "
                      f"{'yes' if allocations < 0.01 else 'no'} |")
     lines.append("")
@@ -518,12 +519,13 @@ def render(info, shards, seconds, comparison, own, mem, profile, memory_keys, re
                      "cancelling out. Instructions include the kernel-facing work in user space (NIO's syscalls "
                      "wrappers), not the kernel itself.")
         lines.append("")
-        lines.append("| shards | pipeline | heap allocations per request | instructions per request |")
-        lines.append("|---:|---:|---:|---:|")
-        for (shards_used, pipeline), counts in profile.items():
+        lines.append("| shards | pipeline | options | heap allocations per request | instructions per request |")
+        lines.append("|---:|---:|---|---:|---:|")
+        for (shards_used, pipeline, options), counts in profile.items():
             # A difference of a few allocations over 20,000 requests can come out just below zero.
             allocations = max(counts["memcheck"], 0.0)
-            lines.append(f"| {shards_used} | {pipeline} | {allocations:.3f} | {counts['callgrind']:,.0f} |")
+            shown = f"`{options} --redis-flush-interval 1d`" if options else ""
+            lines.append(f"| {shards_used} | {pipeline} | {shown} | {allocations:.3f} | {counts['callgrind']:,.0f} |")
         lines.append("")
     lines.append(END)
     return "\n".join(lines)
@@ -554,7 +556,15 @@ def main():
     if not options.no_profile:
         for shards, pipeline in ((1, 1), (1, 16), (2, 16)):
             log(f"  valgrind: {shards} shard(s), pipeline {pipeline}")
-            profile[(shards, pipeline)] = valgrind_counts(shards, pipeline)
+            profile[(shards, pipeline, "")] = valgrind_counts(shards, pipeline)
+        # Replication on, its flushes a day apart: what tracking changes adds to a decision itself.
+        log("  valgrind: 1 shard, pipeline 16, --redis")
+        redis = Redis()
+        try:
+            profile[(1, 16, "--redis")] = valgrind_counts(
+                1, 16, ["--redis", f"redis://127.0.0.1:{redis.port}", "--redis-flush-interval", "1d"])
+        finally:
+            redis.stop()
     section = render(info, options.shards, options.seconds, comparison, own, mem, profile, options.memory_keys,
                      replicated)
     text = open(REPORT).read() if os.path.exists(REPORT) else f"# Benchmarks\n\n{START}\n{END}\n"
