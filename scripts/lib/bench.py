@@ -473,7 +473,7 @@ def render(info, shards, seconds, comparison, own, mem, profile, memory_keys, re
     lines.append(f"| memory: token_bucket bytes per key at {memory_keys:,} keys | {token_bucket_memory:.0f} B | ≤ 128 B | "
                  f"{'yes' if token_bucket_memory <= 128 else 'no'} |")
     if profile:
-        allocations = profile[(1, 16, "")]["memcheck"]
+        allocations = max(profile[(1, 16, "")]["memcheck"], 0.0)
         lines.append(f"| steady-state heap allocations per request (1 shard, pipeline 16) | {allocations:.3f} | 0 | "
                      f"{'yes' if allocations < 0.01 else 'no'} |")
     lines.append("")
