@@ -90,8 +90,9 @@ struct RateLimitDaemon: ParsableCommand {
         // hiredis writes with write(2): a Redis that went away must be an error to retry, not a SIGPIPE that
         // kills the daemon. (NIO ignores it too, but only once it opens its first socket, after the restore.)
         signal(SIGPIPE, SIG_IGN)
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
+        let journal = KeyValueLogHandler.standardErrorIsJournal
+        LoggingSystem.bootstrap { _ in
+            var handler = KeyValueLogHandler(journal: journal)
             handler.logLevel = settings.logLevel
             return handler
         }
