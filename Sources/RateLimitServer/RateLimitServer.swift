@@ -102,6 +102,14 @@ public final class RateLimitServer: Sendable {
             expected: 0, desired: configuration.clock.nanosecondsNow(), ordering: .relaxed)
     }
 
+    /// Whether every event loop runs a task submitted to it: what the watchdog pings for.
+    public func eventLoopsRespond() async -> Bool {
+        for loop in group.makeIterator() {
+            guard (try? await loop.submit({}).get()) != nil else { return false }
+        }
+        return true
+    }
+
     /// Stops every event loop (closing any connection still open).
     public func shutdown() async throws {
         try await group.shutdownGracefully()

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import NIOCore
 import ServiceLifecycle
@@ -9,16 +12,21 @@ import ShardStore
 public struct RateLimitService: Service {
     let server: RateLimitServer
     let snapshotter: Snapshotter?
+    let notifier: SystemdNotifier
     let logger: Logger
 
-    public init(server: RateLimitServer, snapshotter: Snapshotter?, logger: Logger) {
+    public init(server: RateLimitServer, snapshotter: Snapshotter?, notifier: SystemdNotifier, logger: Logger) {
         self.server = server
         self.snapshotter = snapshotter
+        self.notifier = notifier
         self.logger = logger
     }
 
     public func run() async throws {
         let channel = try await server.start()
+        // State was restored before the service group started; now the port accepts too.
+        let address = channel.localAddress.map(RateLimitServer.describe) ?? "?"
+        notifier.notify("READY=1\nSTATUS=serving on \(address)\nMAINPID=\(getpid())")
         try await withGracefulShutdownHandler {
             try await channel.closeFuture.get()
         } onGracefulShutdown: {

@@ -1,17 +1,45 @@
 import ServiceLifecycle
 
-/// Notes when graceful shutdown begins. List it last in the group: groups tell services in reverse order,
-/// so it hears first, and what runs last (the final replication flush) knows how much time is left.
+/// Notes when graceful shutdown begins and tells systemd (`STOPPING=1`). List it last in the group: groups
+/// tell services in reverse order, so it hears first, and what runs last (the final replication flush)
+/// knows how much time is left.
 public struct ShutdownClockService: Service {
     let server: RateLimitServer
+    let notifier: SystemdNotifier
 
-    public init(server: RateLimitServer) {
+    public init(server: RateLimitServer, notifier: SystemdNotifier) {
         self.server = server
+        self.notifier = notifier
     }
 
     public func run() async throws {
         try? await gracefulShutdown()
         server.noteShutdownBegan()
+        notifier.notify("STOPPING=1\nSTATUS=shutting down")
+    }
+}
+
+/// Pings systemd's watchdog (`WATCHDOG=1`) at half of `$WATCHDOG_USEC`, but only after every event loop has
+/// run a task: a daemon whose loops are stuck stops pinging, and systemd restarts it.
+public struct WatchdogService: Service {
+    let server: RateLimitServer
+    let notifier: SystemdNotifier
+
+    public init(server: RateLimitServer, notifier: SystemdNotifier) {
+        self.server = server
+        self.notifier = notifier
+    }
+
+    public func run() async throws {
+        guard let microseconds = notifier.watchdogMicroseconds else {
+            try? await gracefulShutdown()
+            return
+        }
+        let interval = Duration.microseconds(max(microseconds / 2, 1_000))
+        while await nextTick(after: interval) {
+            guard await server.eventLoopsRespond() else { continue }
+            notifier.notify("WATCHDOG=1")
+        }
     }
 }
 

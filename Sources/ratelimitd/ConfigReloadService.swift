@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import DaemonConfig
 import Logging
 import RateLimitServer
@@ -13,6 +16,7 @@ struct ConfigReloadService: Service {
     let flags: RateLimitDaemon
     let running: ResolvedSettings
     let server: RateLimitServer
+    let notifier: SystemdNotifier
     let logger: Logger
 
     func run() async throws {
@@ -22,6 +26,8 @@ struct ConfigReloadService: Service {
     }
 
     func reload() {
+        notifier.notify("RELOADING=1\nMONOTONIC_USEC=\(Self.monotonicMicroseconds())")
+        defer { notifier.notify("READY=1\nSTATUS=serving") }
         guard let path = flags.config else {
             logger.notice("SIGHUP: there is no configuration file to reload; nothing changed")
             return
@@ -51,5 +57,12 @@ struct ConfigReloadService: Service {
         for (name, old, new) in restartOnly where old != new {
             logger.warning("\(name) changed from \(old) to \(new); it takes effect at the next restart")
         }
+    }
+
+    /// CLOCK_MONOTONIC in microseconds, which systemd wants with RELOADING=1 to tell reloads apart.
+    static func monotonicMicroseconds() -> Int64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &spec)
+        return Int64(spec.tv_sec) * 1_000_000 + Int64(spec.tv_nsec) / 1_000
     }
 }

@@ -133,6 +133,7 @@ struct RateLimitDaemon: ParsableCommand {
         server: RateLimitServer, snapshotter: Snapshotter?, replicator: Replicator?, settings: ResolvedSettings,
         reload flags: RateLimitDaemon, logger: Logger
     ) -> ServiceGroupConfiguration {
+        let notifier = SystemdNotifier.fromEnvironment()
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let replicator {
             let interval = Duration.nanoseconds(settings.redisFlushIntervalNanos)
@@ -141,15 +142,17 @@ struct RateLimitDaemon: ParsableCommand {
                 logger: logger)))
         }
         services += [
-            .init(service: RateLimitService(server: server, snapshotter: snapshotter, logger: logger)),
-            .init(service: ConfigReloadService(flags: flags, running: settings, server: server, logger: logger)),
+            .init(service: RateLimitService(server: server, snapshotter: snapshotter, notifier: notifier, logger: logger)),
+            .init(service: ConfigReloadService(
+                flags: flags, running: settings, server: server, notifier: notifier, logger: logger)),
             .init(service: server.sweeper(interval: .nanoseconds(settings.sweepIntervalNanos))),
         ]
         if let snapshotter {
             let interval = Duration.nanoseconds(settings.snapshotIntervalNanos)
             services.append(.init(service: SnapshotService(snapshotter: snapshotter, interval: interval, logger: logger)))
         }
-        services.append(.init(service: ShutdownClockService(server: server)))
+        services.append(.init(service: WatchdogService(server: server, notifier: notifier)))
+        services.append(.init(service: ShutdownClockService(server: server, notifier: notifier)))
         var configuration = ServiceGroupConfiguration(
             services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         configuration.maximumGracefulShutdownDuration = .nanoseconds(settings.shutdownTimeoutNanos)

@@ -24,12 +24,15 @@ public final class DaemonProcess: @unchecked Sendable {
 
     /// Starts the daemon with `arguments` (plus `--listen 127.0.0.1:0` unless `listen` is false) and waits
     /// until it logs the address it listens on.
-    public init(arguments: [String], listen: Bool = true) throws {
+    public init(arguments: [String], listen: Bool = true, environment: [String: String] = [:]) throws {
         logPath = NSTemporaryDirectory() + "ratelimitd-test-\(UUID().uuidString).log"
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         process = Process()
         process.executableURL = URL(fileURLWithPath: DaemonProcess.binaryPath)
         process.arguments = (listen ? ["--listen", "127.0.0.1:0"] : []) + arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         process.standardOutput = FileHandle.nullDevice
         try process.run()
