@@ -24,11 +24,14 @@ public final class DaemonProcess: @unchecked Sendable {
 
     /// Starts the daemon with `arguments` (plus `--listen 127.0.0.1:0` unless `listen` is false) and waits
     /// until it logs the address it listens on.
-    public init(arguments: [String], listen: Bool = true, environment: [String: String] = [:]) throws {
+    /// `executable` runs instead of the daemon itself (a tracer such as strace, whose arguments start it).
+    public init(
+        arguments: [String], listen: Bool = true, environment: [String: String] = [:], executable: String? = nil
+    ) throws {
         logPath = NSTemporaryDirectory() + "ratelimitd-test-\(UUID().uuidString).log"
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         process = Process()
-        process.executableURL = URL(fileURLWithPath: DaemonProcess.binaryPath)
+        process.executableURL = URL(fileURLWithPath: executable ?? DaemonProcess.binaryPath)
         process.arguments = (listen ? ["--listen", "127.0.0.1:0"] : []) + arguments
         if !environment.isEmpty {
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
