@@ -9,10 +9,11 @@ import TOMLKit
 /// Reads and validates a ratelimitd TOML file. Every mistake is reported with the file, the rule or section,
 /// and the field; unknown settings are mistakes too, so a typo cannot silently leave a default in force.
 public enum ConfigFile {
-    static let topLevelKeys: Set<String> = ["server", "store", "redis", "rules"]
+    static let topLevelKeys: Set<String> = ["server", "store", "redis", "metrics", "rules"]
     static let serverKeys: Set<String> = ["listen", "shards", "log_level", "shutdown_timeout"]
     static let storeKeys: Set<String> = ["snapshot_path", "snapshot_interval", "max_keys", "sweep_interval"]
     static let redisKeys: Set<String> = ["url", "mode", "key_prefix", "flush_interval"]
+    static let metricsKeys: Set<String> = ["listen"]
     static let ruleKeys: Set<String> = ["name", "match", "algorithm", "limit", "window", "burst"]
 
     public static func load(path: String) throws(ConfigError) -> DaemonSettings {
@@ -55,6 +56,26 @@ public enum ConfigFile {
                 throw ConfigError(file: file, field: "redis", message: "must be a table ([redis])")
             }
             try parseRedis(redis, into: &settings, file: file)
+        }
+        if let metrics = table["metrics"] {
+            guard let metrics = metrics.table else {
+                throw ConfigError(file: file, field: "metrics", message: "must be a table ([metrics])")
+            }
+            try rejectUnknown(metrics, allowed: metricsKeys, file: file, location: "[metrics]")
+            if let value = metrics["listen"] {
+                guard let text = value.string else {
+                    throw ConfigError(file: file, location: "[metrics]", field: "listen",
+                                      message: "must be \"HOST:PORT\", or \"\" for no metrics, got \(value.debugDescription)")
+                }
+                if text.isEmpty {
+                    settings.metricsListen = .some(nil)
+                } else if let address = ListenAddress(parsing: text) {
+                    settings.metricsListen = address
+                } else {
+                    throw ConfigError(file: file, location: "[metrics]", field: "listen",
+                                      message: "must be \"HOST:PORT\" (IPv6 as \"[::1]:9283\"), or \"\" for no metrics, got \(value.debugDescription)")
+                }
+            }
         }
         if let rules = table["rules"] {
             guard let rules = rules.array else {

@@ -20,6 +20,8 @@ public struct DaemonSettings: Sendable {
     public var redisEndpoint: RedisEndpoint?
     public var redisKeyPrefix: String?
     public var redisFlushIntervalNanos: Int64?
+    /// `[metrics] listen`: where `GET /metrics` is served; `.some(nil)` when the file turns it off with "".
+    public var metricsListen: ListenAddress??
 
     public init(listen: ListenAddress? = nil, shards: Int? = nil, logLevel: LogLevelName? = nil, rules: [Rule]? = nil) {
         self.listen = listen
@@ -32,6 +34,7 @@ public struct DaemonSettings: Sendable {
     public static let defaultSnapshotIntervalNanos: Int64 = 10_000_000_000
     public static let defaultSweepIntervalNanos: Int64 = 10_000_000_000
 
+    public static let defaultMetricsListen = ListenAddress(host: "127.0.0.1", port: 9283)
     public static let defaultRedisKeyPrefix = "ratelimitd:"
     public static let defaultRedisFlushIntervalNanos: Int64 = 50_000_000
     /// The one replication mode so far: this daemon decides, Redis keeps a copy for failover.

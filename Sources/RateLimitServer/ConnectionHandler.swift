@@ -20,8 +20,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// The server is shutting down: no more reads.
     private var quiescing = false
 
-    init(services: ConnectionServices, allocator: ByteBufferAllocator, logger: Logger) {
-        self.processor = RequestProcessor(services: services, allocator: allocator)
+    init(services: ConnectionServices, allocator: ByteBufferAllocator, loopMetrics: LoopMetrics, logger: Logger) {
+        self.processor = RequestProcessor(services: services, allocator: allocator, loopMetrics: loopMetrics)
         self.logger = logger
     }
 

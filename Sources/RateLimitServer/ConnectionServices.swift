@@ -91,11 +91,14 @@ final class ServerStatistics: Sendable {
 public final class SnapshotStatus: Sendable {
     let savedAt = Atomic<Int64>(0)
     let keys = Atomic<Int>(0)
+    /// How long the last save took (0 for none, or for a restore).
+    let durationNanos = Atomic<Int64>(0)
 
     public init() {}
 
-    func record(savedAt: Int64, keys: Int) {
+    func record(savedAt: Int64, keys: Int, durationNanos: Int64 = 0) {
         self.keys.store(keys, ordering: .relaxed)
+        self.durationNanos.store(durationNanos, ordering: .relaxed)
         self.savedAt.store(savedAt, ordering: .relaxed)
     }
 }

@@ -11,20 +11,23 @@ import WireProtocol
 public final class RateLimitServer: Sendable {
     public let configuration: ServerConfiguration
     private let group: MultiThreadedEventLoopGroup
-    private let shards: [LockedShard]
+    let shards: [LockedShard]
     private let logger: Logger
-    private let statistics: ServerStatistics
+    let statistics: ServerStatistics
     /// The rules in force; `replaceRules` swaps them while connections keep running.
     public let ruleBook: RuleBook
     /// Open connections, so shutdown can ask each to finish; once shutdown has begun, new ones are asked
     /// as they arrive.
     private let connections = NIOLockedValueBox(ConnectionRegistry())
+    /// Latency and error counters, one set per event loop.
+    let loopMetrics: LoopMetricsTable
 
     public init(configuration: ServerConfiguration, logger: Logger) {
         precondition(configuration.shards >= 1, "at least one shard")
         self.configuration = configuration
         self.logger = logger
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.shards)
+        self.loopMetrics = LoopMetricsTable(loops: Array(group.makeIterator()))
         self.shards = (0..<configuration.shards).map { _ in LockedShard() }
         // Rounded down, so the shards together never hold more than max_keys (but each at least one key).
         let perShard = max(1, configuration.maxKeys / configuration.shards)
@@ -51,7 +54,7 @@ public final class RateLimitServer: Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .childChannelInitializer { [connections] channel in
+            .childChannelInitializer { [connections, loopMetrics] channel in
                 let id = ObjectIdentifier(channel)
                 let quiescing = connections.withLockedValue { registry in
                     registry.open[id] = channel
@@ -59,7 +62,9 @@ public final class RateLimitServer: Sendable {
                 }
                 channel.closeFuture.whenComplete { _ in _ = connections.withLockedValue { $0.open.removeValue(forKey: id) } }
                 return channel.eventLoop.makeCompletedFuture {
-                    let handler = ConnectionHandler(services: services, allocator: channel.allocator, logger: logger)
+                    let handler = ConnectionHandler(
+                        services: services, allocator: channel.allocator,
+                        loopMetrics: loopMetrics.metrics(for: channel.eventLoop), logger: logger)
                     try channel.pipeline.syncOperations.addHandler(handler)
                     if quiescing { channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent()) }
                 }

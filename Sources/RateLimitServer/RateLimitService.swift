@@ -27,9 +27,10 @@ public struct RateLimitService: Service {
         // State was restored before the service group started; now the port accepts too.
         let address = channel.localAddress.map(RateLimitServer.describe) ?? "?"
         notifier.notify("READY=1\nSTATUS=serving on \(address)\nMAINPID=\(getpid())")
-        try await withGracefulShutdownHandler {
+        // Cancelled too (another service failed): stop the same way rather than wait forever.
+        try await withTaskCancellationOrGracefulShutdownHandler {
             try await channel.closeFuture.get()
-        } onGracefulShutdown: {
+        } onCancelOrGracefulShutdown: {
             server.noteShutdownBegan()
             logger.info("shutting down: no new connections")
             channel.close(promise: nil)

@@ -71,13 +71,15 @@ extension RequestProcessor {
         switch request {
         case .check(let span, let cost, let given):
             let key = UnsafeRawBufferPointer(rebasing: bytes[span])
-            guard let limit = given ?? rules.limit(for: key) else {
+            if let given {
+                route(key: key, operation: .check(cost: cost, limit: given), slot: 0, dialect)
+            } else if let (index, limit) = rules.indexedLimit(for: key) {
+                route(key: key, operation: .check(cost: cost, limit: limit), slot: ruleSlots[index], dialect)
+            } else {
                 reply(.error(.noRule(key: key)), dialect)
-                return
             }
-            route(key: key, operation: .check(cost: cost, limit: limit), dialect)
         case .reset(let span):
-            route(key: UnsafeRawBufferPointer(rebasing: bytes[span]), operation: .reset, dialect)
+            route(key: UnsafeRawBufferPointer(rebasing: bytes[span]), operation: .reset, slot: 0, dialect)
         case .ping(let message):
             reply(message.map { .message($0) } ?? .pong, dialect)
         case .quit:
@@ -99,11 +101,15 @@ extension RequestProcessor {
         }
     }
 
-    private mutating func route(key: UnsafeRawBufferPointer, operation: ShardOperation, _ dialect: WireDialect) {
+    private mutating func route(
+        key: UnsafeRawBufferPointer, operation: ShardOperation, slot: Int, _ dialect: WireDialect
+    ) {
         let hash = KeyHash.hash(key)
         let now = burstNow ?? services.clock.nanosecondsNow()
         burstNow = now
-        let result = services.shards[services.router.shard(forHash: hash)].run(operation, key: key, hash: hash, now: now)
+        decisionsInBurst &+= 1
+        let result = services.shards[services.router.shard(forHash: hash)].run(
+            operation, key: key, hash: hash, now: now, slot: slot)
         reply(Reply(result), dialect)
     }
 }

@@ -21,6 +21,8 @@ struct RequestProcessor {
     /// This connection's copy of the rules, refreshed when the rule book's generation moves on.
     var rules: RuleSet
     var rulesGeneration: Int
+    /// The counter slot of each rule in `rules` (see `RuleBook`).
+    var ruleSlots: [Int]
     let allocator: ByteBufferAllocator
     var state = State.open
     var input = ByteBuffer()
@@ -32,16 +34,21 @@ struct RequestProcessor {
     var output: ByteBuffer
     /// The decision time for the current burst, read once per burst.
     var burstNow: Int64?
+    /// Decisions in the current burst, and where its latency and error replies are counted.
+    var decisionsInBurst = 0
+    let loopMetrics: LoopMetrics
     var inputClosed = false
     /// Parsing stopped because a burst's replies reached `maxOutputPerBurst`; `input` may hold complete
     /// requests still to answer.
     var stalled = false
 
-    init(services: ConnectionServices, allocator: ByteBufferAllocator) {
+    init(services: ConnectionServices, allocator: ByteBufferAllocator, loopMetrics: LoopMetrics) {
         self.services = services
+        self.loopMetrics = loopMetrics
         self.allocator = allocator
         self.connectionID = services.statistics.connectionOpened()
-        (self.rules, self.rulesGeneration) = services.ruleBook.current
+        let edition = services.ruleBook.current
+        (rules, rulesGeneration, ruleSlots) = (edition.rules, edition.generation, edition.slots)
         self.resp = services.respLimits
         self.output = allocator.buffer(capacity: 512)
     }
@@ -56,7 +63,8 @@ struct RequestProcessor {
     mutating func receive(_ incoming: inout ByteBuffer) {
         guard state == .open else { return }
         if services.ruleBook.generation != rulesGeneration {
-            (rules, rulesGeneration) = services.ruleBook.current
+            let edition = services.ruleBook.current
+            (rules, rulesGeneration, ruleSlots) = (edition.rules, edition.generation, edition.slots)
         }
         if input.readableBytes == 0 {
             processInput(&incoming)
@@ -73,7 +81,7 @@ struct RequestProcessor {
     /// Goes on with requests left in `input` (after more bytes arrived, or after a stall).
     mutating func processBuffered() {
         guard state == .open else { return }
-        burstNow = nil
+        recordBurst()
         var pending = input
         input = ByteBuffer()
         processInput(&pending)
@@ -87,6 +95,16 @@ struct RequestProcessor {
 
     /// Ends the burst. The caller then writes `output` if it has bytes, and calls `recycleOutput`.
     mutating func endBurst() {
+        recordBurst()
+    }
+
+    /// Counts the time since the burst's first decision against each of its decisions (one clock read per
+    /// burst, relaxed atomic adds on this event loop's own counters), and starts a new burst.
+    private mutating func recordBurst() {
+        if decisionsInBurst > 0, let started = burstNow {
+            loopMetrics.record(burstNanos: max(0, services.clock.nanosecondsNow() - started), decisions: decisionsInBurst)
+        }
+        decisionsInBurst = 0
         burstNow = nil
     }
 
@@ -110,6 +128,7 @@ struct RequestProcessor {
     }
 
     mutating func reply(_ reply: Reply, _ dialect: WireDialect) {
+        if case .error(let error) = reply { loopMetrics.countError(error.code) }
         switch dialect {
         case .line: output.writeLineReply(reply)
         case .resp: output.writeRESPReply(reply)

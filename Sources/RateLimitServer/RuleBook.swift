@@ -4,24 +4,56 @@ import Synchronization
 /// The rules in force, replaceable while the server runs (SIGHUP). Connections keep their own copy and
 /// look at the generation number once per read burst, so the request path takes no lock for rules and a
 /// reload reaches every connection by its next read.
+///
+/// It also gives every rule name a counter slot that stays the same across reloads (slot 0 is for limits
+/// given in requests), so decisions counted per slot keep adding up under the rule's name in metrics.
 public final class RuleBook: Sendable {
-    private let rules: Mutex<RuleSet>
+    public struct Edition: Sendable {
+        public let rules: RuleSet
+        public let generation: Int
+        /// The counter slot of each rule, by its index in `rules.rules`.
+        public let slots: [Int]
+    }
+
+    private struct State {
+        var edition: Edition
+        /// Every rule name ever in force, by slot − 1.
+        var names: [String]
+    }
+
+    private let state: Mutex<State>
     private let generationCounter = Atomic<Int>(0)
 
     public init(_ rules: RuleSet) {
-        self.rules = Mutex(rules)
+        let names = rules.rules.map(\.name)
+        let slots = names.indices.map { $0 + 1 }
+        state = Mutex(State(edition: Edition(rules: rules, generation: 0, slots: slots), names: names))
     }
 
     public var generation: Int { generationCounter.load(ordering: .acquiring) }
 
-    public var current: (rules: RuleSet, generation: Int) {
-        rules.withLock { ($0, generationCounter.load(ordering: .acquiring)) }
+    public var current: Edition {
+        state.withLock { $0.edition }
     }
 
     public func replace(with newRules: RuleSet) {
-        rules.withLock { rules in
-            rules = newRules
-            generationCounter.add(1, ordering: .releasing)
+        state.withLock { state in
+            var slots: [Int] = []
+            for rule in newRules.rules {
+                if let known = state.names.firstIndex(of: rule.name) {
+                    slots.append(known + 1)
+                } else {
+                    state.names.append(rule.name)
+                    slots.append(state.names.count)
+                }
+            }
+            let generation = generationCounter.add(1, ordering: .releasing).newValue
+            state.edition = Edition(rules: newRules, generation: generation, slots: slots)
         }
+    }
+
+    /// The rule name of each slot from 1 on (slot 0 is requests' own limits).
+    public var slotNames: [String] {
+        state.withLock { $0.names }
     }
 }

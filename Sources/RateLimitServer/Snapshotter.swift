@@ -39,7 +39,7 @@ public actor Snapshotter {
             throw SnapshotterError(description: "cannot save the snapshot: \(error)")
         }
         let finished = clock.nanosecondsNow()
-        status.record(savedAt: started, keys: keys)
+        status.record(savedAt: started, keys: keys, durationNanos: finished - started)
         return Saved(keys: keys, bytes: bytes.count, milliseconds: Double(finished - started) / 1e6)
     }
 }

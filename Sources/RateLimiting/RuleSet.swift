@@ -50,7 +50,13 @@ public struct RuleSet: Sendable {
         ruleIndex(for: key).map { rules[$0].limit }
     }
 
-    private func ruleIndex(for key: UnsafeRawBufferPointer) -> Int? {
+    /// The limit of the rule for `key` and the rule's index in `rules`, copying no `Rule` either.
+    public func indexedLimit(for key: UnsafeRawBufferPointer) -> (index: Int, limit: Limit)? {
+        ruleIndex(for: key).map { ($0, rules[$0].limit) }
+    }
+
+    /// The index in `rules` of the rule for `key`, or nil when none matches.
+    public func ruleIndex(for key: UnsafeRawBufferPointer) -> Int? {
         if !exact.isEmpty, let candidates = exact[RuleSet.hash(key)] {
             for candidate in candidates where candidate.key.elementsEqual(key) {
                 return candidate.rule

@@ -20,25 +20,34 @@ public final class LockedShard: @unchecked Sendable {
     /// two of them can arrive out of order; deciding at `max(now, latest)` keeps each key's time moving
     /// forward, which the window algorithms rely on (a window must not roll back).
     private nonisolated(unsafe) var latest: Int64 = .min
-    private nonisolated(unsafe) var allowed: Int64 = 0
-    private nonisolated(unsafe) var denied: Int64 = 0
+    /// Decisions made, allowed and denied, per counter slot (`run`'s `slot`: which rule decided): counted
+    /// under the lock the decision holds anyway, so metrics cost the request path no lock and, once a
+    /// slot has been seen, no allocation.
+    private nonisolated(unsafe) var decisions = DecisionCounts()
 
     public init() {}
 
-    public func run(_ operation: ShardOperation, key: UnsafeRawBufferPointer, hash: UInt64, now: Int64) -> ShardResult {
+    /// Runs `operation`; a decision is counted under `slot` (0 for a limit the request gave, else the
+    /// rule's slot in the rule book).
+    public func run(
+        _ operation: ShardOperation, key: UnsafeRawBufferPointer, hash: UInt64, now: Int64, slot: Int = 0
+    ) -> ShardResult {
         lock.withLock { _ in
             latest = max(latest, now)
             let result = shard.run(operation, key: key, hash: hash, now: latest)
-            if case .decision(let decision) = result {
-                if decision.allowed { allowed &+= 1 } else { denied &+= 1 }
-            }
+            if case .decision(let decision) = result { decisions.count(slot: slot, allowed: decision.allowed) }
             return result
         }
     }
 
     /// Keys held, decisions made and keys evicted so far, read together under the lock.
     public func counters() -> (keys: Int, allowed: Int64, denied: Int64, evictions: Int) {
-        lock.withLock { _ in (shard.keyCount, allowed, denied, shard.evictions) }
+        lock.withLock { _ in (shard.keyCount, decisions.allowed, decisions.denied, shard.evictions) }
+    }
+
+    /// Decisions per slot so far, for metrics.
+    public func decisionCounts() -> DecisionCounts {
+        lock.withLock { _ in decisions }
     }
 
     /// Bounds the shard's keys; a new key past the bound evicts one.

@@ -50,6 +50,7 @@ struct ConfigReloadService: Service {
             ("shutdown_timeout", "\(running.shutdownTimeoutNanos)", "\(next.shutdownTimeoutNanos)"),
             ("max_keys", "\(running.maxKeys)", "\(next.maxKeys)"),
             ("sweep_interval", "\(running.sweepIntervalNanos)", "\(next.sweepIntervalNanos)"),
+            ("metrics listen", running.metricsListen.map { "\($0)" } ?? "none", next.metricsListen.map { "\($0)" } ?? "none"),
             ("redis url", running.redis.map { "\($0)" } ?? "none", next.redis.map { "\($0)" } ?? "none"),
             ("redis key_prefix", running.redisKeyPrefix, next.redisKeyPrefix),
             ("redis flush_interval", "\(running.redisFlushIntervalNanos)", "\(next.redisFlushIntervalNanos)"),

@@ -9,6 +9,7 @@ import Logging
 import NIOCore
 import RateLimitServer
 import RateLimiting
+import MetricsExporter
 import RedisReplication
 import ServiceLifecycle
 
@@ -64,6 +65,10 @@ struct RateLimitDaemon: ParsableCommand {
 
     @Option(name: .long, help: ArgumentHelp("How often changes are written to Redis (default 50ms).", valueName: "duration"))
     var redisFlushInterval: String?
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Serve GET /metrics (Prometheus) on this address; \"\" for none (default 127.0.0.1:9283).", valueName: "host:port"))
+    var metricsListen: String?
 
     @Flag(name: .long, help: "If the snapshot cannot be read, rename it to <path>.bad-<time> and start empty.")
     var discardBadSnapshot = false
@@ -150,6 +155,12 @@ struct RateLimitDaemon: ParsableCommand {
         if let snapshotter {
             let interval = Duration.nanoseconds(settings.snapshotIntervalNanos)
             services.append(.init(service: SnapshotService(snapshotter: snapshotter, interval: interval, logger: logger)))
+        }
+        if let metrics = settings.metricsListen {
+            // A port it cannot bind stops the daemon, but the way SIGTERM does: with its final snapshot.
+            services.append(.init(
+                service: MetricsService(host: metrics.host, port: metrics.port, server: server, logger: logger),
+                failureTerminationBehavior: .gracefullyShutdownGroup))
         }
         services.append(.init(service: WatchdogService(server: server, notifier: notifier)))
         services.append(.init(service: ShutdownClockService(server: server, notifier: notifier)))

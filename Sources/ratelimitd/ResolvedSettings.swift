@@ -25,6 +25,8 @@ struct ResolvedSettings {
     var redis: RedisEndpoint?
     var redisKeyPrefix: String
     var redisFlushIntervalNanos: Int64
+    /// nil: no metrics endpoint.
+    var metricsListen: ListenAddress?
 
     var server: ServerConfiguration {
         ServerConfiguration(host: listen.host, port: listen.port, shards: shards, rules: rules, maxKeys: maxKeys)
@@ -46,8 +48,18 @@ struct ResolvedSettings {
             sweepIntervalNanos: file.sweepIntervalNanos ?? DaemonSettings.defaultSweepIntervalNanos,
             redis: file.redisEndpoint,
             redisKeyPrefix: file.redisKeyPrefix ?? DaemonSettings.defaultRedisKeyPrefix,
-            redisFlushIntervalNanos: file.redisFlushIntervalNanos ?? DaemonSettings.defaultRedisFlushIntervalNanos
+            redisFlushIntervalNanos: file.redisFlushIntervalNanos ?? DaemonSettings.defaultRedisFlushIntervalNanos,
+            metricsListen: file.metricsListen ?? DaemonSettings.defaultMetricsListen
         )
+        if let text = flags.metricsListen {
+            if text.isEmpty {
+                resolved.metricsListen = nil
+            } else if let address = ListenAddress(parsing: text) {
+                resolved.metricsListen = address
+            } else {
+                throw FlagError("--metrics-listen must be HOST:PORT, or \"\" for no metrics, got \"\(text)\"")
+            }
+        }
         try resolveRedis(flags, into: &resolved)
         if let maxKeys = flags.maxKeys {
             guard maxKeys >= 1 else { throw FlagError("--max-keys must be a positive integer, got \(maxKeys)") }
@@ -143,6 +155,7 @@ struct ResolvedSettings {
         } else {
             lines.append("no snapshot_path: state is kept in memory only")
         }
+        lines.append(metricsListen.map { "metrics on http://\($0)/metrics" } ?? "no metrics endpoint")
         if let redis {
             lines.append("redis = \(redis), mode replicate, key_prefix \"\(redisKeyPrefix)\", "
                 + "flushed every \(WindowDuration.format(redisFlushIntervalNanos))")

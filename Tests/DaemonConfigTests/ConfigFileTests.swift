@@ -94,6 +94,14 @@ struct ConfigFileTests {
         #expect(endpoint.description == "redis://admin:***@h:6379/1")
     }
 
+    @Test func readsTheMetricsSection() throws {
+        let on = try ConfigFile.parse("[metrics]\nlisten = \"0.0.0.0:9100\"", file: "m.toml")
+        #expect(on.metricsListen == .some(ListenAddress(host: "0.0.0.0", port: 9100)))
+        let off = try ConfigFile.parse("[metrics]\nlisten = \"\"", file: "m.toml")
+        #expect(off.metricsListen == .some(nil))
+        #expect(try ConfigFile.parse("", file: "m.toml").metricsListen == nil)
+    }
+
     @Test func anEmptyFileMeansDefaults() throws {
         let settings = try ConfigFile.parse("", file: "empty.toml")
         #expect(settings.listen == nil && settings.shards == nil && settings.rules == nil)
@@ -124,6 +132,8 @@ struct ConfigFileTests {
         ("[[rules]]\nname = \"a\"\nmatch = \"*\"\nalgorithm = \"sliding_window_log\"\nlimit = 100000\nwindow = \"1s\"",
          ["rules[1] \"a\"", "limit", "10000"]),
         ("this is not toml", ["bad.toml", "line 1", "not valid TOML"]),
+        ("[metrics]\nlisten = \"nowhere\"", ["[metrics]", "listen", "HOST:PORT"]),
+        ("[metrics]\nport = 9283", ["[metrics]", "port", "unknown setting"]),
         ("[redis]\nmode = \"replicate\"", ["[redis]", "url", "required"]),
         ("[redis]\nurl = \"rediss://h:6380\"", ["[redis]", "url", "TLS"]),
         ("[redis]\nurl = \"http://h\"", ["[redis]", "url", "redis://"]),

@@ -17,7 +17,8 @@ struct QuiesceTests {
             statistics: ServerStatistics(startedAt: 0, snapshot: SnapshotStatus()))
         let channel = EmbeddedChannel()
         try channel.pipeline.syncOperations.addHandler(
-            ConnectionHandler(services: services, allocator: channel.allocator, logger: Logger(label: "test")))
+            ConnectionHandler(
+                services: services, allocator: channel.allocator, loopMetrics: LoopMetrics(), logger: Logger(label: "test")))
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         return channel
     }

@@ -32,7 +32,9 @@ public final class DaemonProcess: @unchecked Sendable {
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         process = Process()
         process.executableURL = URL(fileURLWithPath: executable ?? DaemonProcess.binaryPath)
-        process.arguments = (listen ? ["--listen", "127.0.0.1:0"] : []) + arguments
+        // Metrics on a free port too, so daemons in parallel tests never contend for the default one.
+        let metrics = arguments.contains("--metrics-listen") ? [] : ["--metrics-listen", "127.0.0.1:0"]
+        process.arguments = (listen ? ["--listen", "127.0.0.1:0"] : []) + arguments + metrics
         if !environment.isEmpty {
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         }
@@ -48,6 +50,19 @@ public final class DaemonProcess: @unchecked Sendable {
     }
 
     public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    /// The metrics port from the log line `metrics on http://127.0.0.1:PORT/metrics` (waiting for it).
+    public func metricsPort() throws -> Int {
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline {
+            if let range = log.range(of: "metrics on http://127.0.0.1:") {
+                let digits = log[range.upperBound...].prefix { $0.isNumber }
+                if let port = Int(digits) { return port }
+            }
+            usleep(20_000)
+        }
+        throw LineClient.Failure(description: "no metrics port in the log: \(log)")
+    }
 
     private func waitForPort() throws -> Int {
         let deadline = Date().addingTimeInterval(30)

@@ -83,7 +83,7 @@ class Daemon:
         self.config.close()
         self.log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
         command = list(wrapper) + [binary, "--config", self.config.name, "--listen", "127.0.0.1:0",
-                                   "--shards", str(shards)] + list(extra)
+                                   "--metrics-listen", "127.0.0.1:0", "--shards", str(shards)] + list(extra)
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=self.log)
         deadline = time.time() + 120
         while time.time() < deadline:

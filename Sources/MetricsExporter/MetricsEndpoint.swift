@@ -1,0 +1,119 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import RateLimitServer
+import ServiceLifecycle
+
+/// `GET /metrics` over HTTP/1.1, on a port of its own and an event loop of its own, so a scrape never
+/// shares a thread with decisions. Stops with the service group.
+public struct MetricsService: Service {
+    let host: String
+    let port: Int
+    let server: RateLimitServer
+    let publisher: PrometheusPublisher
+    let logger: Logger
+
+    public init(host: String, port: Int, server: RateLimitServer, logger: Logger) {
+        self.host = host
+        self.port = port
+        self.server = server
+        self.publisher = PrometheusPublisher()
+        self.logger = logger
+    }
+
+    /// Binds the port; returns the channel (its address holds the port when 0 was asked for).
+    public func start(on group: any EventLoopGroup) async throws -> any Channel {
+        let server = self.server
+        let publisher = self.publisher
+        return try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(
+                        MetricsHTTPHandler(render: { publisher.render(server.readMetrics()) }))
+                }
+            }
+            .bind(host: host, port: port)
+            .get()
+    }
+
+    public func run() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let channel: any Channel
+        do {
+            channel = try await start(on: group)
+        } catch {
+            try? await group.shutdownGracefully()
+            throw MetricsEndpointError(description: "cannot listen for metrics on \(host):\(port): \(error)")
+        }
+        let address = channel.localAddress.map { "\($0.ipAddress ?? host):\($0.port ?? port)" } ?? "\(host):\(port)"
+        logger.info("metrics on http://\(address)/metrics")
+        await withGracefulShutdownHandler {
+            try? await channel.closeFuture.get()
+        } onGracefulShutdown: {
+            channel.close(promise: nil)
+        }
+        try? await group.shutdownGracefully()
+    }
+}
+
+public struct MetricsEndpointError: Error, CustomStringConvertible {
+    public let description: String
+}
+
+/// Answers `GET /metrics` (and `HEAD`) with the Prometheus text format; 404 for other paths, 405 for other
+/// methods.
+final class MetricsHTTPHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let render: @Sendable () -> [UInt8]
+    private var request: HTTPRequestHead?
+
+    init(render: @escaping @Sendable () -> [UInt8]) {
+        self.render = render
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            request = head
+        case .body:
+            break
+        case .end:
+            guard let head = request else { return }
+            request = nil
+            respond(to: head, context: context)
+        }
+    }
+
+    private func respond(to head: HTTPRequestHead, context: ChannelHandlerContext) {
+        let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
+        let status: HTTPResponseStatus
+        var body: [UInt8]
+        var contentType = "text/plain; charset=utf-8"
+        if head.method != .GET && head.method != .HEAD {
+            (status, body) = (.methodNotAllowed, Array("only GET /metrics\n".utf8))
+        } else if path == "/metrics" {
+            (status, body) = (.ok, render())
+            contentType = "text/plain; version=0.0.4; charset=utf-8"
+        } else {
+            (status, body) = (.notFound, Array("not found; metrics are at /metrics\n".utf8))
+        }
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: contentType)
+        headers.add(name: "Content-Length", value: "\(body.count)")
+        let keepAlive = head.isKeepAlive
+        if !keepAlive { headers.add(name: "Connection", value: "close") }
+        if head.method == .HEAD { body = [] }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))),
+                      promise: nil)
+        if !body.isEmpty {
+            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
+        }
+        let written = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+        if !keepAlive { written.whenComplete { [channel = context.channel] _ in channel.close(promise: nil) } }
+    }
+}

@@ -1,0 +1,89 @@
+import ShardStore
+import WireProtocol
+
+/// Everything the metrics endpoint publishes, read at once: cumulative counters and current values. Taking
+/// it locks each shard once, briefly; nothing here is counted on the request path beyond what the shards
+/// and the per-loop counters already keep.
+public struct MetricsReading: Sendable {
+    public struct RuleDecisions: Sendable, Hashable {
+        /// The rule's name; "(request)" for limits given in requests.
+        public var rule: String
+        public var allowed: Int64
+        public var denied: Int64
+    }
+
+    public var decisions: [RuleDecisions] = []
+    public var keys = 0
+    public var evictions = 0
+    public var connections = 0
+    public var totalConnections = 0
+    /// Error replies by code word.
+    public var errors: [(code: String, count: Int64)] = []
+    /// The decision latency histogram: cumulative counts per upper bound in seconds (the last is +Inf).
+    public var latencyBuckets: [(upperBound: Double, count: Int64)] = []
+    public var latencySumSeconds = 0.0
+    public var uptimeSeconds = 0.0
+    /// nil before the first snapshot save or restore.
+    public var snapshotAgeSeconds: Double?
+    public var snapshotDurationSeconds: Double?
+    public var snapshotKeys = 0
+    /// nil without replication.
+    public var replication: (lagSeconds: Double, pending: Int, errors: Int)?
+}
+
+extension RateLimitServer {
+    /// The name of requests' own limits in `decisions`.
+    public static let requestLimitRuleName = "(request)"
+
+    public func readMetrics() -> MetricsReading {
+        var reading = MetricsReading()
+        let now = configuration.clock.nanosecondsNow()
+        var perSlot: [(allowed: Int64, denied: Int64)] = []
+        for shard in shards {
+            let counters = shard.counters()
+            reading.keys += counters.keys
+            reading.evictions += counters.evictions
+            let counts = shard.decisionCounts()
+            for slot in 0..<counts.slots {
+                if slot >= perSlot.count { perSlot.append((0, 0)) }
+                perSlot[slot].allowed += counts.allowed(slot: slot)
+                perSlot[slot].denied += counts.denied(slot: slot)
+            }
+        }
+        let names = [Self.requestLimitRuleName] + ruleBook.slotNames
+        for (slot, counts) in perSlot.enumerated() where slot < names.count && counts.allowed + counts.denied > 0 {
+            reading.decisions.append(.init(rule: names[slot], allowed: counts.allowed, denied: counts.denied))
+        }
+        reading.connections = statistics.openConnections.load(ordering: .relaxed)
+        reading.totalConnections = statistics.lastConnectionID.load(ordering: .relaxed)
+        reading.uptimeSeconds = Double(now - statistics.startedAt) / 1e9
+
+        let loops = loopMetrics.all
+        for (index, code) in ErrorCode.allCases.enumerated() {
+            let count = loops.reduce(Int64(0)) { $0 + $1.errors[index].load(ordering: .relaxed) }
+            reading.errors.append((code.rawValue, count))
+        }
+        var cumulative: Int64 = 0
+        for index in 0...LoopMetrics.bucketBounds.count {
+            cumulative += loops.reduce(Int64(0)) { $0 + $1.buckets[index].load(ordering: .relaxed) }
+            let bound = index < LoopMetrics.bucketBounds.count ? Double(LoopMetrics.bucketBounds[index]) / 1e9 : .infinity
+            reading.latencyBuckets.append((bound, cumulative))
+        }
+        reading.latencySumSeconds = Double(loops.reduce(Int64(0)) { $0 + $1.sumNanos.load(ordering: .relaxed) }) / 1e9
+
+        let savedAt = statistics.snapshot.savedAt.load(ordering: .relaxed)
+        if savedAt != 0 {
+            reading.snapshotAgeSeconds = Double(max(0, now - savedAt)) / 1e9
+            let duration = statistics.snapshot.durationNanos.load(ordering: .relaxed)
+            if duration > 0 { reading.snapshotDurationSeconds = Double(duration) / 1e9 }
+        }
+        reading.snapshotKeys = statistics.snapshot.keys.load(ordering: .relaxed)
+        let replication = statistics.replication
+        if replication.isEnabled {
+            let pending = replication.pending(in: shards)
+            let lag = pending.count > 0 && pending.since != 0 ? Double(max(0, now - pending.since)) / 1e9 : 0
+            reading.replication = (lag, pending.count, replication.errors.load(ordering: .relaxed))
+        }
+        return reading
+    }
+}
