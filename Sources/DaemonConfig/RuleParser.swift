@@ -30,6 +30,8 @@ enum RuleParser {
             throw fail("name", "every rule needs a non-empty name = \"...\"")
         }
         location += " \"\(name)\""
+        // Metrics count requests' own limits under this name.
+        guard name != "(request)" else { throw fail("name", "\"(request)\" is reserved for limits given in requests") }
         try ConfigFile.rejectUnknown(table, allowed: ConfigFile.ruleKeys, file: file, location: location)
 
         guard let matchText = table["match"]?.string else {

@@ -6,56 +6,63 @@ import RateLimitServer
 import ServiceLifecycle
 
 /// `GET /metrics` over HTTP/1.1, on a port of its own and an event loop of its own, so a scrape never
-/// shares a thread with decisions. Stops with the service group.
-public struct MetricsService: Service {
-    let host: String
-    let port: Int
-    let server: RateLimitServer
-    let publisher: PrometheusPublisher
-    let logger: Logger
+/// shares a thread with decisions. Bound before the service group starts, so a port it cannot have stops
+/// start-up before the daemon reports itself ready.
+public final class MetricsEndpoint: Sendable {
+    let group: MultiThreadedEventLoopGroup
+    public let channel: any Channel
 
-    public init(host: String, port: Int, server: RateLimitServer, logger: Logger) {
-        self.host = host
-        self.port = port
-        self.server = server
-        self.publisher = PrometheusPublisher()
-        self.logger = logger
+    private init(group: MultiThreadedEventLoopGroup, channel: any Channel) {
+        self.group = group
+        self.channel = channel
     }
 
-    /// Binds the port; returns the channel (its address holds the port when 0 was asked for).
-    public func start(on group: any EventLoopGroup) async throws -> any Channel {
-        let server = self.server
-        let publisher = self.publisher
-        return try await ServerBootstrap(group: group)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                    try channel.pipeline.syncOperations.addHandler(
-                        MetricsHTTPHandler(render: { publisher.render(server.readMetrics()) }))
-                }
-            }
-            .bind(host: host, port: port)
-            .get()
-    }
-
-    public func run() async throws {
+    public static func bind(host: String, port: Int, server: RateLimitServer, logger: Logger) async throws -> MetricsEndpoint {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let channel: any Channel
+        let publisher = PrometheusPublisher()
         do {
-            channel = try await start(on: group)
+            let channel = try await ServerBootstrap(group: group)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                        try channel.pipeline.syncOperations.addHandler(
+                            MetricsHTTPHandler(render: { publisher.render(server.readMetrics()) }))
+                    }
+                }
+                .bind(host: host, port: port)
+                .get()
+            let address = channel.localAddress.map { "\($0.ipAddress ?? host):\($0.port ?? port)" } ?? "\(host):\(port)"
+            logger.info("metrics on http://\(address)/metrics")
+            return MetricsEndpoint(group: group, channel: channel)
         } catch {
             try? await group.shutdownGracefully()
             throw MetricsEndpointError(description: "cannot listen for metrics on \(host):\(port): \(error)")
         }
-        let address = channel.localAddress.map { "\($0.ipAddress ?? host):\($0.port ?? port)" } ?? "\(host):\(port)"
-        logger.info("metrics on http://\(address)/metrics")
-        await withGracefulShutdownHandler {
+    }
+
+    func close() async {
+        try? await channel.close()
+        try? await group.shutdownGracefully()
+    }
+}
+
+/// Keeps the metrics endpoint open until the group stops (or is cancelled), then closes it.
+public struct MetricsService: Service {
+    let endpoint: MetricsEndpoint
+
+    public init(endpoint: MetricsEndpoint) {
+        self.endpoint = endpoint
+    }
+
+    public func run() async throws {
+        let channel = endpoint.channel
+        await withTaskCancellationOrGracefulShutdownHandler {
             try? await channel.closeFuture.get()
-        } onGracefulShutdown: {
+        } onCancelOrGracefulShutdown: {
             channel.close(promise: nil)
         }
-        try? await group.shutdownGracefully()
+        await endpoint.close()
     }
 }
 

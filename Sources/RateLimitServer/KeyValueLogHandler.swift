@@ -28,9 +28,14 @@ public struct KeyValueLogHandler: LogHandler {
         self.write = write
     }
 
-    /// Whether standard error goes to the journal: systemd sets `JOURNAL_STREAM` for a service's streams.
+    /// Whether standard error goes to the journal: systemd sets `JOURNAL_STREAM` to the device and inode of
+    /// the stream it connected; a shell that merely inherited the variable has another standard error.
     public static var standardErrorIsJournal: Bool {
-        getenv("JOURNAL_STREAM") != nil
+        guard let value = getenv("JOURNAL_STREAM") else { return false }
+        let parts = String(cString: value).split(separator: ":")
+        var status = stat()
+        guard parts.count == 2, fstat(2, &status) == 0 else { return false }
+        return UInt64(parts[0]) == UInt64(status.st_dev) && UInt64(parts[1]) == UInt64(status.st_ino)
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -44,7 +49,9 @@ public struct KeyValueLogHandler: LogHandler {
         line += Self.singleLine("\(event.message)")
         let merged = event.metadata.map { metadata.merging($0) { $1 } } ?? metadata
         for key in merged.keys.sorted() {
-            line += " \(key)=\(Self.quoted("\(merged[key]!)"))"
+            // Keys are the program's own words; anything else in one becomes `_`, so the pairs always split.
+            let safeKey = String(key.map { $0.isLetter || $0.isNumber || $0 == "_" || $0 == "." ? $0 : "_" })
+            line += " \(safeKey)=\(Self.quoted("\(merged[key]!)"))"
         }
         write(line + "\n")
     }
@@ -62,7 +69,9 @@ public struct KeyValueLogHandler: LogHandler {
     }
 
     static func quoted(_ value: String) -> String {
-        let plain = !value.isEmpty && value.unicodeScalars.allSatisfy { $0.value > 0x20 && $0.value != 0x22 && $0.value != 0x7F }
+        let plain = !value.isEmpty && value.unicodeScalars.allSatisfy {
+            $0.value > 0x20 && $0.value != 0x7F && $0 != "\"" && $0 != "=" && $0 != "\\"
+        }
         if plain { return value }
         var out = "\""
         for scalar in value.unicodeScalars {
@@ -72,6 +81,8 @@ public struct KeyValueLogHandler: LogHandler {
             case "\n": out += "\\n"
             case "\r": out += "\\r"
             case "\t": out += "\\t"
+            case _ where scalar.value < 0x20 || scalar.value == 0x7F:
+                out += "\\u{" + String(scalar.value, radix: 16) + "}"
             default: out.unicodeScalars.append(scalar)
             }
         }

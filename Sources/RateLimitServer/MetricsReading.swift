@@ -43,12 +43,7 @@ extension RateLimitServer {
             let counters = shard.counters()
             reading.keys += counters.keys
             reading.evictions += counters.evictions
-            let counts = shard.decisionCounts()
-            for slot in 0..<counts.slots {
-                if slot >= perSlot.count { perSlot.append((0, 0)) }
-                perSlot[slot].allowed += counts.allowed(slot: slot)
-                perSlot[slot].denied += counts.denied(slot: slot)
-            }
+            shard.addDecisionCounts(into: &perSlot)
         }
         let names = [Self.requestLimitRuleName] + ruleBook.slotNames
         for (slot, counts) in perSlot.enumerated() where slot < names.count && counts.allowed + counts.denied > 0 {
@@ -60,16 +55,16 @@ extension RateLimitServer {
 
         let loops = loopMetrics.all
         for (index, code) in ErrorCode.allCases.enumerated() {
-            let count = loops.reduce(Int64(0)) { $0 + $1.errors[index].load(ordering: .relaxed) }
+            let count = loops.reduce(Int64(0)) { $0 &+ $1.errors[index].load(ordering: .relaxed) }
             reading.errors.append((code.rawValue, count))
         }
         var cumulative: Int64 = 0
         for index in 0...LoopMetrics.bucketBounds.count {
-            cumulative += loops.reduce(Int64(0)) { $0 + $1.buckets[index].load(ordering: .relaxed) }
+            cumulative &+= loops.reduce(Int64(0)) { $0 &+ $1.buckets[index].load(ordering: .relaxed) }
             let bound = index < LoopMetrics.bucketBounds.count ? Double(LoopMetrics.bucketBounds[index]) / 1e9 : .infinity
             reading.latencyBuckets.append((bound, cumulative))
         }
-        reading.latencySumSeconds = Double(loops.reduce(Int64(0)) { $0 + $1.sumNanos.load(ordering: .relaxed) }) / 1e9
+        reading.latencySumSeconds = loops.reduce(0.0) { $0 + Double($1.sumNanos.load(ordering: .relaxed)) } / 1e9
 
         let savedAt = statistics.snapshot.savedAt.load(ordering: .relaxed)
         if savedAt != 0 {

@@ -107,12 +107,12 @@ public final class RateLimitServer: Sendable {
             expected: 0, desired: configuration.clock.nanosecondsNow(), ordering: .relaxed)
     }
 
-    /// Whether every event loop runs a task submitted to it: what the watchdog pings for.
-    public func eventLoopsRespond() async -> Bool {
-        for loop in group.makeIterator() {
-            guard (try? await loop.submit({}).get()) != nil else { return false }
-        }
-        return true
+    /// Asks every event loop to run a task; the probe tells later whether all did: what the watchdog
+    /// pings for.
+    public func probeEventLoops() -> EventLoopProbe {
+        let probe = EventLoopProbe(expected: shards.count)
+        for loop in group.makeIterator() { loop.execute { probe.ran() } }
+        return probe
     }
 
     /// Stops every event loop (closing any connection still open).

@@ -107,7 +107,7 @@ extension RequestProcessor {
         let hash = KeyHash.hash(key)
         let now = burstNow ?? services.clock.nanosecondsNow()
         burstNow = now
-        decisionsInBurst &+= 1
+        if case .check = operation { decisionsInBurst &+= 1 }
         let result = services.shards[services.router.shard(forHash: hash)].run(
             operation, key: key, hash: hash, now: now, slot: slot)
         reply(Reply(result), dialect)

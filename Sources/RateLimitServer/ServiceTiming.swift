@@ -1,4 +1,5 @@
 import ServiceLifecycle
+import Synchronization
 
 /// Notes when graceful shutdown begins and tells systemd (`STOPPING=1`). List it last in the group: groups
 /// tell services in reverse order, so it hears first, and what runs last (the final replication flush)
@@ -36,9 +37,12 @@ public struct WatchdogService: Service {
             return
         }
         let interval = Duration.microseconds(max(microseconds / 2, 1_000))
+        // Each tick asks every loop to run a task and pings only if all of last tick's ran: never waits
+        // on a loop, so a stuck one cannot hold up the shutdown either.
+        var probe = server.probeEventLoops()
         while await nextTick(after: interval) {
-            guard await server.eventLoopsRespond() else { continue }
-            notifier.notify("WATCHDOG=1")
+            if probe.allRan { notifier.notify("WATCHDOG=1") }
+            probe = server.probeEventLoops()
         }
     }
 }
@@ -53,4 +57,20 @@ public func nextTick(after interval: Duration) async -> Bool {
         return false
     }
     return !Task.isShuttingDownGracefully
+}
+
+/// Counts the event loops that ran the task a watchdog probe gave them.
+public final class EventLoopProbe: Sendable {
+    private let expected: Int
+    private let count = Atomic<Int>(0)
+
+    init(expected: Int) {
+        self.expected = expected
+    }
+
+    func ran() {
+        count.add(1, ordering: .relaxed)
+    }
+
+    public var allRan: Bool { count.load(ordering: .relaxed) >= expected }
 }

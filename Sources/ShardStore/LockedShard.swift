@@ -45,9 +45,16 @@ public final class LockedShard: @unchecked Sendable {
         lock.withLock { _ in (shard.keyCount, decisions.allowed, decisions.denied, shard.evictions) }
     }
 
-    /// Decisions per slot so far, for metrics.
-    public func decisionCounts() -> DecisionCounts {
-        lock.withLock { _ in decisions }
+    /// Adds the decisions per slot so far into `totals` (allowed, denied by slot), for metrics. Copied out
+    /// under the lock rather than shared, so the shard's next decision need not copy its counts.
+    public func addDecisionCounts(into totals: inout [(allowed: Int64, denied: Int64)]) {
+        lock.withLock { _ in
+            for slot in 0..<decisions.slots {
+                if slot >= totals.count { totals.append((0, 0)) }
+                totals[slot].allowed &+= decisions.allowed(slot: slot)
+                totals[slot].denied &+= decisions.denied(slot: slot)
+            }
+        }
     }
 
     /// Bounds the shard's keys; a new key past the bound evicts one.

@@ -118,11 +118,18 @@ struct RateLimitDaemon: ParsableCommand {
             replicator = Replicator(settings: replication, feed: feed, logger: logger)
             replicator?.restoreAtStart(snapshotSavedAt: snapshotSavedAt)
         }
-        let services = Self.services(
-            server: server, snapshotter: snapshotter, replicator: replicator, settings: settings, reload: self,
-            logger: logger)
+        // Constants for the closure below, which may not capture variables.
+        let (finalSnapshotter, finalReplicator) = (snapshotter, replicator)
         do {
             try runBlocking {
+                var metrics: MetricsEndpoint?
+                if let address = settings.metricsListen {
+                    metrics = try await MetricsEndpoint.bind(
+                        host: address.host, port: address.port, server: server, logger: logger)
+                }
+                let services = Self.services(
+                    server: server, snapshotter: finalSnapshotter, replicator: finalReplicator, metrics: metrics,
+                    settings: settings, reload: self, logger: logger)
                 try await ServiceGroup(configuration: services).run()
             }
         } catch {
@@ -135,8 +142,8 @@ struct RateLimitDaemon: ParsableCommand {
     /// there is Redis, stopped gracefully by SIGTERM or SIGINT within the shutdown timeout. A group stops its
     /// services in reverse order, so the replicator, listed first, makes its final flush last.
     private static func services(
-        server: RateLimitServer, snapshotter: Snapshotter?, replicator: Replicator?, settings: ResolvedSettings,
-        reload flags: RateLimitDaemon, logger: Logger
+        server: RateLimitServer, snapshotter: Snapshotter?, replicator: Replicator?, metrics: MetricsEndpoint?,
+        settings: ResolvedSettings, reload flags: RateLimitDaemon, logger: Logger
     ) -> ServiceGroupConfiguration {
         let notifier = SystemdNotifier.fromEnvironment()
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
@@ -156,17 +163,14 @@ struct RateLimitDaemon: ParsableCommand {
             let interval = Duration.nanoseconds(settings.snapshotIntervalNanos)
             services.append(.init(service: SnapshotService(snapshotter: snapshotter, interval: interval, logger: logger)))
         }
-        if let metrics = settings.metricsListen {
-            // A port it cannot bind stops the daemon, but the way SIGTERM does: with its final snapshot.
-            services.append(.init(
-                service: MetricsService(host: metrics.host, port: metrics.port, server: server, logger: logger),
-                failureTerminationBehavior: .gracefullyShutdownGroup))
-        }
+        if let metrics { services.append(.init(service: MetricsService(endpoint: metrics))) }
         services.append(.init(service: WatchdogService(server: server, notifier: notifier)))
         services.append(.init(service: ShutdownClockService(server: server, notifier: notifier)))
         var configuration = ServiceGroupConfiguration(
             services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         configuration.maximumGracefulShutdownDuration = .nanoseconds(settings.shutdownTimeoutNanos)
+        // A service that failed cancels the rest; none may keep the process up for long after that.
+        configuration.maximumCancellationDuration = .nanoseconds(settings.shutdownTimeoutNanos)
         return configuration
     }
 }

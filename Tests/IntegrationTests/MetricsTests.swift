@@ -83,6 +83,15 @@ struct MetricsTests {
         #expect(try LineClient(port: daemon.port).request("PING") == "PONG")
     }
 
+    @Test func aBusyPortStopsStartUpWithTheReasonInsteadOfHanging() throws {
+        let first = try DaemonProcess(arguments: [])
+        let started = Date()
+        let result = try DaemonProcess.runToExit(["--listen", "127.0.0.1:\(first.port)", "--metrics-listen", "127.0.0.1:0"])
+        #expect(result.status == 1)
+        #expect(result.output.contains("Address already in use"), "\(result.output)")
+        #expect(Date().timeIntervalSince(started) < 15)
+    }
+
     @Test func aBusyMetricsPortStopsStartUpWithTheReason() throws {
         let first = try DaemonProcess(arguments: [])
         let port = try first.metricsPort()

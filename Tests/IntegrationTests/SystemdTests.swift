@@ -14,13 +14,17 @@ struct SystemdTests {
         #expect(try first.signalAndWait(SIGTERM) == 0)
 
         let notify = try NotifySocket()
+        let port = try RedisServerProcess.freePort()
         let daemon = try DaemonProcess(
-            arguments: ["--config", config, "--snapshot", snapshot], environment: ["NOTIFY_SOCKET": notify.path])
+            arguments: ["--listen", "127.0.0.1:\(port)", "--config", config, "--snapshot", snapshot], listen: false,
+            environment: ["NOTIFY_SOCKET": notify.path], waitForListening: false)
+        // Nothing but READY tells the test the daemon is up: the moment it arrives, the port must accept,
+        // with the restored state.
         let ready = notify.waitFor("READY=1", within: 10)
         #expect(ready.last?.contains("READY=1") == true, "\(ready)")
+        #expect(try LineClient(port: port).request("CHECK user:1 0").hasPrefix("ALLOW 3 "))
         #expect(ready.last?.contains("MAINPID=\(daemon.process.processIdentifier)") == true)
-        // Ready means serving, with the restored state.
-        #expect(try LineClient(port: daemon.port).request("CHECK user:1 0").hasPrefix("ALLOW 3 "))
+        #expect(ready.last?.contains("STATUS=serving on 127.0.0.1:\(port)") == true)
         kill(daemon.process.processIdentifier, SIGTERM)
         let stopping = notify.waitFor("STOPPING=1", within: 10)
         #expect(stopping.last?.contains("STOPPING=1") == true, "\(stopping)")

@@ -25,8 +25,10 @@ public final class DaemonProcess: @unchecked Sendable {
     /// Starts the daemon with `arguments` (plus `--listen 127.0.0.1:0` unless `listen` is false) and waits
     /// until it logs the address it listens on.
     /// `executable` runs instead of the daemon itself (a tracer such as strace, whose arguments start it).
+    /// With `waitForListening` false it returns at once, `port` 0: for tests that watch start-up themselves.
     public init(
-        arguments: [String], listen: Bool = true, environment: [String: String] = [:], executable: String? = nil
+        arguments: [String], listen: Bool = true, environment: [String: String] = [:], executable: String? = nil,
+        waitForListening: Bool = true
     ) throws {
         logPath = NSTemporaryDirectory() + "ratelimitd-test-\(UUID().uuidString).log"
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
@@ -41,7 +43,7 @@ public final class DaemonProcess: @unchecked Sendable {
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         process.standardOutput = FileHandle.nullDevice
         try process.run()
-        port = try waitForPort()
+        if waitForListening { port = try waitForPort() }
     }
 
     deinit {
