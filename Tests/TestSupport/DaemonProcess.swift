@@ -55,23 +55,19 @@ public final class DaemonProcess: @unchecked Sendable {
 
     /// The metrics port from the log line `metrics on http://127.0.0.1:PORT/metrics` (waiting for it).
     public func metricsPort() throws -> Int {
-        let deadline = Date().addingTimeInterval(30)
-        while Date() < deadline {
-            if let range = log.range(of: "metrics on http://127.0.0.1:") {
-                let digits = log[range.upperBound...].prefix { $0.isNumber }
-                if let port = Int(digits) { return port }
-            }
-            usleep(20_000)
-        }
-        throw LineClient.Failure(description: "no metrics port in the log: \(log)")
+        try portFromLog(after: "metrics on http://127.0.0.1:", what: "serve metrics")
     }
 
     private func waitForPort() throws -> Int {
+        try portFromLog(after: "listening on 127.0.0.1:", what: "start listening")
+    }
+
+    /// The port number that follows `marker` in the log, waiting up to 30 s for it to appear.
+    private func portFromLog(after marker: String, what: String) throws -> Int {
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline {
-            if let range = log.range(of: "listening on 127.0.0.1:") {
-                let digits = log[range.upperBound...].prefix { $0.isNumber }
-                if let port = Int(digits) { return port }
+            if let range = log.range(of: marker), let port = Int(log[range.upperBound...].prefix { $0.isNumber }) {
+                return port
             }
             if !process.isRunning {
                 throw LineClient.Failure(description: "ratelimitd exited with \(process.terminationStatus): \(log)")
@@ -79,7 +75,7 @@ public final class DaemonProcess: @unchecked Sendable {
             usleep(20_000)
         }
         stop()
-        throw LineClient.Failure(description: "ratelimitd did not start listening within 30 s: \(log)")
+        throw LineClient.Failure(description: "ratelimitd did not \(what) within 30 s: \(log)")
     }
 
     /// Sends `signal` and waits for the daemon to exit; returns its exit status (or the signal that ended
