@@ -39,43 +39,17 @@ public enum ConfigFile {
         }
         try rejectUnknown(table, allowed: topLevelKeys, file: file, location: nil)
         var settings = DaemonSettings()
-        if let server = table["server"] {
-            guard let server = server.table else {
-                throw ConfigError(file: file, field: "server", message: "must be a table ([server])")
-            }
+        if let server = try section("server", of: table, file: file) {
             try parseServer(server, into: &settings, file: file)
         }
-        if let store = table["store"] {
-            guard let store = store.table else {
-                throw ConfigError(file: file, field: "store", message: "must be a table ([store])")
-            }
+        if let store = try section("store", of: table, file: file) {
             try parseStore(store, into: &settings, file: file)
         }
-        if let redis = table["redis"] {
-            guard let redis = redis.table else {
-                throw ConfigError(file: file, field: "redis", message: "must be a table ([redis])")
-            }
+        if let redis = try section("redis", of: table, file: file) {
             try parseRedis(redis, into: &settings, file: file)
         }
-        if let metrics = table["metrics"] {
-            guard let metrics = metrics.table else {
-                throw ConfigError(file: file, field: "metrics", message: "must be a table ([metrics])")
-            }
-            try rejectUnknown(metrics, allowed: metricsKeys, file: file, location: "[metrics]")
-            if let value = metrics["listen"] {
-                guard let text = value.string else {
-                    throw ConfigError(file: file, location: "[metrics]", field: "listen",
-                                      message: "must be \"HOST:PORT\", or \"\" for no metrics, got \(value.debugDescription)")
-                }
-                if text.isEmpty {
-                    settings.metricsListen = .some(nil)
-                } else if let address = ListenAddress(parsing: text) {
-                    settings.metricsListen = address
-                } else {
-                    throw ConfigError(file: file, location: "[metrics]", field: "listen",
-                                      message: "must be \"HOST:PORT\" (IPv6 as \"[::1]:9283\"), or \"\" for no metrics, got \(value.debugDescription)")
-                }
-            }
+        if let metrics = try section("metrics", of: table, file: file) {
+            try parseMetrics(metrics, into: &settings, file: file)
         }
         if let rules = table["rules"] {
             guard let rules = rules.array else {
@@ -137,6 +111,33 @@ public enum ConfigFile {
                                   message: "must be a positive integer, got \(value.debugDescription)")
             }
             settings.maxKeys = maxKeys
+        }
+    }
+
+    /// The table `[name]`, nil when the file has none, an error when `name` is there but not a table.
+    private static func section(_ name: String, of table: TOMLTable, file: String) throws(ConfigError) -> TOMLTable? {
+        guard let value = table[name] else { return nil }
+        guard let section = value.table else {
+            throw ConfigError(file: file, field: name, message: "must be a table ([\(name)])")
+        }
+        return section
+    }
+
+    private static func parseMetrics(_ metrics: TOMLTable, into settings: inout DaemonSettings, file: String) throws(ConfigError) {
+        let location = "[metrics]"
+        try rejectUnknown(metrics, allowed: metricsKeys, file: file, location: location)
+        guard let value = metrics["listen"] else { return }
+        guard let text = value.string else {
+            throw ConfigError(file: file, location: location, field: "listen",
+                              message: "must be \"HOST:PORT\", or \"\" for no metrics, got \(value.debugDescription)")
+        }
+        if text.isEmpty {
+            settings.metricsListen = .some(nil)
+        } else if let address = ListenAddress(parsing: text) {
+            settings.metricsListen = address
+        } else {
+            throw ConfigError(file: file, location: location, field: "listen",
+                              message: "must be \"HOST:PORT\" (IPv6 as \"[::1]:9283\"), or \"\" for no metrics, got \(value.debugDescription)")
         }
     }
 
