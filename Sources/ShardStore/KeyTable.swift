@@ -68,9 +68,6 @@ struct KeyTable {
     private var sweepCursor = 0
     /// Whether changes are marked for replication; off, the request path pays one untaken branch.
     var tracksChanges = false
-    /// Set by the last `update` when its key must go into the change log: it changed and was not marked yet,
-    /// or it was removed while unmarked (so the replica learns of the removal).
-    private(set) var lastUpdateNeedsListing = false
     private var sampler: UInt64 = 0x2545_F491_4F6C_DD1D
 
     init(capacity: Int = 16) {
@@ -85,12 +82,14 @@ struct KeyTable {
     ///
     /// `windowNanos` is the window of the limit deciding, remembered so the sweeper knows when the state is
     /// fresh (0 when unknown, as for a restored key). With `tracksChanges` on, a change is marked for
-    /// replication as `origin` says, and `lastUpdateNeedsListing` says whether the caller must log the key.
+    /// replication as `origin` says, and `needsListing` is set when the caller must log the key: it changed
+    /// and was not marked yet, or it was removed while unmarked (so the replica learns of the removal).
+    /// (An out parameter rather than a property, so the shard reads nothing more of its table afterwards.)
     mutating func update<Result>(
         key: UnsafeRawBufferPointer, hash: UInt64, windowNanos: Int64 = 0, origin: UpdateOrigin = .decision,
-        _ body: (inout KeyState?) -> Result
+        needsListing: inout Bool, _ body: (inout KeyState?) -> Result
     ) -> Result {
-        lastUpdateNeedsListing = false
+        needsListing = false
         let marks = tracksChanges && origin.replicates
         let probe = find(key, hash: UInt32(truncatingIfNeeded: hash))
         guard probe.found else {
@@ -99,7 +98,7 @@ struct KeyTable {
             if let state {
                 insert(key, probe: probe, state: state, windowClass: windowClass(windowNanos),
                        changed: marks, restored: tracksChanges && origin != .decision)
-                lastUpdateNeedsListing = marks
+                needsListing = marks
             }
             return result
         }
@@ -109,10 +108,10 @@ struct KeyTable {
         if let state {
             putState(state, at: probe.position)
             if windowNanos != 0 { slots[probe.position].windowClass = windowClass(windowNanos) }
-            if tracksChanges { noteChange(at: probe.position, before: before, origin: origin) }
+            if tracksChanges { needsListing = noteChange(at: probe.position, before: before, origin: origin) }
         } else {
             remove(at: probe.position)
-            lastUpdateNeedsListing = marks && !before.isChanged
+            needsListing = marks && !before.isChanged
         }
         return result
     }
@@ -130,9 +129,9 @@ struct KeyTable {
     }
 
     /// Marks the entry at `position` changed unless it already is or its state is what it was (a denial),
-    /// and keeps its restored flag. A log is taken to have changed: comparing it would cost more than
-    /// replicating it.
-    private mutating func noteChange(at position: Int, before: Entry, origin: UpdateOrigin) {
+    /// and keeps its restored flag; returns whether it was newly marked. A log is taken to have changed:
+    /// comparing it would cost more than replicating it.
+    private mutating func noteChange(at position: Int, before: Entry, origin: UpdateOrigin) -> Bool {
         let entry = slots[position]
         let same = entry.kind != .slidingLog && entry.kind == before.kind && entry.first == before.first
             && entry.second == before.second
@@ -141,9 +140,9 @@ struct KeyTable {
         } else if !same, entry.isRestored {
             slots[position].isRestored = false
         }
-        guard origin.replicates, !same, !entry.isChanged else { return }
+        guard origin.replicates, !same, !entry.isChanged else { return false }
         slots[position].isChanged = true
-        lastUpdateNeedsListing = true
+        return true
     }
 
     /// Whether `key` is unknown or holds a state as restored, untouched by decisions: what a restore from

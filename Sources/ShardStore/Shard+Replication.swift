@@ -53,7 +53,10 @@ extension Shard {
             if resets.overflowed, table.state(key: key, hash: hash) == nil { return false }
             if resets.keys.contains(Array(key)) { return false }
         }
-        table.update(key: key, hash: hash, windowNanos: windowNanos, origin: .replica) { $0 = state }
+        var needsListing = false  // never, for the replica's own copy
+        table.update(key: key, hash: hash, windowNanos: windowNanos, origin: .replica, needsListing: &needsListing) {
+            $0 = state
+        }
         return true
     }
 

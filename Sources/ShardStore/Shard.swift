@@ -17,22 +17,26 @@ public final class Shard {
     /// Decides `cost` for `key` under `limit` at `now`, recording what it consumes. `hash` is the key's
     /// `KeyHash`, which the caller already computed to pick this shard.
     public func check(key: UnsafeRawBufferPointer, hash: UInt64, cost: Int64, limit: Limit, now: Int64) -> Decision {
-        latest = max(latest, now)
-        let decision = table.update(key: key, hash: hash, windowNanos: limit.windowNanos) { state in
-            KeyState.check(&state, cost: cost, limit: limit, now: now)
+        var needsListing = false
+        let decision = table.update(key: key, hash: hash, windowNanos: limit.windowNanos, needsListing: &needsListing) {
+            KeyState.check(&$0, cost: cost, limit: limit, now: now)
         }
-        if table.lastUpdateNeedsListing { logChange(key: key, hash: hash) }
+        if needsListing {
+            latest = max(latest, now)
+            logChange(key: key, hash: hash)
+        }
         return decision
     }
 
     /// Forgets `key`, so its next request starts from a full quota. With replication, the replica is told
     /// to forget it too, also when this shard did not hold it (the replica may, from before a restart).
     public func reset(key: UnsafeRawBufferPointer, hash: UInt64) {
-        let held = table.update(key: key, hash: hash) { state -> Bool in
+        var needsListing = false
+        let held = table.update(key: key, hash: hash, needsListing: &needsListing) { state -> Bool in
             defer { state = nil }
             return state != nil
         }
-        if table.lastUpdateNeedsListing || (!held && table.tracksChanges) { logChange(key: key, hash: hash) }
+        if needsListing || (!held && table.tracksChanges) { logChange(key: key, hash: hash) }
         if resetsBeforeRestore != nil { rememberReset(key) }
     }
 
@@ -65,8 +69,11 @@ public final class Shard {
     /// it was decided under (0 if unknown), which the sweeper needs. With replication on, the key goes to
     /// the replica like any change: the snapshot may be newer than the replica.
     public func restore(key: UnsafeRawBufferPointer, hash: UInt64, state: KeyState, windowNanos: Int64 = 0) {
-        table.update(key: key, hash: hash, windowNanos: windowNanos, origin: .snapshot) { $0 = state }
-        if table.lastUpdateNeedsListing { logChange(key: key, hash: hash) }
+        var needsListing = false
+        table.update(key: key, hash: hash, windowNanos: windowNanos, origin: .snapshot, needsListing: &needsListing) {
+            $0 = state
+        }
+        if needsListing { logChange(key: key, hash: hash) }
     }
 
     /// A point-in-time copy of every key's state. O(1): the table's arrays are shared copy-on-write, so the
