@@ -2,7 +2,7 @@ import ShardStore
 import WireProtocol
 
 /// Everything the metrics endpoint publishes, read at once: cumulative counters and current values. Taking
-/// it locks each shard once, briefly; nothing here is counted on the request path beyond what the shards
+/// it locks each shard briefly, two or three times; nothing here is counted on the request path beyond what the shards
 /// and the per-loop counters already keep.
 public struct MetricsReading: Sendable {
     public struct RuleDecisions: Sendable, Hashable {
