@@ -50,11 +50,10 @@ struct ConnectionServices: Sendable {
             return [Statistic("replication_lag_ms", -1), Statistic("replication_pending", 0),
                     Statistic("replication_errors", 0)]
         }
-        let pending = replication.pending(in: shards)
-        let lag = pending.count > 0 && pending.since != 0 ? max(0, now - pending.since) / 1_000_000 : 0
+        let lag = replication.lag(in: shards, now: now)
         return [
-            Statistic("replication_lag_ms", lag),
-            Statistic("replication_pending", Int64(pending.count)),
+            Statistic("replication_lag_ms", lag.nanos / 1_000_000),
+            Statistic("replication_pending", Int64(lag.pending)),
             Statistic("replication_errors", Int64(replication.errors.load(ordering: .relaxed))),
         ]
     }

@@ -75,9 +75,8 @@ extension RateLimitServer {
         reading.snapshotKeys = statistics.snapshot.keys.load(ordering: .relaxed)
         let replication = statistics.replication
         if replication.isEnabled {
-            let pending = replication.pending(in: shards)
-            let lag = pending.count > 0 && pending.since != 0 ? Double(max(0, now - pending.since)) / 1e9 : 0
-            reading.replication = (lag, pending.count, replication.errors.load(ordering: .relaxed))
+            let lag = replication.lag(in: shards, now: now)
+            reading.replication = (Double(lag.nanos) / 1e9, lag.pending, replication.errors.load(ordering: .relaxed))
         }
         return reading
     }

@@ -31,7 +31,6 @@ public struct RateLimitService: Service {
         try await withTaskCancellationOrGracefulShutdownHandler {
             try await channel.closeFuture.get()
         } onCancelOrGracefulShutdown: {
-            server.noteShutdownBegan()
             logger.info("shutting down: no new connections")
             channel.close(promise: nil)
         }

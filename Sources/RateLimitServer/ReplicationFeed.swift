@@ -118,6 +118,13 @@ public final class ReplicationStatus: Sendable {
 
     public var isEnabled: Bool { enabled.load(ordering: .relaxed) }
 
+    /// How far the replica is behind at `now`: changes waiting, and the age of the oldest of them in
+    /// nanoseconds (0 when none waits or its time is unknown).
+    func lag(in shards: [LockedShard], now: Int64) -> (pending: Int, nanos: Int64) {
+        let pending = pending(in: shards)
+        return (pending.count, pending.count > 0 && pending.since != 0 ? max(0, now - pending.since) : 0)
+    }
+
     /// Changes not yet in the replica (logged in `shards` or in flight), and when the oldest of them
     /// happened (0 if unknown).
     func pending(in shards: [LockedShard]) -> (count: Int, since: Int64) {

@@ -44,19 +44,13 @@ public struct RuleSet: Sendable {
         ruleIndex(for: key).map { rules[$0] }
     }
 
-    /// The limit of the rule for `key`; the request path's form of `match`, which copies no `Rule` (and so
-    /// retains none of its strings).
-    public func limit(for key: UnsafeRawBufferPointer) -> Limit? {
-        ruleIndex(for: key).map { rules[$0].limit }
-    }
-
-    /// The limit of the rule for `key` and the rule's index in `rules`, copying no `Rule` either.
+    /// The limit of the rule for `key` and the rule's index in `rules`: the request path's form of `match`,
+    /// which copies no `Rule` (and so retains none of its strings).
     public func indexedLimit(for key: UnsafeRawBufferPointer) -> (index: Int, limit: Limit)? {
         ruleIndex(for: key).map { ($0, rules[$0].limit) }
     }
 
-    /// The index in `rules` of the rule for `key`, or nil when none matches.
-    public func ruleIndex(for key: UnsafeRawBufferPointer) -> Int? {
+    private func ruleIndex(for key: UnsafeRawBufferPointer) -> Int? {
         if !exact.isEmpty, let candidates = exact[RuleSet.hash(key)] {
             for candidate in candidates where candidate.key.elementsEqual(key) {
                 return candidate.rule

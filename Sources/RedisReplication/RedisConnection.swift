@@ -104,11 +104,6 @@ public final class RedisConnection {
         }
     }
 
-    /// Queues a command whose arguments are the given byte ranges (valid for the duration of the call).
-    public func append(arguments: [UnsafeRawBufferPointer]) throws(RedisError) {
-        guard appendArguments(arguments) == REDIS_OK else { throw RedisError("cannot queue a command: \(errorText)") }
-    }
-
     private func appendArguments(_ arguments: [UnsafeRawBufferPointer]) -> Int32 {
         // hiredis copies the arguments while appending, so the pointers need to live only for this call.
         var argv: [UnsafePointer<CChar>?] = arguments.map {

@@ -15,11 +15,6 @@ struct ChangeLog {
 
     private static let headerSize = 18
 
-    var isEmpty: Bool { count == 0 }
-
-    /// Bytes held, taken records included until the next compaction.
-    var byteCount: Int { bytes.count }
-
     /// Logs a key; `outOfOrder` when `time` may be older than records already logged.
     mutating func append(key: UnsafeRawBufferPointer, hash: UInt64, time: Int64, outOfOrder: Bool = false) {
         Swift.withUnsafeBytes(of: hash.littleEndian) { bytes.append(contentsOf: $0) }
@@ -79,18 +74,6 @@ struct ChangeLog {
         kept.bytes.withUnsafeBytes { bytes.append(contentsOf: $0) }
         count += kept.count
         if oldest != .max { noteOutOfOrder(oldest) }
-    }
-
-    /// Calls `body` with every record not yet taken.
-    func forEach(_ body: (UnsafeRawBufferPointer, UInt64) -> Void) {
-        bytes.withUnsafeBytes { raw in
-            var offset = readOffset
-            while offset < raw.count {
-                let (key, hash, _, next) = Self.record(in: raw, at: offset)
-                body(key, hash)
-                offset = next
-            }
-        }
     }
 
     private static func record(
