@@ -24,7 +24,7 @@ public final class MetricsEndpoint: Sendable {
             let channel = try await ServerBootstrap(group: group)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
+                    server.connectionSetup.setUp(channel, listener: .metrics) { channel in
                         try channel.pipeline.syncOperations.configureHTTPServerPipeline()
                         try channel.pipeline.syncOperations.addHandler(
                             MetricsHTTPHandler(render: { publisher.render(server.readMetrics()) }))

@@ -56,6 +56,9 @@ public final class PrometheusPublisher: Sendable {
             }
             state.advance("ratelimitd_evictions_total", to: Int64(reading.evictions))
             state.advance("ratelimitd_connections_accepted_total", to: Int64(reading.totalConnections))
+            for (listener, count) in reading.connectionSetupFailures {
+                state.advance("ratelimitd_connection_setup_failures_total", [("listener", listener)], to: Int64(count))
+            }
             state.set("ratelimitd_keys", to: Double(reading.keys))
             state.set("ratelimitd_connections", to: Double(reading.connections))
             state.set("ratelimitd_uptime_seconds", to: reading.uptimeSeconds)

@@ -33,6 +33,7 @@ struct ConnectionServices: Sendable {
             Statistic("uptime_ms", (now - statistics.startedAt) / 1_000_000),
             Statistic("connections", Int64(statistics.openConnections.load(ordering: .relaxed))),
             Statistic("total_connections", Int64(statistics.lastConnectionID.load(ordering: .relaxed))),
+            Statistic("connection_setup_failures", Int64(statistics.connectionSetup.totalFailures)),
             Statistic("keys", Int64(keys)),
             Statistic("allowed", allowed),
             Statistic("denied", denied),
@@ -69,10 +70,13 @@ final class ServerStatistics: Sendable {
     let shutdownStartedAt = Atomic<Int64>(0)
     let snapshot: SnapshotStatus
     let replication = ReplicationStatus()
+    /// Connections accepted but never served, per listener.
+    let connectionSetup: ConnectionSetup
 
-    init(startedAt: Int64, snapshot: SnapshotStatus) {
+    init(startedAt: Int64, snapshot: SnapshotStatus, connectionSetup: ConnectionSetup) {
         self.startedAt = startedAt
         self.snapshot = snapshot
+        self.connectionSetup = connectionSetup
     }
 
     func connectionOpened() -> Int {

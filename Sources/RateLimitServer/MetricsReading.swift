@@ -17,6 +17,8 @@ public struct MetricsReading: Sendable {
     public var evictions = 0
     public var connections = 0
     public var totalConnections = 0
+    /// Connections accepted but never served, by listener.
+    public var connectionSetupFailures: [(listener: String, count: Int)] = []
     /// Error replies by code word.
     public var errors: [(code: String, count: Int64)] = []
     /// The decision latency histogram: cumulative counts per upper bound in seconds (the last is +Inf).
@@ -51,6 +53,7 @@ extension RateLimitServer {
         }
         reading.connections = statistics.openConnections.load(ordering: .relaxed)
         reading.totalConnections = statistics.lastConnectionID.load(ordering: .relaxed)
+        reading.connectionSetupFailures = Listener.allCases.map { ($0.rawValue, connectionSetup.failures(on: $0)) }
         reading.uptimeSeconds = Double(now - statistics.startedAt) / 1e9
 
         let loops = loopMetrics.all

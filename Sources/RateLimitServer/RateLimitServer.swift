@@ -21,6 +21,8 @@ public final class RateLimitServer: Sendable {
     private let connections = NIOLockedValueBox(ConnectionRegistry())
     /// Latency and error counters, one set per event loop.
     let loopMetrics: LoopMetricsTable
+    /// How every listener sets up the connections it accepts, counting those it cannot.
+    public var connectionSetup: ConnectionSetup { statistics.connectionSetup }
 
     public init(configuration: ServerConfiguration, logger: Logger) {
         precondition(configuration.shards >= 1, "at least one shard")
@@ -33,7 +35,10 @@ public final class RateLimitServer: Sendable {
         let perShard = max(1, configuration.maxKeys / configuration.shards)
         for shard in shards { shard.setMaxKeys(perShard) }
         self.ruleBook = RuleBook(configuration.rules)
-        self.statistics = ServerStatistics(startedAt: configuration.clock.nanosecondsNow(), snapshot: SnapshotStatus())
+        let clock = configuration.clock
+        self.statistics = ServerStatistics(
+            startedAt: clock.nanosecondsNow(), snapshot: SnapshotStatus(),
+            connectionSetup: ConnectionSetup(logger: logger, now: { clock.nanosecondsNow() }))
     }
 
     /// Binds the listening socket and starts serving; returns the bound channel (its `localAddress` holds
@@ -52,16 +57,15 @@ public final class RateLimitServer: Sendable {
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .childChannelInitializer { [connections, loopMetrics] channel in
+            .childChannelInitializer { [connections, loopMetrics, connectionSetup] channel in
                 let id = ObjectIdentifier(channel)
                 let quiescing = connections.withLockedValue { registry in
                     registry.open[id] = channel
                     return registry.quiescing
                 }
                 channel.closeFuture.whenComplete { _ in _ = connections.withLockedValue { $0.open.removeValue(forKey: id) } }
-                return channel.eventLoop.makeCompletedFuture {
+                return connectionSetup.setUp(channel, listener: .client) { channel in
                     let handler = ConnectionHandler(
                         services: services, allocator: channel.allocator,
                         loopMetrics: loopMetrics.metrics(for: channel.eventLoop), logger: logger)

@@ -13,6 +13,23 @@ struct DaemonTests {
         #expect(try client.request("QUIT") == "BYE")
     }
 
+    /// Root may set socket options and make calls that the deployed service may not, so when the tests run
+    /// as root the daemon they start is `nobody`, without groups or capabilities, and still serves.
+    @Test func theDaemonUnderTestRunsUnprivilegedAndServes() throws {
+        let daemon = try DaemonProcess(arguments: [])
+        #expect(try LineClient(port: daemon.port).request("PING") == "PONG")
+        let status = String(decoding: FileHandle(forReadingAtPath: "/proc/\(daemon.process.processIdentifier)/status")?
+            .readDataToEndOfFile() ?? Data(), as: UTF8.self)
+        let uid = status.split(separator: "\n").first { $0.hasPrefix("Uid:") }?.split(separator: "\t").dropFirst()
+        #expect(uid?.allSatisfy { $0 == "\(Unprivileged.dropsPrivileges ? Unprivileged.uid : geteuid())" } == true, "\(status)")
+        if Unprivileged.dropsPrivileges {
+            #expect(status.contains("CapEff:\t0000000000000000"))
+            let groups = status.split(separator: "\n").first { $0.hasPrefix("Groups:") }?.dropFirst(7)
+            #expect(groups?.allSatisfy(\.isWhitespace) == true, "\(status)")
+        }
+        #expect(try LineClient(port: daemon.port).statistics()["connection_setup_failures"] == 0)
+    }
+
     @Test func pipelinedOrderHoldsAcrossEveryShard() throws {
         let daemon = try DaemonProcess(arguments: ["--shards", "4"])
         let client = try LineClient(port: daemon.port)

@@ -14,7 +14,9 @@ struct QuiesceTests {
         let services = ConnectionServices(
             ruleBook: RuleBook(.defaults), router: ShardRouter(shardCount: 1), shards: [LockedShard()],
             clock: ManualDecisionClock(), framer: LineFramer(), respLimits: RESPDecoder(),
-            statistics: ServerStatistics(startedAt: 0, snapshot: SnapshotStatus()))
+            statistics: ServerStatistics(
+                startedAt: 0, snapshot: SnapshotStatus(),
+                connectionSetup: ConnectionSetup(logger: Logger(label: "test"), now: { 0 })))
         let channel = EmbeddedChannel()
         try channel.pipeline.syncOperations.addHandler(
             ConnectionHandler(

@@ -1,7 +1,8 @@
 import Foundation
 
-/// Runs the real `ratelimitd` binary for a test: on a port the kernel picks, with its log in a file, and
-/// stopped (SIGTERM, then SIGKILL) when the test is done with it.
+/// Runs the real `ratelimitd` binary for a test: on a port the kernel picks, with its log in a file, as an
+/// unprivileged user when the tests run as root (`Unprivileged`), and stopped (SIGTERM, then SIGKILL) when
+/// the test is done with it.
 public final class DaemonProcess: @unchecked Sendable {
     // @unchecked: `process` and `logPath` are set once in init; Process itself is thread-safe for
     // terminate/isRunning, and tests use one DaemonProcess from one task.
@@ -24,7 +25,8 @@ public final class DaemonProcess: @unchecked Sendable {
 
     /// Starts the daemon with `arguments` (plus `--listen 127.0.0.1:0` unless `listen` is false) and waits
     /// until it logs the address it listens on.
-    /// `executable` runs instead of the daemon itself (a tracer such as strace, whose arguments start it).
+    /// `executable` runs instead of the daemon itself (a tracer such as strace, whose arguments start it),
+    /// also as the unprivileged user.
     /// With `waitForListening` false it returns at once, `port` 0: for tests that watch start-up themselves.
     public init(
         arguments: [String], listen: Bool = true, environment: [String: String] = [:], executable: String? = nil,
@@ -33,10 +35,12 @@ public final class DaemonProcess: @unchecked Sendable {
         logPath = NSTemporaryDirectory() + "ratelimitd-test-\(UUID().uuidString).log"
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         process = Process()
-        process.executableURL = URL(fileURLWithPath: executable ?? DaemonProcess.binaryPath)
         // Metrics on a free port too, so daemons in parallel tests never contend for the default one.
         let metrics = arguments.contains("--metrics-listen") ? [] : ["--metrics-listen", "127.0.0.1:0"]
-        process.arguments = (listen ? ["--listen", "127.0.0.1:0"] : []) + arguments + metrics
+        let command = Unprivileged.command(
+            executable ?? DaemonProcess.binaryPath, (listen ? ["--listen", "127.0.0.1:0"] : []) + arguments + metrics)
+        process.executableURL = URL(fileURLWithPath: command.executable)
+        process.arguments = command.arguments
         if !environment.isEmpty {
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         }
@@ -103,7 +107,8 @@ public final class DaemonProcess: @unchecked Sendable {
     /// Runs the binary to completion (for `--check-config`, `--version`, bad start-ups) and returns its exit
     /// status and combined output.
     public static func runToExit(_ arguments: [String], timeoutSeconds: Double = 30) throws -> (status: Int32, output: String) {
-        try ExternalTool.runProgram(binaryPath, arguments, timeoutSeconds: timeoutSeconds)
+        let command = Unprivileged.command(binaryPath, arguments)
+        return try ExternalTool.runProgram(command.executable, command.arguments, timeoutSeconds: timeoutSeconds)
     }
 }
 

@@ -20,6 +20,8 @@ public final class NotifySocket: @unchecked Sendable {
             }
         }
         guard bound == 0 else { throw LineClient.Failure(description: "cannot bind \(path)") }
+        // The daemon may run as another user (`Unprivileged`), and sending needs write permission.
+        try Unprivileged.handOver(path)
         var timeout = timeval(tv_sec: 0, tv_usec: 100_000)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     }
