@@ -9,11 +9,12 @@ import TOMLKit
 /// Reads and validates a ratelimitd TOML file. Every mistake is reported with the file, the rule or section,
 /// and the field; unknown settings are mistakes too, so a typo cannot silently leave a default in force.
 public enum ConfigFile {
-    static let topLevelKeys: Set<String> = ["server", "store", "redis", "metrics", "rules"]
+    static let topLevelKeys: Set<String> = ["server", "store", "redis", "metrics", "envoy", "rules"]
     static let serverKeys: Set<String> = ["listen", "shards", "log_level", "shutdown_timeout"]
     static let storeKeys: Set<String> = ["snapshot_path", "snapshot_interval", "max_keys", "sweep_interval"]
     static let redisKeys: Set<String> = ["url", "mode", "key_prefix", "flush_interval"]
     static let metricsKeys: Set<String> = ["listen"]
+    static let envoyKeys: Set<String> = ["listen", "config"]
     static let ruleKeys: Set<String> = ["name", "match", "algorithm", "limit", "window", "burst"]
 
     public static func load(path: String) throws(ConfigError) -> DaemonSettings {
@@ -50,6 +51,9 @@ public enum ConfigFile {
         }
         if let metrics = try section("metrics", of: table, file: file) {
             try parseMetrics(metrics, into: &settings, file: file)
+        }
+        if let envoy = try section("envoy", of: table, file: file) {
+            try parseEnvoy(envoy, into: &settings, file: file)
         }
         if let rules = table["rules"] {
             guard let rules = rules.array else {
@@ -138,6 +142,32 @@ public enum ConfigFile {
         } else {
             throw ConfigError(file: file, location: location, field: "listen",
                               message: "must be \"HOST:PORT\" (IPv6 as \"[::1]:9283\"), or \"\" for no metrics, got \(value.debugDescription)")
+        }
+    }
+
+    private static func parseEnvoy(_ envoy: TOMLTable, into settings: inout DaemonSettings, file: String) throws(ConfigError) {
+        let location = "[envoy]"
+        try rejectUnknown(envoy, allowed: envoyKeys, file: file, location: location)
+        if let value = envoy["listen"] {
+            guard let text = value.string else {
+                throw ConfigError(file: file, location: location, field: "listen",
+                                  message: "must be \"HOST:PORT\", or \"\" for none, got \(value.debugDescription)")
+            }
+            if text.isEmpty {
+                settings.envoyListen = .some(nil)
+            } else if let address = ListenAddress(parsing: text) {
+                settings.envoyListen = address
+            } else {
+                throw ConfigError(file: file, location: location, field: "listen",
+                                  message: "must be \"HOST:PORT\" (IPv6 as \"[::1]:8081\"), or \"\" for none, got \(value.debugDescription)")
+            }
+        }
+        if let value = envoy["config"] {
+            guard let path = value.string, !path.isEmpty else {
+                throw ConfigError(file: file, location: location, field: "config",
+                                  message: "must be the path of a YAML file or a directory of them, got \(value.debugDescription)")
+            }
+            settings.envoyConfigPath = path
         }
     }
 

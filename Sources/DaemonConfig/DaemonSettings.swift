@@ -22,6 +22,10 @@ public struct DaemonSettings: Sendable {
     public var redisFlushIntervalNanos: Int64?
     /// `[metrics] listen`: where `GET /metrics` is served; `.some(nil)` when the file turns it off with "".
     public var metricsListen: ListenAddress??
+    /// `[envoy] listen`: where Envoy's gRPC rate limit service is served; `.some(nil)` for "" (off).
+    public var envoyListen: ListenAddress??
+    /// `[envoy] config`: envoyproxy/ratelimit's YAML, a file or a directory of them.
+    public var envoyConfigPath: String?
 
     public init(listen: ListenAddress? = nil, shards: Int? = nil, logLevel: LogLevelName? = nil, rules: [Rule]? = nil) {
         self.listen = listen

@@ -51,6 +51,11 @@ public final class PrometheusPublisher: Sendable {
                 state.advance("ratelimitd_decisions_total", [("rule", rule.rule), ("result", "allow")], to: rule.allowed)
                 state.advance("ratelimitd_decisions_total", [("rule", rule.rule), ("result", "deny")], to: rule.denied)
             }
+            for (labels, count) in reading.envoyDecisions {
+                state.advance(
+                    "ratelimitd_envoy_decisions_total",
+                    [("domain", labels.domain), ("rule", labels.rule), ("result", labels.result)], to: count)
+            }
             for (code, count) in reading.errors {
                 state.advance("ratelimitd_errors_total", [("code", code)], to: count)
             }

@@ -41,6 +41,8 @@ struct ConnectionServices: Sendable {
             Statistic("shards", Int64(shards.count)),
             Statistic("snapshot_age_ms", snapshotAt == 0 ? -1 : max(0, now - snapshotAt) / 1_000_000),
             Statistic("snapshot_keys", Int64(statistics.snapshot.keys.load(ordering: .relaxed))),
+            Statistic("envoy_requests", statistics.envoyDecisions.totals.requests),
+            Statistic("envoy_over_limit", statistics.envoyDecisions.totals.overLimit),
         ] + replicationStatistics(now: now)
     }
 
@@ -72,6 +74,8 @@ final class ServerStatistics: Sendable {
     let replication = ReplicationStatus()
     /// Connections accepted but never served, per listener.
     let connectionSetup: ConnectionSetup
+    /// Decisions of Envoy's gRPC rate limit service.
+    let envoyDecisions = EnvoyDecisionCounts()
 
     init(startedAt: Int64, snapshot: SnapshotStatus, connectionSetup: ConnectionSetup) {
         self.startedAt = startedAt

@@ -17,6 +17,8 @@ public struct MetricsReading: Sendable {
     public var evictions = 0
     public var connections = 0
     public var totalConnections = 0
+    /// Envoy rate limit decisions by domain, rule and result.
+    public var envoyDecisions: [(labels: EnvoyDecisionCounts.Labels, count: Int64)] = []
     /// Connections accepted but never served, by listener.
     public var connectionSetupFailures: [(listener: String, count: Int)] = []
     /// Error replies by code word.
@@ -53,6 +55,7 @@ extension RateLimitServer {
         }
         reading.connections = statistics.openConnections.load(ordering: .relaxed)
         reading.totalConnections = statistics.lastConnectionID.load(ordering: .relaxed)
+        reading.envoyDecisions = envoyDecisions.all()
         reading.connectionSetupFailures = Listener.allCases.map { ($0.rawValue, connectionSetup.failures(on: $0)) }
         reading.uptimeSeconds = Double(now - statistics.startedAt) / 1e9
 

@@ -23,6 +23,13 @@ public final class RateLimitServer: Sendable {
     let loopMetrics: LoopMetricsTable
     /// How every listener sets up the connections it accepts, counting those it cannot.
     public var connectionSetup: ConnectionSetup { statistics.connectionSetup }
+    /// What Envoy's rate limit service counts its decisions in.
+    public var envoyDecisions: EnvoyDecisionCounts { statistics.envoyDecisions }
+
+    /// Decides several keys at once, all or nothing, on this server's shards (Envoy's descriptors).
+    public var decisionBatch: DecisionBatch {
+        DecisionBatch(shards: shards, router: ShardRouter(shardCount: shards.count))
+    }
 
     public init(configuration: ServerConfiguration, logger: Logger) {
         precondition(configuration.shards >= 1, "at least one shard")
@@ -118,6 +125,9 @@ public final class RateLimitServer: Sendable {
         for loop in group.makeIterator() { loop.execute { probe.ran() } }
         return probe
     }
+
+    /// The event loops that serve connections; the Envoy listener runs on them too.
+    public var eventLoops: MultiThreadedEventLoopGroup { group }
 
     /// Stops every event loop (closing any connection still open).
     public func shutdown() async throws {

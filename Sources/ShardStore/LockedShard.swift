@@ -40,6 +40,37 @@ public final class LockedShard: @unchecked Sendable {
         }
     }
 
+    /// One shard while `withLocks` holds its lock: what a batch of decisions may do with it.
+    struct Held {
+        let owner: LockedShard
+
+        /// Moves the shard's decision time forward to `now` (never back) and returns it.
+        func advance(to now: Int64) -> Int64 {
+            owner.latest = max(owner.latest, now)
+            return owner.latest
+        }
+
+        func state(key: UnsafeRawBufferPointer, hash: UInt64) -> KeyState? {
+            owner.shard.state(key: key, hash: hash)
+        }
+
+        func check(key: UnsafeRawBufferPointer, hash: UInt64, cost: Int64, limit: Limit, now: Int64) -> Decision {
+            owner.shard.check(key: key, hash: hash, cost: cost, limit: limit, now: now)
+        }
+    }
+
+    /// Runs `body` with every one of `shards` locked, taking the locks in the order given (callers give
+    /// shard order, so that two batches can never wait on each other in a cycle). Single-key operations
+    /// take one lock, so they cannot be part of such a cycle either.
+    static func withLocks<T: Sendable>(_ shards: [LockedShard], _ body: ([Held]) -> T) -> T {
+        func nest(_ index: Int, _ held: [Held]) -> T {
+            guard index < shards.count else { return body(held) }
+            let shard = shards[index]
+            return shard.lock.withLock { _ in nest(index + 1, held + [Held(owner: shard)]) }
+        }
+        return nest(0, [])
+    }
+
     /// Keys held, decisions made and keys evicted so far, read together under the lock.
     public func counters() -> (keys: Int, allowed: Int64, denied: Int64, evictions: Int) {
         lock.withLock { _ in (shard.keyCount, decisions.allowed, decisions.denied, shard.evictions) }

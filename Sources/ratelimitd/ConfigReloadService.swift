@@ -2,20 +2,24 @@
 import Glibc
 #endif
 import DaemonConfig
+import EnvoyService
 import Logging
 import RateLimitServer
 import RateLimiting
 import ServiceLifecycle
 import UnixSignals
 
-/// SIGHUP: read the configuration file again (with the same command-line flags over it) and put new and
-/// changed rules in force at once, keeping every key's state and every connection. A file that does not
-/// validate is refused with a logged message, and the rules in force stay. Settings that only take effect
-/// at start-up are reported as needing a restart.
+/// SIGHUP: read the configuration file again (with the same command-line flags over it), and the Envoy YAML
+/// rules, and put new and changed rules in force at once, keeping every key's state and every connection.
+/// A file that does not validate is refused with a logged message, and the rules in force stay (all of
+/// them: TOML and YAML are taken together or not at all). Settings that only take effect at start-up are
+/// reported as needing a restart.
 struct ConfigReloadService: Service {
     let flags: RateLimitDaemon
     let running: ResolvedSettings
     let server: RateLimitServer
+    /// The Envoy rules in force, when the Envoy service runs.
+    let envoyRules: EnvoyRulesBox?
     let notifier: SystemdNotifier
     let logger: Logger
 
@@ -28,7 +32,7 @@ struct ConfigReloadService: Service {
     func reload() {
         notifier.notify("RELOADING=1\nMONOTONIC_USEC=\(Self.monotonicMicroseconds())")
         defer { notifier.notify("READY=1\nSTATUS=serving") }
-        guard let path = flags.config else {
+        guard flags.config != nil || running.envoyConfigPath != nil else {
             logger.notice("SIGHUP: there is no configuration file to reload; nothing changed")
             return
         }
@@ -40,7 +44,13 @@ struct ConfigReloadService: Service {
             return
         }
         server.ruleBook.replace(with: next.rules)
-        logger.info("reloaded configuration", metadata: ["path": "\(path)", "rules": "\(next.rules.rules.count)"])
+        if let path = flags.config {
+            logger.info("reloaded configuration", metadata: ["path": "\(path)", "rules": "\(next.rules.rules.count)"])
+        }
+        if let envoyRules, let path = next.envoyConfigPath {
+            envoyRules.replace(with: next.envoyRules)
+            logger.info("reloaded Envoy rules", metadata: ["path": "\(path)", "domains": "\(next.envoyRules.domains.count)"])
+        }
         let restartOnly: [(String, String, String)] = [
             ("listen", "\(running.listen)", "\(next.listen)"),
             ("shards", "\(running.shards)", "\(next.shards)"),
@@ -54,6 +64,7 @@ struct ConfigReloadService: Service {
             ("redis url", running.redis.map { "\($0)" } ?? "none", next.redis.map { "\($0)" } ?? "none"),
             ("redis key_prefix", running.redisKeyPrefix, next.redisKeyPrefix),
             ("redis flush_interval", "\(running.redisFlushIntervalNanos)", "\(next.redisFlushIntervalNanos)"),
+            ("envoy listen", running.envoyListen.map { "\($0)" } ?? "none", next.envoyListen.map { "\($0)" } ?? "none"),
         ]
         for (name, old, new) in restartOnly where old != new {
             logger.warning("\(name) changed from \(old) to \(new); it takes effect at the next restart")

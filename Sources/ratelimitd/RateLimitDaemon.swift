@@ -5,6 +5,7 @@ import Glibc
 import Darwin
 #endif
 import DaemonConfig
+import EnvoyService
 import Logging
 import NIOCore
 import RateLimitServer
@@ -70,6 +71,15 @@ struct RateLimitDaemon: ParsableCommand {
         "Serve GET /metrics (Prometheus) on this address; \"\" for none (default 127.0.0.1:9283).", valueName: "host:port"))
     var metricsListen: String?
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Serve Envoy's gRPC rate limit service (HTTP/2 cleartext) on this address; \"\" for none (default none).",
+        valueName: "host:port"))
+    var envoyListen: String?
+
+    @Option(name: .long, help: ArgumentHelp(
+        "envoyproxy/ratelimit's YAML rules for it: a file, or a directory of .yaml/.yml files.", valueName: "path"))
+    var envoyConfig: String?
+
     @Flag(name: .long, help: "If the snapshot cannot be read, rename it to <path>.bad-<time> and start empty.")
     var discardBadSnapshot = false
 
@@ -127,9 +137,16 @@ struct RateLimitDaemon: ParsableCommand {
                     metrics = try await MetricsEndpoint.bind(
                         host: address.host, port: address.port, server: server, logger: logger)
                 }
+                var envoy: (server: EnvoyServer, rules: EnvoyRulesBox)?
+                if let address = settings.envoyListen {
+                    let rules = EnvoyRulesBox(settings.envoyRules)
+                    envoy = (EnvoyServer(
+                        host: address.host, port: address.port, decider: EnvoyDecider(rules: rules, server: server),
+                        eventLoops: server.eventLoops, logger: logger), rules)
+                }
                 let services = Self.services(
                     server: server, snapshotter: finalSnapshotter, replicator: finalReplicator, metrics: metrics,
-                    settings: settings, reload: self, logger: logger)
+                    envoy: envoy, settings: settings, reload: self, logger: logger)
                 try await ServiceGroup(configuration: services).run()
             }
         } catch {
@@ -143,7 +160,8 @@ struct RateLimitDaemon: ParsableCommand {
     /// services in reverse order, so the replicator, listed first, makes its final flush last.
     private static func services(
         server: RateLimitServer, snapshotter: Snapshotter?, replicator: Replicator?, metrics: MetricsEndpoint?,
-        settings: ResolvedSettings, reload flags: RateLimitDaemon, logger: Logger
+        envoy: (server: EnvoyServer, rules: EnvoyRulesBox)?, settings: ResolvedSettings, reload flags: RateLimitDaemon,
+        logger: Logger
     ) -> ServiceGroupConfiguration {
         let notifier = SystemdNotifier.fromEnvironment()
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
@@ -153,10 +171,16 @@ struct RateLimitDaemon: ParsableCommand {
                 replicator: replicator, interval: interval, shutdownTimeoutNanos: settings.shutdownTimeoutNanos,
                 logger: logger)))
         }
+        // READY waits for the Envoy port too, so a unit ordered after the daemon never meets a closed port.
+        let beforeReady: [@Sendable () async throws -> Void] = envoy.map { envoy in
+            [{ _ = try await envoy.server.listeningAddress() }]
+        } ?? []
         services += [
-            .init(service: RateLimitService(server: server, snapshotter: snapshotter, notifier: notifier, logger: logger)),
+            .init(service: RateLimitService(
+                server: server, snapshotter: snapshotter, notifier: notifier, beforeReady: beforeReady, logger: logger)),
             .init(service: ConfigReloadService(
-                flags: flags, running: settings, server: server, notifier: notifier, logger: logger)),
+                flags: flags, running: settings, server: server, envoyRules: envoy?.rules, notifier: notifier,
+                logger: logger)),
             .init(service: server.sweeper(interval: .nanoseconds(settings.sweepIntervalNanos))),
         ]
         if let snapshotter {
@@ -164,6 +188,7 @@ struct RateLimitDaemon: ParsableCommand {
             services.append(.init(service: SnapshotService(snapshotter: snapshotter, interval: interval, logger: logger)))
         }
         if let metrics { services.append(.init(service: MetricsService(endpoint: metrics))) }
+        if let envoy { services.append(.init(service: EnvoyService(server: envoy.server))) }
         services.append(.init(service: WatchdogService(server: server, notifier: notifier)))
         services.append(.init(service: ShutdownClockService(server: server, notifier: notifier)))
         var configuration = ServiceGroupConfiguration(

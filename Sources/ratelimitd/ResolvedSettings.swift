@@ -1,4 +1,5 @@
 import DaemonConfig
+import EnvoyRules
 import Logging
 import NIOCore
 import RateLimitServer
@@ -27,6 +28,11 @@ struct ResolvedSettings {
     var redisFlushIntervalNanos: Int64
     /// nil: no metrics endpoint.
     var metricsListen: ListenAddress?
+    /// nil: no Envoy rate limit service.
+    var envoyListen: ListenAddress?
+    var envoyConfigPath: String?
+    /// The Envoy rules, loaded and validated here, so `--check-config` and SIGHUP check them too.
+    var envoyRules: EnvoyRuleSet = .empty
 
     var server: ServerConfiguration {
         ServerConfiguration(host: listen.host, port: listen.port, shards: shards, rules: rules, maxKeys: maxKeys)
@@ -60,6 +66,7 @@ struct ResolvedSettings {
                 throw FlagError("--metrics-listen must be HOST:PORT, or \"\" for no metrics, got \"\(text)\"")
             }
         }
+        try resolveEnvoy(flags, file: file, into: &resolved)
         try resolveRedis(flags, into: &resolved)
         if let maxKeys = flags.maxKeys {
             guard maxKeys >= 1 else { throw FlagError("--max-keys must be a positive integer, got \(maxKeys)") }
@@ -105,6 +112,34 @@ struct ResolvedSettings {
             resolved.rules = try RuleSet(rules)
         }
         return resolved
+    }
+
+    private static func resolveEnvoy(_ flags: RateLimitDaemon, file: DaemonSettings, into resolved: inout ResolvedSettings) throws {
+        resolved.envoyListen = file.envoyListen ?? nil
+        resolved.envoyConfigPath = file.envoyConfigPath
+        if let text = flags.envoyListen {
+            if text.isEmpty {
+                resolved.envoyListen = nil
+            } else if let address = ListenAddress(parsing: text) {
+                resolved.envoyListen = address
+            } else {
+                throw FlagError("--envoy-listen must be HOST:PORT, or \"\" for none, got \"\(text)\"")
+            }
+        }
+        if let path = flags.envoyConfig {
+            guard !path.isEmpty else { throw FlagError("--envoy-config needs a YAML file or directory") }
+            resolved.envoyConfigPath = path
+        }
+        switch (resolved.envoyListen, resolved.envoyConfigPath) {
+        case (nil, nil):
+            return
+        case (.some, nil):
+            throw FlagError("the Envoy rate limit service needs its rules: [envoy] config or --envoy-config")
+        case (nil, .some):
+            throw FlagError("Envoy rules are configured but not served: set [envoy] listen or --envoy-listen")
+        case (.some, .some(let path)):
+            resolved.envoyRules = try EnvoyRulesLoader.load(path: path)
+        }
     }
 
     private static func resolveRedis(_ flags: RateLimitDaemon, into resolved: inout ResolvedSettings) throws {
@@ -156,6 +191,13 @@ struct ResolvedSettings {
             lines.append("no snapshot_path: state is kept in memory only")
         }
         lines.append(metricsListen.map { "metrics on http://\($0)/metrics" } ?? "no metrics endpoint")
+        if let envoyListen, let envoyConfigPath {
+            let domains = envoyRules.domains.keys.sorted()
+            lines.append("envoy rate limit service (gRPC) on \(envoyListen), rules from \(envoyConfigPath): "
+                + "\(domains.count) domain\(domains.count == 1 ? "" : "s") (\(domains.joined(separator: ", ")))")
+        } else {
+            lines.append("no Envoy rate limit service")
+        }
         if let redis {
             lines.append("redis = \(redis), mode replicate, key_prefix \"\(redisKeyPrefix)\", "
                 + "flushed every \(WindowDuration.format(redisFlushIntervalNanos))")

@@ -1,0 +1,191 @@
+import EnvoyRateLimitAPI
+import EnvoyRules
+import GRPCCore
+import RateLimitServer
+import RateLimiting
+import ShardStore
+import SwiftProtobuf
+import Synchronization
+
+typealias RateLimitRequest = Envoy_Service_Ratelimit_V3_RateLimitRequest
+typealias RateLimitResponse = Envoy_Service_Ratelimit_V3_RateLimitResponse
+
+/// The rules in force; a reload swaps them while requests keep coming.
+public final class EnvoyRulesBox: Sendable {
+    private let rules: Mutex<EnvoyRuleSet>
+
+    public init(_ rules: EnvoyRuleSet) {
+        self.rules = Mutex(rules)
+    }
+
+    public var current: EnvoyRuleSet { rules.withLock { $0 } }
+
+    public func replace(with rules: EnvoyRuleSet) {
+        self.rules.withLock { $0 = rules }
+    }
+}
+
+/// Answers `ShouldRateLimit` from the shards. Each descriptor is matched against the domain's rules as
+/// envoyproxy/ratelimit matches it; the descriptors with a limit are decided together, all or nothing (if
+/// any that may deny is over, nothing is consumed from any of them).
+public struct EnvoyDecider: Sendable {
+    let rules: EnvoyRulesBox
+    let batch: DecisionBatch
+    let clock: any DecisionClock
+    let counts: EnvoyDecisionCounts
+
+    public init(rules: EnvoyRulesBox, server: RateLimitServer) {
+        self.rules = rules
+        self.batch = server.decisionBatch
+        self.clock = server.configuration.clock
+        self.counts = server.envoyDecisions
+    }
+
+    init(rules: EnvoyRulesBox, batch: DecisionBatch, clock: any DecisionClock, counts: EnvoyDecisionCounts) {
+        self.rules = rules
+        self.batch = batch
+        self.clock = clock
+        self.counts = counts
+    }
+
+    /// What one descriptor came to before deciding.
+    enum Plan {
+        /// No rule (or replaced, or an unknown domain): OK, nothing counted.
+        case none
+        case unlimited
+        /// A limit to decide; `item` nil when `requests_per_unit` is 0 (always over, nothing to count).
+        case limited(EnvoyLimit, item: Int?, shadow: Bool, quota: Bool, rule: String)
+    }
+
+    func decide(_ request: RateLimitRequest) throws(RPCError) -> RateLimitResponse {
+        guard !request.domain.isEmpty else {
+            throw RPCError(code: .invalidArgument, message: "rate limit domain must not be empty")
+        }
+        guard !request.descriptors.isEmpty else {
+            throw RPCError(code: .invalidArgument, message: "rate limit descriptor list must not be empty")
+        }
+        let domain = rules.current.domains[request.domain]
+        let now = clock.nanosecondsNow()
+
+        // Match every descriptor; the override, when given, takes the place of the configured limit.
+        var matches: [(limit: EnvoyLimit, match: EnvoyMatch?)?] = []
+        for (index, descriptor) in request.descriptors.enumerated() {
+            let entries = descriptor.entries.map { (key: $0.key, value: $0.value) }
+            guard let domain else {
+                matches.append(nil)
+                continue
+            }
+            if descriptor.hasLimit {
+                guard let unit = EnvoyUnit(overrideValue: descriptor.limit.unit.rawValue),
+                    let limit = EnvoyLimit.override(requestsPerUnit: descriptor.limit.requestsPerUnit, unit: unit)
+                else {
+                    throw RPCError(
+                        code: .invalidArgument,
+                        message: "descriptor \(index): the limit override needs a unit and at most 1000000000 requests_per_unit")
+                }
+                matches.append((limit, nil))
+            } else {
+                matches.append(domain.match(entries).map { ($0.limit, $0) })
+            }
+        }
+        // A limit that another matched limit replaces does not apply (overrides neither replace nor are replaced).
+        let replaced = Set(matches.compactMap { $0?.match == nil ? nil : $0?.limit.replaces }.joined())
+
+        var plans: [Plan] = []
+        var items: [DecisionBatch.Item] = []
+        for (index, descriptor) in request.descriptors.enumerated() {
+            guard let (limit, match) = matches[index] else {
+                plans.append(.none)
+                continue
+            }
+            if match != nil, let name = limit.name, replaced.contains(name) {
+                plans.append(.none)
+                continue
+            }
+            if limit.unlimited {
+                plans.append(.unlimited)
+                continue
+            }
+            let rule = match?.ruleName ?? "(override)"
+            var item: Int?
+            if let decisionLimit = limit.limit {
+                let hits: UInt64 = descriptor.hasHitsAddend ? descriptor.hitsAddend.value : UInt64(max(1, request.hitsAddend))
+                let key = DescriptorKey.make(
+                    domain: request.domain, unit: limit.unit,
+                    entries: descriptor.entries.map { (key: $0.key, value: $0.value) },
+                    sharedPatterns: match?.sharedPatterns ?? [:])
+                item = items.count
+                items.append(.init(key: key, cost: Int64(clamping: hits), limit: decisionLimit))
+            }
+            plans.append(.limited(limit, item: item, shadow: match?.shadowMode ?? false, quota: match?.quotaMode ?? false, rule: rule))
+        }
+
+        // Over when any descriptor that may deny is over, or when every quota-mode descriptor is.
+        func overall(_ decisions: [Decision]) -> Bool {
+            var quota: (count: Int, over: Int) = (0, 0)
+            for plan in plans {
+                guard case .limited(_, let item, let shadow, let isQuota, _) = plan, !shadow else { continue }
+                let over = item.map { !decisions[$0].allowed } ?? true
+                if isQuota {
+                    quota.count += 1
+                    if over { quota.over += 1 }
+                } else if over {
+                    return true
+                }
+            }
+            return quota.count > 0 && quota.over == quota.count
+        }
+        var overLimit = false
+        let decided = items.isEmpty
+            ? (decisions: [Decision](), applied: true)
+            : batch.decide(items, now: now) { decisions in
+                overLimit = overall(decisions)
+                return !overLimit
+            }
+        if items.isEmpty { overLimit = overall([]) }
+
+        var response = RateLimitResponse()
+        response.overallCode = overLimit ? .overLimit : .ok
+        var labels: [EnvoyDecisionCounts.Labels] = []
+        let domainLabel = domain == nil ? "(unknown)" : request.domain
+        for plan in plans {
+            var status = RateLimitResponse.DescriptorStatus()
+            status.code = .ok
+            switch plan {
+            case .none:
+                labels.append(.init(domain: domainLabel, rule: "(none)", result: "ok"))
+            case .unlimited:
+                status.limitRemaining = UInt32.max
+                labels.append(.init(domain: domainLabel, rule: "(unlimited)", result: "ok"))
+            case .limited(let limit, let item, let shadow, _, let rule):
+                var current = RateLimitResponse.RateLimit()
+                current.requestsPerUnit = limit.requestsPerUnit
+                current.unit = RateLimitResponse.RateLimit.Unit(rawValue: limit.unit.wireValue) ?? .unknown
+                current.name = limit.name ?? ""
+                status.currentLimit = current
+                let decision = item.map { decided.decisions[$0] }
+                let over = decision.map { !$0.allowed } ?? true
+                status.code = over && !shadow ? .overLimit : .ok
+                status.limitRemaining = UInt32(clamping: decision?.remaining ?? 0)
+                let resetMillis = decision?.resetMillis ?? Self.windowRemainderMillis(limit.unit, now: now)
+                if resetMillis >= 0 {
+                    var duration = Google_Protobuf_Duration()
+                    duration.seconds = resetMillis / 1000
+                    duration.nanos = Int32(resetMillis % 1000) * 1_000_000
+                    status.durationUntilReset = duration
+                }
+                labels.append(.init(domain: domainLabel, rule: rule, result: over ? (shadow ? "shadow_over_limit" : "over_limit") : "ok"))
+            }
+            response.statuses.append(status)
+        }
+        counts.record(overLimit: overLimit, descriptors: labels)
+        return response
+    }
+
+    /// Milliseconds to the end of the current epoch-aligned window of `unit`: when a limit of 0 resets.
+    static func windowRemainderMillis(_ unit: EnvoyUnit, now: Int64) -> Int64 {
+        let window = unit.windowNanos
+        let remainder = window - ((now % window) + window) % window
+        return (remainder + 999_999) / 1_000_000
+    }
+}

@@ -1,0 +1,73 @@
+import RateLimiting
+
+/// Several keys decided together, all or nothing: every shard they fall in is locked (in shard order, so
+/// two batches never wait on each other in a cycle), every decision is worked out on a copy of the state,
+/// and only if the caller accepts the outcome are they all applied, within the same lock hold. Nothing
+/// can change a key between its trial and its application, so what is applied is exactly what was tried.
+public struct DecisionBatch: Sendable {
+    public struct Item: Sendable {
+        public var key: [UInt8]
+        public var cost: Int64
+        public var limit: Limit
+
+        public init(key: [UInt8], cost: Int64, limit: Limit) {
+            self.key = key
+            self.cost = cost
+            self.limit = limit
+        }
+    }
+
+    public let shards: [LockedShard]
+    public let router: ShardRouter
+
+    public init(shards: [LockedShard], router: ShardRouter) {
+        self.shards = shards
+        self.router = router
+    }
+
+    /// Decides `items` at `now`. `accept` sees the trial decisions (one per item, in order; an item whose
+    /// key appeared earlier in the batch is tried after the earlier ones) and says whether to apply them.
+    /// If it does, returns the decisions as applied. If not, nothing is consumed, and each item that would
+    /// have been allowed is reported as a peek (its remaining quota as it stands); denials stay as tried.
+    public func decide(_ items: [Item], now: Int64, accept: ([Decision]) -> Bool) -> (decisions: [Decision], applied: Bool) {
+        let hashes = items.map { item in item.key.withUnsafeBytes { KeyHash.hash($0) } }
+        let shardIndices = hashes.map { router.shard(forHash: $0) }
+        let involved = Array(Set(shardIndices)).sorted()
+        return LockedShard.withLocks(involved.map { shards[$0] }) { locked in
+            var times: [Int: Int64] = [:]
+            for (position, index) in involved.enumerated() { times[index] = locked[position].advance(to: now) }
+            // Trial: each item on a copy of its key's state, later items of the same key after earlier ones.
+            var storedStates: [KeyState?] = []
+            var trialStates: [KeyState?] = []
+            var decisions: [Decision] = []
+            for (position, item) in items.enumerated() {
+                let shard = locked[involved.firstIndex(of: shardIndices[position])!]
+                var state: KeyState?
+                if let earlier = items[..<position].lastIndex(where: { $0.key == item.key }) {
+                    state = trialStates[earlier]
+                    storedStates.append(storedStates[earlier])
+                } else {
+                    state = item.key.withUnsafeBytes { shard.state(key: $0, hash: hashes[position]) }
+                    storedStates.append(state)
+                }
+                decisions.append(KeyState.check(&state, cost: item.cost, limit: item.limit, now: times[shardIndices[position]]!))
+                trialStates.append(state)
+            }
+            guard accept(decisions) else {
+                for (position, item) in items.enumerated() where decisions[position].allowed {
+                    var state = storedStates[position]
+                    decisions[position] = KeyState.check(&state, cost: 0, limit: item.limit, now: times[shardIndices[position]]!)
+                }
+                return (decisions, false)
+            }
+            var applied: [Decision] = []
+            for (position, item) in items.enumerated() {
+                let shard = locked[involved.firstIndex(of: shardIndices[position])!]
+                applied.append(item.key.withUnsafeBytes {
+                    shard.check(key: $0, hash: hashes[position], cost: item.cost, limit: item.limit, now: times[shardIndices[position]]!)
+                })
+            }
+            return (applied, true)
+        }
+    }
+}

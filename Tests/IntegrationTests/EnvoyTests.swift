@@ -1,0 +1,169 @@
+import Foundation
+import TestSupport
+import Testing
+
+/// Envoy's gRPC rate limit service: driven by a real Envoy, and by Python stubs generated from Envoy's own
+/// API definitions (xds-protos) with grpcio, against the real binary.
+@Suite("Envoy rate limit service", .serialized, .timeLimit(.minutes(3)))
+struct EnvoyTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().path
+
+    /// The rules `Envoy/rls_checks.py` checks against.
+    static let shopRules = """
+        domain: shop
+        descriptors:
+          - key: user
+            descriptors:
+              - key: action
+                value: buy
+                rate_limit: {unit: day, requests_per_unit: 2, name: user_buys}
+          - key: path
+            value: /api/*
+            rate_limit: {unit: day, requests_per_unit: 3}
+          - key: internal
+            rate_limit: {unlimited: true}
+          - key: canary
+            shadow_mode: true
+            rate_limit: {unit: day, requests_per_unit: 1}
+          - key: tier
+            value: gold
+            rate_limit: {unit: day, requests_per_unit: 10, name: gold, replaces: [{name: user_buys}]}
+          - key: bucket
+            rate_limit: {unit: day, requests_per_unit: 5, algorithm: token_bucket}
+          - key: blocked
+            rate_limit: {unit: second, requests_per_unit: 0}
+          - key: group
+            value: g*
+            share_threshold: true
+            rate_limit: {unit: day, requests_per_unit: 2}
+
+        """
+
+    static let readmeExample = envoyproxyReadmeExample
+
+    func rulesDirectory(_ files: [String: String]) throws -> String {
+        let directory = NSTemporaryDirectory() + "rl-envoy-rules-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        for (name, text) in files { try text.write(toFile: "\(directory)/\(name)", atomically: true, encoding: .utf8) }
+        return directory
+    }
+
+    func waitForLog(_ daemon: DaemonProcess, _ text: String, occurrences: Int = 1) -> Bool {
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline {
+            if daemon.log.components(separatedBy: text).count > occurrences { return true }
+            usleep(20_000)
+        }
+        return false
+    }
+
+    func startDaemon(rules: String) throws -> (DaemonProcess, port: Int) {
+        let port = try RedisServerProcess.freePort()
+        let daemon = try DaemonProcess(arguments: [
+            "--envoy-listen", "127.0.0.1:\(port)", "--envoy-config", rules, "--config", try temporaryFile(slowRuleConfig),
+        ])
+        #expect(waitForLog(daemon, "envoy rate limit service (gRPC) on 127.0.0.1:\(port)"), "\(daemon.log)")
+        return (daemon, port)
+    }
+
+    func runChecks(port: Int, phase: String) throws -> (status: Int32, output: String) {
+        let path = try #require(ProcessInfo.processInfo.environment["RATELIMITD_GRPC_PYTHONPATH"])
+        return try ExternalTool.run(
+            "python3", ["\(Self.root)/Tests/IntegrationTests/Envoy/rls_checks.py", "\(port)", phase],
+            environment: ["PYTHONPATH": path])
+    }
+
+    @Test(.enabled(if: ExternalTool.required || ProcessInfo.processInfo.environment["RATELIMITD_GRPC_PYTHONPATH"] != nil))
+    func everyRuleAnswersAsEnvoyproxyRatelimitsAndAReloadKeepsTheCounts() throws {
+        let directory = try rulesDirectory(["shop.yaml": Self.shopRules, "messaging.yml": Self.readmeExample])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let (daemon, port) = try startDaemon(rules: directory)
+
+        let before = try runChecks(port: port, phase: "before-reload")
+        #expect(before.status == 0, "\(before.output)\n\(daemon.log)")
+        #expect(before.output.split(separator: "\n").count == 34, "\(before.output)")
+
+        // One source of counts: STATS and /metrics agree, by domain and rule, never by value.
+        let stats = try LineClient(port: daemon.port).statistics()
+        // 34 checks, two of them malformed requests (refused before any decision).
+        #expect(stats["envoy_requests"] == 32)
+        #expect(stats["envoy_over_limit"] == 7)
+        let metrics = try ExternalTool.run("curl", ["-fsS", "http://127.0.0.1:\(try daemon.metricsPort())/metrics"]).output
+        let lines = metrics.split(separator: "\n").filter { $0.hasPrefix("ratelimitd_envoy_decisions_total{") }
+        func count(_ labels: [String]) -> Int? {
+            lines.first { line in labels.allSatisfy { line.contains($0) } }.flatMap { Int($0.split(separator: " ").last ?? "") }
+        }
+        #expect(count(["domain=\"shop\"", "rule=\"user_buys\"", "result=\"over_limit\""]) == 2, "\(lines)")
+        #expect(count(["domain=\"shop\"", "rule=\"shop.canary\"", "result=\"shadow_over_limit\""]) == 1, "\(lines)")
+        #expect(count(["domain=\"(unknown)\"", "rule=\"(none)\""]) == 1, "\(lines)")
+        #expect(!lines.contains { $0.contains("/api/x") || $0.contains("u1") }, "values never become labels: \(lines)")
+
+        // SIGHUP: a new rule, every count kept.
+        try (Self.shopRules + """
+              - key: added
+                rate_limit: {unit: hour, requests_per_unit: 5, name: added}
+
+            """).write(toFile: "\(directory)/shop.yaml", atomically: true, encoding: .utf8)
+        kill(daemon.process.processIdentifier, SIGHUP)
+        #expect(waitForLog(daemon, "reloaded Envoy rules"), "\(daemon.log)")
+        let after = try runChecks(port: port, phase: "after-reload")
+        #expect(after.status == 0, "\(after.output)\n\(daemon.log)")
+
+        // A bad file on reload: refused with the reason, the rules in force stay.
+        try "domain: shop\ndescriptors:\n  - key: x\n    ratelimit: {}\n".write(
+            toFile: "\(directory)/shop.yaml", atomically: true, encoding: .utf8)
+        kill(daemon.process.processIdentifier, SIGHUP)
+        #expect(waitForLog(daemon, "configuration not reloaded"), "\(daemon.log)")
+        #expect(daemon.log.contains("shop.yaml:4: descriptor shop: unknown field 'ratelimit'"), "\(daemon.log)")
+        let still = try runChecks(port: port, phase: "before-reload")
+        #expect(still.output.contains("FAILED nested 1"), "the old counts and rules are still in force: \(still.output)")
+    }
+
+    @Test func aBadFileStopsStartUpNamingTheFileTheDescriptorAndTheField() throws {
+        let directory = try rulesDirectory([
+            "good.yaml": Self.readmeExample,
+            "bad.yaml": "domain: shop\ndescriptors:\n  - key: user\n    descriptors:\n      - key: action\n        rate_limit:\n          unit: fortnight\n          requests_per_unit: 1\n",
+        ])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let result = try DaemonProcess.runToExit(["--envoy-listen", "127.0.0.1:0", "--envoy-config", directory, "--listen", "127.0.0.1:0"])
+        #expect(result.status == 1)
+        #expect(result.output.contains("\(directory)/bad.yaml:7: descriptor shop.user.action: invalid rate limit unit 'fortnight'"), "\(result.output)")
+        let check = try DaemonProcess.runToExit(["--envoy-listen", "127.0.0.1:0", "--envoy-config", "\(directory)/good.yaml", "--check-config"])
+        #expect(check.status == 0, "\(check.output)")
+        #expect(check.output.contains("1 domain (messaging)"), "\(check.output)")
+        let unused = try DaemonProcess.runToExit(["--envoy-config", "\(directory)/good.yaml", "--check-config"])
+        #expect(unused.status == 1)
+        #expect(unused.output.contains("set [envoy] listen or --envoy-listen"), "\(unused.output)")
+    }
+
+    @Test(.enabled(if: ExternalTool.required || EnvoyProcess.binary != nil))
+    func aRealEnvoyCountsDownThenAnswers429AndEachClientHasItsOwnQuota() throws {
+        let (daemon, port) = try startDaemon(rules: "\(Self.root)/contrib/envoy/ratelimit.yaml")
+        let envoy = try EnvoyProcess(configPath: "\(Self.root)/contrib/envoy/envoy.yaml", rateLimitPort: port)
+        for remaining in ["2", "1", "0"] {
+            let response = try envoy.get(headers: ["x-client": "alice"])
+            #expect(response.status == 200, "\(response)\n\(daemon.log)")
+            #expect(response.headers["x-ratelimit-remaining"] == remaining, "\(response.headers)")
+            let limit = response.headers["x-ratelimit-limit"] ?? ""
+            #expect(limit.hasPrefix("3, ") && limit.contains("1000;w=3600") && limit.contains("3;w=60;name=\"per_client\""), "\(limit)")
+        }
+        let denied = try envoy.get(headers: ["x-client": "alice"])
+        #expect(denied.status == 429, "\(denied)")
+        #expect(denied.headers["x-envoy-ratelimited"] == "true", "\(denied.headers)")
+        #expect(denied.headers["x-ratelimit-remaining"] == "0")
+        // Another client keeps its own quota; the address limit (1000 an hour) is shared and far off.
+        let bob = try envoy.get(headers: ["x-client": "bob"])
+        #expect(bob.status == 200, "\(bob)")
+        #expect(bob.headers["x-ratelimit-remaining"] == "2")
+        // Without the header only the address limit applies: 1000 an hour, 5 used (the 429 consumed nothing;
+        // a fixed window, so a new hour starting mid-test would give more back).
+        let anonymous = try envoy.get()
+        #expect(anonymous.status == 200)
+        let remaining = Int(anonymous.headers["x-ratelimit-remaining"] ?? "") ?? 0
+        #expect(remaining >= 995 && remaining <= 999, "\(anonymous.headers)")
+        let stats = try LineClient(port: daemon.port).statistics()
+        #expect(stats["envoy_requests"] == 6)
+        #expect(stats["envoy_over_limit"] == 1)
+    }
+}
