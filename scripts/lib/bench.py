@@ -50,6 +50,16 @@ algorithm = "token_bucket"
 limit = 1000000
 window = "365d"
 """
+# Envoy's rate limit service: one descriptor [(k, <key>)] per call, a limit no run reaches.
+ENVOY_RULES = """
+domain: bench
+descriptors:
+  - key: k
+    rate_limit:
+      unit: second
+      requests_per_unit: 1000000000
+      algorithm: token_bucket
+"""
 # limit, window_ms, burst, cost: the same limit for the Lua scripts.
 LUA_ARGS = ["1000000000", "1000", "1000000000", "1"]
 CONFIGS = [("50 connections, pipeline 16", 50, 16), ("50 connections, pipeline 1", 50, 1),
@@ -154,12 +164,12 @@ def redis_benchmark(port, clients, pipeline, args, seconds, requests=None):
     return result
 
 
-def ratelimit_bench(port, arguments):
-    output = run([BENCH, "load", "--port", str(port), "--csv"] + arguments).strip().splitlines()[-1]
+def ratelimit_bench(port, arguments, command="load"):
+    output = run([BENCH, command, "--port", str(port), "--csv"] + arguments).strip().splitlines()[-1]
     fields = output.split(",")
     return {"rps": float(fields[0]), "p50": float(fields[1]), "p90": float(fields[2]), "p99": float(fields[3]),
             "p999": float(fields[4]), "allowed": int(fields[5]), "denied": int(fields[6]), "errors": int(fields[7]),
-            "command": "ratelimit-bench load --port PORT " + " ".join(arguments)}
+            "command": f"ratelimit-bench {command} --port PORT " + " ".join(arguments)}
 
 
 def machine():
@@ -211,7 +221,11 @@ def compare(shards, seconds):
 
 
 def own_load(shards, seconds):
-    daemon = Daemon(shards)
+    rules = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+    rules.write(ENVOY_RULES)
+    rules.close()
+    envoy_port = free_port()
+    daemon = Daemon(shards, extra=["--envoy-listen", f"127.0.0.1:{envoy_port}", "--envoy-config", rules.name])
     cases = [
         ("line, 50 conns, pipeline 16, uniform", ["--connections", "50", "--pipeline", "16"]),
         ("line, 50 conns, pipeline 1, uniform", ["--connections", "50", "--pipeline", "1"]),
@@ -220,12 +234,20 @@ def own_load(shards, seconds):
         ("line, 50 conns, pipeline 16, deny-heavy", ["--connections", "50", "--pipeline", "16", "--mode", "deny"]),
         ("RESP, 50 conns, pipeline 16, uniform", ["--connections", "50", "--pipeline", "16", "--wire", "resp"]),
     ]
+    # Envoy's gRPC service, as Envoy calls it (unary calls over HTTP/2), in the same run as the line protocol.
+    grpc_cases = [
+        ("gRPC (Envoy), 1 conn, 50 concurrent calls", ["--connections", "1", "--concurrency", "50"]),
+        ("gRPC (Envoy), 50 conns, 1 call each", ["--connections", "50", "--concurrency", "50"]),
+    ]
     default = Daemon(os.cpu_count())
     try:
         results = []
         for name, arguments in cases:
             log(f"  ratelimit-bench: {name}")
             results.append((name, ratelimit_bench(daemon.port, arguments + ["--duration", str(seconds)])))
+        for name, arguments in grpc_cases:
+            log(f"  ratelimit-bench: {name}")
+            results.append((name, ratelimit_bench(envoy_port, arguments + ["--duration", str(seconds)], command="grpc")))
         name = f"line, 50 conns, pipeline 16, uniform, default --shards {os.cpu_count()}"
         log(f"  ratelimit-bench: {name}")
         results.append((name, ratelimit_bench(default.port, cases[0][1] + ["--duration", str(seconds)])))
@@ -233,6 +255,7 @@ def own_load(shards, seconds):
     finally:
         daemon.stop()
         default.stop()
+        os.unlink(rules.name)
 
 
 def memory(keys):
@@ -476,6 +499,12 @@ def render(info, shards, seconds, comparison, own, mem, profile, memory_keys, re
         allocations = max(profile[(1, 16, "")]["memcheck"], 0.0)
         lines.append(f"| steady-state heap allocations per request (1 shard, pipeline 16) | {allocations:.3f} | 0 | "
                      f"{'yes' if allocations < 0.01 else 'no'} |")
+    own_by_name = dict(own)
+    line_unpipelined = own_by_name.get("line, 50 conns, pipeline 1, uniform")
+    for name in ("gRPC (Envoy), 1 conn, 50 concurrent calls", "gRPC (Envoy), 50 conns, 1 call each"):
+        if line_unpipelined and name in own_by_name:
+            target(f"{name} / line protocol, 50 conns, pipeline 1 (ratelimit-bench, same daemon)",
+                   ratio(own_by_name[name]["rps"], line_unpipelined["rps"]), 0.5)
     lines.append("")
     lines.append("Ratios of ratelimitd CHECK to each Redis case:")
     lines.append("")
