@@ -18,14 +18,20 @@ public final class EnvoyServer: Sendable {
     let logger: Logger
     let requested: String
 
-    public init(host: String, port: Int, decider: EnvoyDecider, eventLoops: MultiThreadedEventLoopGroup, logger: Logger) {
+    public init(host: String, port: Int, decider: EnvoyDecider, server: RateLimitServer, logger: Logger) {
+        let setup = server.connectionSetup
         let transport = HTTP2ServerTransport.Posix(
             address: .ipv4(host: host, port: port), transportSecurity: .plaintext,
             config: .defaults { config in
                 config.http2.maxConcurrentStreams = Self.maxConcurrentStreams
                 config.rpc.maxRequestPayloadSize = Self.maxRequestBytes
+                // As every listener's connections: TCP_NODELAY (grpc-swift sets none, and Nagle's algorithm
+                // against delayed ACKs held each reply ~40 ms), failures counted and logged.
+                config.channelDebuggingCallbacks.onAcceptTCPConnection = { channel in
+                    setup.setUp(channel, listener: .envoy) { _ in }
+                }
             },
-            eventLoopGroup: eventLoops)
+            eventLoopGroup: server.eventLoops)
         self.server = GRPCServer(transport: transport, services: [EnvoyRateLimitService(decider: decider)])
         self.logger = logger
         self.requested = "\(host):\(port)"

@@ -7,6 +7,7 @@ import NIOCore
 public enum Listener: String, CaseIterable, Sendable {
     case client
     case metrics
+    case envoy
 }
 
 /// Sets up every accepted connection, on every listener, the same way: socket options first, then the

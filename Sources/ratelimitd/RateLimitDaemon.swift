@@ -142,7 +142,7 @@ struct RateLimitDaemon: ParsableCommand {
                     let rules = EnvoyRulesBox(settings.envoyRules)
                     envoy = (EnvoyServer(
                         host: address.host, port: address.port, decider: EnvoyDecider(rules: rules, server: server),
-                        eventLoops: server.eventLoops, logger: logger), rules)
+                        server: server, logger: logger), rules)
                 }
                 let services = Self.services(
                     server: server, snapshotter: finalSnapshotter, replicator: finalReplicator, metrics: metrics,

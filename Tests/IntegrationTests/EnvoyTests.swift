@@ -118,6 +118,10 @@ struct EnvoyTests {
         #expect(daemon.log.contains("shop.yaml:4: descriptor shop: unknown field 'ratelimit'"), "\(daemon.log)")
         let still = try runChecks(port: port, phase: "before-reload")
         #expect(still.output.contains("FAILED nested 1"), "the old counts and rules are still in force: \(still.output)")
+
+        // SIGTERM drains the gRPC server with the other listeners and exits cleanly.
+        #expect(try daemon.signalAndWait(SIGTERM) == 0, "\(daemon.log)")
+        #expect(daemon.log.contains("info stopped"), "\(daemon.log)")
     }
 
     @Test func aBadFileStopsStartUpNamingTheFileTheDescriptorAndTheField() throws {
