@@ -57,12 +57,23 @@ public struct EnvoyDecider: Sendable {
         case limited(EnvoyLimit, item: Int?, shadow: Bool, quota: Bool, rule: String)
     }
 
+    public static let maxDescriptors = 64
+    public static let maxEntries = 64
+
     func decide(_ request: RateLimitRequest) throws(RPCError) -> RateLimitResponse {
         guard !request.domain.isEmpty else {
             throw RPCError(code: .invalidArgument, message: "rate limit domain must not be empty")
         }
         guard !request.descriptors.isEmpty else {
             throw RPCError(code: .invalidArgument, message: "rate limit descriptor list must not be empty")
+        }
+        // A request's descriptors are decided under the locks of every shard they touch; bounding them bounds
+        // how long one request can hold those locks (Envoy sends one per configured rate_limits action).
+        guard request.descriptors.count <= Self.maxDescriptors else {
+            throw RPCError(code: .invalidArgument, message: "at most \(Self.maxDescriptors) descriptors per request")
+        }
+        guard request.descriptors.allSatisfy({ $0.entries.count <= Self.maxEntries }) else {
+            throw RPCError(code: .invalidArgument, message: "at most \(Self.maxEntries) entries per descriptor")
         }
         let domain = rules.current.domains[request.domain]
         let now = clock.nanosecondsNow()

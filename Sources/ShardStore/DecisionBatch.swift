@@ -40,10 +40,13 @@ public struct DecisionBatch: Sendable {
             var storedStates: [KeyState?] = []
             var trialStates: [KeyState?] = []
             var decisions: [Decision] = []
+            // Where each key was last tried, so a repeated key continues from there (linear, not quadratic:
+            // the locks of every shard involved are held meanwhile).
+            var lastTried: [[UInt8]: Int] = [:]
             for (position, item) in items.enumerated() {
                 let shard = locked[involved.firstIndex(of: shardIndices[position])!]
                 var state: KeyState?
-                if let earlier = items[..<position].lastIndex(where: { $0.key == item.key }) {
+                if let earlier = lastTried.updateValue(position, forKey: item.key) {
                     state = trialStates[earlier]
                     storedStates.append(storedStates[earlier])
                 } else {

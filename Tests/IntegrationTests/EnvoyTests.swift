@@ -82,11 +82,11 @@ struct EnvoyTests {
 
         let before = try runChecks(port: port, phase: "before-reload")
         #expect(before.status == 0, "\(before.output)\n\(daemon.log)")
-        #expect(before.output.split(separator: "\n").count == 34, "\(before.output)")
+        #expect(before.output.split(separator: "\n").count == 36, "\(before.output)")
 
         // One source of counts: STATS and /metrics agree, by domain and rule, never by value.
         let stats = try LineClient(port: daemon.port).statistics()
-        // 34 checks, two of them malformed requests (refused before any decision).
+        // 36 checks, four of them malformed requests (refused before any decision).
         #expect(stats["envoy_requests"] == 32)
         #expect(stats["envoy_over_limit"] == 7)
         let metrics = try ExternalTool.run("curl", ["-fsS", "http://127.0.0.1:\(try daemon.metricsPort())/metrics"]).output

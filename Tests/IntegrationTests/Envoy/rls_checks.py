@@ -98,8 +98,12 @@ if sys.argv[2] == "before-reload":
     # An unknown domain: OK, nothing counted.
     check("unknown domain", answer(ask(descriptor(("path", "/api/x")), domain="elsewhere")), (OK, [(OK, 0, None)]))
     # Malformed requests.
+    too_many = [descriptor(("path", f"/api/{i}")) for i in range(65)]
     for name, request in (("empty domain", rls_pb2.RateLimitRequest(domain="", descriptors=[descriptor(("a", "b"))])),
-                          ("no descriptors", rls_pb2.RateLimitRequest(domain="shop"))):
+                          ("no descriptors", rls_pb2.RateLimitRequest(domain="shop")),
+                          ("65 descriptors", rls_pb2.RateLimitRequest(domain="shop", descriptors=too_many)),
+                          ("65 entries", rls_pb2.RateLimitRequest(domain="shop", descriptors=[
+                              descriptor(*[("k", str(i)) for i in range(65)])]))):
         try:
             stub.ShouldRateLimit(request)
             sys.exit(f"FAILED {name}: answered")
