@@ -74,49 +74,64 @@ public struct EnvoyDescriptorNode: Sendable {
 /// The nodes at one depth: exact `key`+`value` nodes, wildcard-value nodes in file order, and key-only
 /// nodes.
 public struct EnvoyDescriptorLevel: Sendable {
+    /// Keys and values compare as bytes, as envoyproxy/ratelimit compares them: Swift's `String` equality
+    /// would take canonically equivalent spellings ("é" and "e" + U+0301) as equal, while the state key
+    /// keeps the bytes, so alternating spellings would get one quota each.
     struct KeyValue: Hashable, Sendable {
-        let key: String
-        let value: String
+        let key: [UInt8]
+        let value: [UInt8]
     }
 
     var exact: [KeyValue: EnvoyDescriptorNode] = [:]
-    var wildcards: [(pattern: WildcardPattern, node: EnvoyDescriptorNode)] = []
-    var keyOnly: [String: EnvoyDescriptorNode] = [:]
+    var wildcards: [(key: [UInt8], pattern: WildcardPattern, node: EnvoyDescriptorNode)] = []
+    var keyOnly: [[UInt8]: EnvoyDescriptorNode] = [:]
 
     public var isEmpty: Bool { exact.isEmpty && wildcards.isEmpty && keyOnly.isEmpty }
 
     /// envoyproxy/ratelimit's order: the exact value, then the first wildcard that matches, then the key
     /// alone. `viaWildcard` says which pattern matched, for `share_threshold`.
     func lookup(key: String, value: String) -> (node: EnvoyDescriptorNode, viaWildcard: String?)? {
-        if let node = exact[KeyValue(key: key, value: value)] { return (node, nil) }
-        for (pattern, node) in wildcards where node.key == key && pattern.matches(value) {
+        let keyBytes = Array(key.utf8)
+        let valueBytes = Array(value.utf8)
+        if let node = exact[KeyValue(key: keyBytes, value: valueBytes)] { return (node, nil) }
+        for (wildcardKey, pattern, node) in wildcards where wildcardKey == keyBytes && pattern.matches(valueBytes) {
             return (node, node.value)
         }
-        if let node = keyOnly[key] { return (node, nil) }
+        if let node = keyOnly[keyBytes] { return (node, nil) }
         return nil
     }
 }
 
-/// A value with `*`s, each matching any run of characters (none included).
+/// A value with `*`s, each matching any run of bytes (none included).
 struct WildcardPattern: Sendable {
-    let segments: [Substring]
+    let segments: [[UInt8]]
 
     init(_ value: String) {
-        segments = value.split(separator: "*", omittingEmptySubsequences: false)
+        segments = Array(value.utf8).split(separator: UInt8(ascii: "*"), omittingEmptySubsequences: false).map(Array.init)
     }
 
-    static func isWildcard(_ value: String) -> Bool { value.contains("*") }
+    static func isWildcard(_ value: String) -> Bool { value.utf8.contains(UInt8(ascii: "*")) }
 
-    func matches(_ value: String) -> Bool {
-        var rest = Substring(value)
-        guard let first = segments.first, rest.hasPrefix(first) else { return false }
-        rest = rest.dropFirst(first.count)
-        let last = segments.count > 1 ? segments[segments.count - 1] : ""
+    /// The leftmost match of each middle piece, then the last piece at the very end of what is left.
+    func matches(_ value: [UInt8]) -> Bool {
+        guard let first = segments.first, value.starts(with: first) else { return false }
+        var start = first.count
         for segment in segments.dropFirst().dropLast() where !segment.isEmpty {
-            guard let range = rest.range(of: segment) else { return false }
-            rest = rest[range.upperBound...]
+            guard let found = Self.find(segment, in: value, from: start) else { return false }
+            start = found + segment.count
         }
-        return segments.count > 1 ? rest.hasSuffix(last) : rest.isEmpty
+        guard segments.count > 1 else { return start == value.count }
+        let last = segments[segments.count - 1]
+        return value.count - start >= last.count && value[(value.count - last.count)...].elementsEqual(last)
+    }
+
+    private static func find(_ needle: [UInt8], in haystack: [UInt8], from start: Int) -> Int? {
+        guard haystack.count - start >= needle.count else { return nil }
+        for position in start...(haystack.count - needle.count)
+        where haystack[position..<(position + needle.count)].elementsEqual(needle) {
+            return position
+        }
+        return nil
     }
 }
 

@@ -68,8 +68,17 @@ public enum EnvoyRulesLoader {
         return EnvoyDomain(name: domain, descriptors: level, file: file)
     }
 
+    /// Descriptors one file may hold. YAML aliases can repeat a subtree, so a short file could otherwise
+    /// describe billions of nodes and hang a start-up or a reload.
+    public static let maxDescriptorsPerFile = 100_000
+
+    final class Budget {
+        var descriptors = 0
+    }
+
     struct Context {
         let file: String
+        let budget = Budget()
 
         func error(_ node: Node?, path: String?, _ message: String) -> EnvoyConfigError {
             EnvoyConfigError(file: file, line: node?.mark?.line, path: path, message)
@@ -121,6 +130,10 @@ public enum EnvoyRulesLoader {
                 throw error(node, path: path, "'descriptors' must be a list")
             }
             for item in sequence {
+                budget.descriptors += 1
+                guard budget.descriptors <= EnvoyRulesLoader.maxDescriptorsPerFile else {
+                    throw error(item, path: path, "more than \(EnvoyRulesLoader.maxDescriptorsPerFile) descriptors in one file (aliases count each time they are used)")
+                }
                 guard let mapping = item.mapping else {
                     throw error(item, path: path, "each descriptor must be a mapping with at least 'key'")
                 }
@@ -145,13 +158,14 @@ public enum EnvoyRulesLoader {
                     children: try self.level(mapping["descriptors"], path: nodePath),
                     path: nodePath)
                 let duplicate: Bool
+                let keyBytes = Array(key.utf8)
                 if value.isEmpty {
-                    duplicate = level.keyOnly.updateValue(descriptor, forKey: key) != nil
+                    duplicate = level.keyOnly.updateValue(descriptor, forKey: keyBytes) != nil
                 } else if WildcardPattern.isWildcard(value) {
-                    duplicate = level.wildcards.contains { $0.node.key == key && $0.node.value == value }
-                    level.wildcards.append((WildcardPattern(value), descriptor))
+                    duplicate = level.wildcards.contains { $0.key == keyBytes && Array($0.node.value.utf8) == Array(value.utf8) }
+                    level.wildcards.append((keyBytes, WildcardPattern(value), descriptor))
                 } else {
-                    duplicate = level.exact.updateValue(descriptor, forKey: .init(key: key, value: value)) != nil
+                    duplicate = level.exact.updateValue(descriptor, forKey: .init(key: keyBytes, value: Array(value.utf8))) != nil
                 }
                 if duplicate {
                     throw error(item, path: nodePath, "duplicate descriptor: this key and value are already configured at this level")

@@ -67,7 +67,8 @@ public final class ConnectionSetup: Sendable {
         failures[Self.index(listener)].wrappingIncrement(ordering: .relaxed)
         let time = now()
         let suppressed: Int? = logState.withLockedValue { state in
-            if let last = state.lastLoggedAt, time - last < Self.logInterval {
+            // A clock that stepped back logs at once rather than staying quiet until it catches up.
+            if let last = state.lastLoggedAt, time >= last, time - last < Self.logInterval {
                 state.suppressed += 1
                 return nil
             }

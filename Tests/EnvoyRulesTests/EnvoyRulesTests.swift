@@ -1,4 +1,4 @@
-import EnvoyRules
+@testable import EnvoyRules
 import RateLimiting
 import TestSupport
 import Testing
@@ -135,5 +135,52 @@ struct EnvoyRulesTests {
         #expect(refusal("domain: d\ndescriptors:\n  - key: a\n    rate_limit: {unit: second, requests_per_unit: 1.5}\n")
             .contains("'requests_per_unit' must be an integer from 0 to 4294967295"))
         #expect(refusal("domain: d\n  bad: [") .hasPrefix("test.yaml: not valid YAML"))
+    }
+}
+
+@Suite("Envoy rules: bytes, wildcards, bounds")
+struct EnvoyRulesBytesTests {
+    @Test func valuesCompareAsBytesAsEnvoyproxyRatelimitDoes() throws {
+        let domain = try EnvoyRulesLoader.parse(yaml: """
+            domain: d
+            descriptors:
+              - key: name
+                value: "\u{E9}"
+                rate_limit: {unit: day, requests_per_unit: 1, name: precomposed}
+              - key: name
+                value: "a*"
+                rate_limit: {unit: day, requests_per_unit: 2, name: wild}
+            """, file: "t.yaml")
+        #expect(domain.match([("name", "\u{E9}")])?.ruleName == "precomposed")
+        // The decomposed spelling is other bytes: not the exact node (which would give it a second quota
+        // under its own state key).
+        #expect(domain.match([("name", "e\u{301}")]) == nil)
+        #expect(domain.match([("name", "a\u{301}")])?.ruleName == "wild")
+    }
+
+    @Test func wildcardsMatchAnyRunOfBytes() throws {
+        func matches(_ pattern: String, _ value: String) -> Bool {
+            WildcardPattern(pattern).matches(Array(value.utf8))
+        }
+        #expect(matches("a*", "a") && matches("a*", "abc") && !matches("a*", "ba"))
+        #expect(matches("*b", "b") && matches("*b", "ab") && !matches("*b", "ba"))
+        #expect(matches("a*b*c", "abc") && matches("a*b*c", "aXbYc") && !matches("a*b*c", "acb"))
+        #expect(matches("*", "") && matches("**", "x"))
+        #expect(!matches("ab*ba", "aba") && !matches("a*a", "a") && matches("a*b*b", "abb"))
+    }
+
+    @Test func anAliasBombIsRefused() {
+        // Each level uses the one below twice, under different keys: 2^20 descriptors in 22 lines.
+        var lines = ["domain: d", "descriptors:", "  - &a0 {key: k0}"]
+        for level in 1...20 {
+            let below = "*a\(level - 1)"
+            lines.append("  - &a\(level) {key: k\(level), descriptors: [{key: x, descriptors: [\(below)]}, {key: y, descriptors: [\(below)]}]}")
+        }
+        do {
+            _ = try EnvoyRulesLoader.parse(yaml: lines.joined(separator: "\n"), file: "bomb.yaml")
+            Issue.record("accepted a file of 2^20 descriptors")
+        } catch {
+            #expect(error.message.contains("more than 100000 descriptors in one file"), "\(error)")
+        }
     }
 }
