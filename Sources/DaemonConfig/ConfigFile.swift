@@ -130,37 +130,16 @@ public enum ConfigFile {
     private static func parseMetrics(_ metrics: TOMLTable, into settings: inout DaemonSettings, file: String) throws(ConfigError) {
         let location = "[metrics]"
         try rejectUnknown(metrics, allowed: metricsKeys, file: file, location: location)
-        guard let value = metrics["listen"] else { return }
-        guard let text = value.string else {
-            throw ConfigError(file: file, location: location, field: "listen",
-                              message: "must be \"HOST:PORT\", or \"\" for no metrics, got \(value.debugDescription)")
-        }
-        if text.isEmpty {
-            settings.metricsListen = .some(nil)
-        } else if let address = ListenAddress(parsing: text) {
-            settings.metricsListen = address
-        } else {
-            throw ConfigError(file: file, location: location, field: "listen",
-                              message: "must be \"HOST:PORT\" (IPv6 as \"[::1]:9283\"), or \"\" for no metrics, got \(value.debugDescription)")
+        if let listen = try optionalListen(metrics, file: file, location: location, off: "no metrics", example: 9283) {
+            settings.metricsListen = listen
         }
     }
 
     private static func parseEnvoy(_ envoy: TOMLTable, into settings: inout DaemonSettings, file: String) throws(ConfigError) {
         let location = "[envoy]"
         try rejectUnknown(envoy, allowed: envoyKeys, file: file, location: location)
-        if let value = envoy["listen"] {
-            guard let text = value.string else {
-                throw ConfigError(file: file, location: location, field: "listen",
-                                  message: "must be \"HOST:PORT\", or \"\" for none, got \(value.debugDescription)")
-            }
-            if text.isEmpty {
-                settings.envoyListen = .some(nil)
-            } else if let address = ListenAddress(parsing: text) {
-                settings.envoyListen = address
-            } else {
-                throw ConfigError(file: file, location: location, field: "listen",
-                                  message: "must be \"HOST:PORT\" (IPv6 as \"[::1]:8081\"), or \"\" for none, got \(value.debugDescription)")
-            }
+        if let listen = try optionalListen(envoy, file: file, location: location, off: "none", example: 8081) {
+            settings.envoyListen = listen
         }
         if let value = envoy["config"] {
             guard let path = value.string, !path.isEmpty else {
@@ -169,6 +148,23 @@ public enum ConfigFile {
             }
             settings.envoyConfigPath = path
         }
+    }
+
+    /// A section's `listen` for a listener that "" turns off: nil when not given, `.some(nil)` for "".
+    private static func optionalListen(
+        _ section: TOMLTable, file: String, location: String, off: String, example: Int
+    ) throws(ConfigError) -> ListenAddress?? {
+        guard let value = section["listen"] else { return nil }
+        guard let text = value.string else {
+            throw ConfigError(file: file, location: location, field: "listen",
+                              message: "must be \"HOST:PORT\", or \"\" for \(off), got \(value.debugDescription)")
+        }
+        if text.isEmpty { return .some(nil) }
+        guard let address = ListenAddress(parsing: text) else {
+            throw ConfigError(file: file, location: location, field: "listen",
+                              message: "must be \"HOST:PORT\" (IPv6 as \"[::1]:\(example)\"), or \"\" for \(off), got \(value.debugDescription)")
+        }
+        return address
     }
 
     private static func parseRedis(_ redis: TOMLTable, into settings: inout DaemonSettings, file: String) throws(ConfigError) {

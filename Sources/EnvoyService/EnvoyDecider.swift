@@ -79,9 +79,9 @@ public struct EnvoyDecider: Sendable {
         let now = clock.nanosecondsNow()
 
         // Match every descriptor; the override, when given, takes the place of the configured limit.
+        let entries = request.descriptors.map { $0.entries.map { (key: $0.key, value: $0.value) } }
         var matches: [(limit: EnvoyLimit, match: EnvoyMatch?)?] = []
         for (index, descriptor) in request.descriptors.enumerated() {
-            let entries = descriptor.entries.map { (key: $0.key, value: $0.value) }
             guard let domain else {
                 matches.append(nil)
                 continue
@@ -96,7 +96,7 @@ public struct EnvoyDecider: Sendable {
                 }
                 matches.append((limit, nil))
             } else {
-                matches.append(domain.match(entries).map { ($0.limit, $0) })
+                matches.append(domain.match(entries[index]).map { ($0.limit, $0) })
             }
         }
         // A limit that another matched limit replaces does not apply (overrides neither replace nor are replaced).
@@ -122,8 +122,7 @@ public struct EnvoyDecider: Sendable {
             if let decisionLimit = limit.limit {
                 let hits: UInt64 = descriptor.hasHitsAddend ? descriptor.hitsAddend.value : UInt64(max(1, request.hitsAddend))
                 let key = DescriptorKey.make(
-                    domain: request.domain, unit: limit.unit,
-                    entries: descriptor.entries.map { (key: $0.key, value: $0.value) },
+                    domain: request.domain, unit: limit.unit, entries: entries[index],
                     sharedPatterns: match?.sharedPatterns ?? [:])
                 item = items.count
                 items.append(.init(key: key, cost: Int64(clamping: hits), limit: decisionLimit))
@@ -147,13 +146,10 @@ public struct EnvoyDecider: Sendable {
             return quota.count > 0 && quota.over == quota.count
         }
         var overLimit = false
-        let decided = items.isEmpty
-            ? (decisions: [Decision](), applied: true)
-            : batch.decide(items, now: now) { decisions in
-                overLimit = overall(decisions)
-                return !overLimit
-            }
-        if items.isEmpty { overLimit = overall([]) }
+        let decided = batch.decide(items, now: now) { decisions in
+            overLimit = overall(decisions)
+            return !overLimit
+        }
 
         var response = RateLimitResponse()
         response.overallCode = overLimit ? .overLimit : .ok

@@ -18,7 +18,7 @@ public final class EnvoyServer: Sendable {
     let logger: Logger
     let requested: String
 
-    public init(host: String, port: Int, decider: EnvoyDecider, server: RateLimitServer, logger: Logger) {
+    public init(host: String, port: Int, rules: EnvoyRulesBox, server: RateLimitServer, logger: Logger) {
         let setup = server.connectionSetup
         let transport = HTTP2ServerTransport.Posix(
             address: .ipv4(host: host, port: port), transportSecurity: .plaintext,
@@ -32,7 +32,8 @@ public final class EnvoyServer: Sendable {
                 }
             },
             eventLoopGroup: server.eventLoops)
-        self.server = GRPCServer(transport: transport, services: [EnvoyRateLimitService(decider: decider)])
+        self.server = GRPCServer(
+            transport: transport, services: [EnvoyRateLimitService(decider: EnvoyDecider(rules: rules, server: server))])
         self.logger = logger
         self.requested = "\(host):\(port)"
     }

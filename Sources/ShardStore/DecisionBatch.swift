@@ -33,9 +33,10 @@ public struct DecisionBatch: Sendable {
         let hashes = items.map { item in item.key.withUnsafeBytes { KeyHash.hash($0) } }
         let shardIndices = hashes.map { router.shard(forHash: $0) }
         let involved = Array(Set(shardIndices)).sorted()
+        // Each item's place among the locked shards, found once, outside the locks.
+        let held = shardIndices.map { involved.firstIndex(of: $0)! }
         return LockedShard.withLocks(involved.map { shards[$0] }) { locked in
-            var times: [Int: Int64] = [:]
-            for (position, index) in involved.enumerated() { times[index] = locked[position].advance(to: now) }
+            let times = locked.map { $0.advance(to: now) }
             // Trial: each item on a copy of its key's state, later items of the same key after earlier ones.
             var storedStates: [KeyState?] = []
             var trialStates: [KeyState?] = []
@@ -44,7 +45,7 @@ public struct DecisionBatch: Sendable {
             // the locks of every shard involved are held meanwhile).
             var lastTried: [[UInt8]: Int] = [:]
             for (position, item) in items.enumerated() {
-                let shard = locked[involved.firstIndex(of: shardIndices[position])!]
+                let shard = locked[held[position]]
                 var state: KeyState?
                 if let earlier = lastTried.updateValue(position, forKey: item.key) {
                     state = trialStates[earlier]
@@ -53,21 +54,21 @@ public struct DecisionBatch: Sendable {
                     state = item.key.withUnsafeBytes { shard.state(key: $0, hash: hashes[position]) }
                     storedStates.append(state)
                 }
-                decisions.append(KeyState.check(&state, cost: item.cost, limit: item.limit, now: times[shardIndices[position]]!))
+                decisions.append(KeyState.check(&state, cost: item.cost, limit: item.limit, now: times[held[position]]))
                 trialStates.append(state)
             }
             guard accept(decisions) else {
                 for (position, item) in items.enumerated() where decisions[position].allowed {
                     var state = storedStates[position]
-                    decisions[position] = KeyState.check(&state, cost: 0, limit: item.limit, now: times[shardIndices[position]]!)
+                    decisions[position] = KeyState.check(&state, cost: 0, limit: item.limit, now: times[held[position]])
                 }
                 return (decisions, false)
             }
             var applied: [Decision] = []
             for (position, item) in items.enumerated() {
-                let shard = locked[involved.firstIndex(of: shardIndices[position])!]
                 applied.append(item.key.withUnsafeBytes {
-                    shard.check(key: $0, hash: hashes[position], cost: item.cost, limit: item.limit, now: times[shardIndices[position]]!)
+                    locked[held[position]].check(
+                        key: $0, hash: hashes[position], cost: item.cost, limit: item.limit, now: times[held[position]])
                 })
             }
             return (applied, true)

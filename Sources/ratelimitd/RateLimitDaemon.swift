@@ -140,9 +140,7 @@ struct RateLimitDaemon: ParsableCommand {
                 var envoy: (server: EnvoyServer, rules: EnvoyRulesBox)?
                 if let address = settings.envoyListen {
                     let rules = EnvoyRulesBox(settings.envoyRules)
-                    envoy = (EnvoyServer(
-                        host: address.host, port: address.port, decider: EnvoyDecider(rules: rules, server: server),
-                        server: server, logger: logger), rules)
+                    envoy = (EnvoyServer(host: address.host, port: address.port, rules: rules, server: server, logger: logger), rules)
                 }
                 let services = Self.services(
                     server: server, snapshotter: finalSnapshotter, replicator: finalReplicator, metrics: metrics,

@@ -58,13 +58,7 @@ struct ResolvedSettings {
             metricsListen: file.metricsListen ?? DaemonSettings.defaultMetricsListen
         )
         if let text = flags.metricsListen {
-            if text.isEmpty {
-                resolved.metricsListen = nil
-            } else if let address = ListenAddress(parsing: text) {
-                resolved.metricsListen = address
-            } else {
-                throw FlagError("--metrics-listen must be HOST:PORT, or \"\" for no metrics, got \"\(text)\"")
-            }
+            resolved.metricsListen = try optionalListen(text, flag: "--metrics-listen", off: "no metrics")
         }
         try resolveEnvoy(flags, file: file, into: &resolved)
         try resolveRedis(flags, into: &resolved)
@@ -118,13 +112,7 @@ struct ResolvedSettings {
         resolved.envoyListen = file.envoyListen ?? nil
         resolved.envoyConfigPath = file.envoyConfigPath
         if let text = flags.envoyListen {
-            if text.isEmpty {
-                resolved.envoyListen = nil
-            } else if let address = ListenAddress(parsing: text) {
-                resolved.envoyListen = address
-            } else {
-                throw FlagError("--envoy-listen must be HOST:PORT, or \"\" for none, got \"\(text)\"")
-            }
+            resolved.envoyListen = try optionalListen(text, flag: "--envoy-listen", off: "none")
         }
         if let path = flags.envoyConfig {
             guard !path.isEmpty else { throw FlagError("--envoy-config needs a YAML file or directory") }
@@ -167,6 +155,15 @@ struct ResolvedSettings {
         if let text = flags.redisFlushInterval {
             resolved.redisFlushIntervalNanos = try duration(text, flag: "--redis-flush-interval")
         }
+    }
+
+    /// A listen flag for a listener that "" turns off (nil).
+    private static func optionalListen(_ text: String, flag: String, off: String) throws -> ListenAddress? {
+        if text.isEmpty { return nil }
+        guard let address = ListenAddress(parsing: text) else {
+            throw FlagError("\(flag) must be HOST:PORT, or \"\" for \(off), got \"\(text)\"")
+        }
+        return address
     }
 
     /// A duration flag, with the bounds the configuration file has for the same settings.

@@ -97,11 +97,7 @@ public final class DaemonProcess: @unchecked Sendable {
     }
 
     public func stop() {
-        guard process.isRunning else { return }
-        process.terminate()
-        for _ in 0..<250 where process.isRunning { usleep(20_000) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
+        process.stopGently()
     }
 
     /// Runs the binary to completion (for `--check-config`, `--version`, bad start-ups) and returns its exit

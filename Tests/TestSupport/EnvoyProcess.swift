@@ -62,11 +62,7 @@ public final class EnvoyProcess: @unchecked Sendable {
     }
 
     public func stop() {
-        guard process.isRunning else { return }
-        process.terminate()
-        for _ in 0..<250 where process.isRunning { usleep(20_000) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
+        process.stopGently()
     }
 
     /// `GET path` through Envoy's front listener: the status and the response headers (lower-cased names).

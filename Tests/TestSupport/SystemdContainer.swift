@@ -124,12 +124,7 @@ public final class SystemdContainer: @unchecked Sendable {
     /// Halts the container (systemd stops every unit, as at a shutdown) and waits for it, then kills what is
     /// left.
     public func stop() {
-        guard nspawn.isRunning else { return }
-        kill(nspawn.processIdentifier, SIGTERM)
-        let deadline = Date().addingTimeInterval(30)
-        while nspawn.isRunning, Date() < deadline { usleep(20_000) }
-        if nspawn.isRunning { kill(nspawn.processIdentifier, SIGKILL) }
-        nspawn.waitUntilExit()
+        nspawn.stopGently(within: 30)
     }
 
     /// The folder of the Swift runtime this test process loaded, if it loaded one from a file.
