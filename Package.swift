@@ -24,9 +24,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
-        .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
-        .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
-        .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-nio-http2.git", from: "1.46.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
     ],
@@ -92,11 +90,7 @@ let package = Package(
         // the minimal copies of Envoy's protos in Protos/ and committed, so no build runs protoc.
         .target(
             name: "EnvoyRateLimitAPI",
-            dependencies: [
-                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-                .product(name: "GRPCCore", package: "grpc-swift-2"),
-                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
-            ],
+            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
             swiftSettings: swiftSettings
         ),
         // envoyproxy/ratelimit's YAML rules: loading, validation, descriptor matching, state keys.
@@ -109,13 +103,16 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // Envoy's gRPC rate limit service (ShouldRateLimit) over HTTP/2 cleartext, deciding from the shards.
+        // Envoy's gRPC rate limit service (ShouldRateLimit): unary gRPC on swift-nio-http2's frames, on the
+        // server's event loops, deciding from the shards.
         .target(
             name: "EnvoyService",
             dependencies: [
                 "EnvoyRateLimitAPI", "EnvoyRules", "RateLimitServer", "ShardStore", "RateLimiting",
-                .product(name: "GRPCCore", package: "grpc-swift-2"),
-                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -170,6 +167,18 @@ let package = Package(
         .testTarget(
             name: "EnvoyRulesTests",
             dependencies: ["EnvoyRules", "RateLimiting", "TestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "EnvoyServiceTests",
+            dependencies: [
+                "EnvoyService",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -3,7 +3,8 @@ import PackageDescription
 
 // The load generator lives in a package of its own so that users building ratelimitd never build it (or
 // its histogram dependency). It talks to the daemon over TCP only, so it needs none of the daemon's code but
-// Envoy's API, the daemon's generated EnvoyRateLimitAPI (a symbolic link to the same sources).
+// Envoy's API: the daemon's generated messages (EnvoyRateLimitAPI, a symbolic link to the same sources) and
+// the grpc-swift 2 client stub generated beside them by scripts/generate-protos.
 let swiftSettings: [SwiftSetting] = [
     .swiftLanguageMode(.v6),
     .enableUpcomingFeature("ExistentialAny"),
@@ -27,8 +28,13 @@ let package = Package(
     targets: [
         .target(
             name: "EnvoyRateLimitAPI",
+            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "EnvoyRateLimitClient",
             dependencies: [
-                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                "EnvoyRateLimitAPI",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
             ],
@@ -37,7 +43,7 @@ let package = Package(
         .executableTarget(
             name: "ratelimit-bench",
             dependencies: [
-                "EnvoyRateLimitAPI",
+                "EnvoyRateLimitAPI", "EnvoyRateLimitClient",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "NIOCore", package: "swift-nio"),

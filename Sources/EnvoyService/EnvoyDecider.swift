@@ -1,6 +1,6 @@
 import EnvoyRateLimitAPI
 import EnvoyRules
-import GRPCCore
+import NIOCore
 import RateLimitServer
 import RateLimiting
 import ShardStore
@@ -60,20 +60,36 @@ public struct EnvoyDecider: Sendable {
     public static let maxDescriptors = 64
     public static let maxEntries = 64
 
-    func decide(_ request: RateLimitRequest) throws(RPCError) -> RateLimitResponse {
+    /// One call: the request message's bytes in, the response message's bytes out.
+    func answer(_ message: ByteBuffer) throws(GRPCStatus) -> [UInt8] {
+        let request: RateLimitRequest
+        do {
+            request = try RateLimitRequest(serializedBytes: Array(message.readableBytesView))
+        } catch {
+            throw GRPCStatus(.internalError, "the request message is not a valid RateLimitRequest: \(error)")
+        }
+        let response = try decide(request)
+        do {
+            return try response.serializedBytes()
+        } catch {
+            throw GRPCStatus(.internalError, "cannot encode the response: \(error)")
+        }
+    }
+
+    func decide(_ request: RateLimitRequest) throws(GRPCStatus) -> RateLimitResponse {
         guard !request.domain.isEmpty else {
-            throw RPCError(code: .invalidArgument, message: "rate limit domain must not be empty")
+            throw GRPCStatus(.invalidArgument, "rate limit domain must not be empty")
         }
         guard !request.descriptors.isEmpty else {
-            throw RPCError(code: .invalidArgument, message: "rate limit descriptor list must not be empty")
+            throw GRPCStatus(.invalidArgument, "rate limit descriptor list must not be empty")
         }
         // A request's descriptors are decided under the locks of every shard they touch; bounding them bounds
         // how long one request can hold those locks (Envoy sends one per configured rate_limits action).
         guard request.descriptors.count <= Self.maxDescriptors else {
-            throw RPCError(code: .invalidArgument, message: "at most \(Self.maxDescriptors) descriptors per request")
+            throw GRPCStatus(.invalidArgument, "at most \(Self.maxDescriptors) descriptors per request")
         }
         guard request.descriptors.allSatisfy({ $0.entries.count <= Self.maxEntries }) else {
-            throw RPCError(code: .invalidArgument, message: "at most \(Self.maxEntries) entries per descriptor")
+            throw GRPCStatus(.invalidArgument, "at most \(Self.maxEntries) entries per descriptor")
         }
         let domain = rules.current.domains[request.domain]
         let now = clock.nanosecondsNow()
@@ -90,9 +106,9 @@ public struct EnvoyDecider: Sendable {
                 guard let unit = EnvoyUnit(overrideValue: descriptor.limit.unit.rawValue),
                     let limit = EnvoyLimit.override(requestsPerUnit: descriptor.limit.requestsPerUnit, unit: unit)
                 else {
-                    throw RPCError(
-                        code: .invalidArgument,
-                        message: "descriptor \(index): the limit override needs a unit and at most 1000000000 requests_per_unit")
+                    throw GRPCStatus(
+                        .invalidArgument,
+                        "descriptor \(index): the limit override needs a unit and at most 1000000000 requests_per_unit")
                 }
                 matches.append((limit, nil))
             } else {

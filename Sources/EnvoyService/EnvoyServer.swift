@@ -1,12 +1,14 @@
-import GRPCCore
-import GRPCNIOTransportHTTP2
+import EnvoyRateLimitAPI
 import Logging
+import NIOCore
+import NIOHTTP2
 import NIOPosix
 import RateLimitServer
 import ServiceLifecycle
 
 /// Envoy's gRPC rate limit service on a port of its own, HTTP/2 cleartext (what an `envoy_grpc` cluster
-/// with `http2_protocol_options` speaks), on the server's own event loops.
+/// with `http2_protocol_options` speaks), on the server's own event loops. Bound before the service group
+/// starts, like the metrics port, so a port it cannot have stops start-up before READY.
 public final class EnvoyServer: Sendable {
     /// Streams one HTTP/2 connection may have open at once: Envoy multiplexes every request of a worker over
     /// few connections, so this bounds what one connection can ask of the daemon at a time.
@@ -14,49 +16,52 @@ public final class EnvoyServer: Sendable {
     /// A `ShouldRateLimit` request is a few hundred bytes; anything near this is not one.
     public static let maxRequestBytes = 64 * 1024
 
-    let server: GRPCServer<HTTP2ServerTransport.Posix>
+    public let channel: any Channel
+    let connections: OpenConnections
     let logger: Logger
-    let requested: String
 
-    public init(host: String, port: Int, rules: EnvoyRulesBox, server: RateLimitServer, logger: Logger) {
-        let setup = server.connectionSetup
-        let transport = HTTP2ServerTransport.Posix(
-            address: .ipv4(host: host, port: port), transportSecurity: .plaintext,
-            config: .defaults { config in
-                config.http2.maxConcurrentStreams = Self.maxConcurrentStreams
-                config.rpc.maxRequestPayloadSize = Self.maxRequestBytes
-                // As every listener's connections: TCP_NODELAY (grpc-swift sets none, and Nagle's algorithm
-                // against delayed ACKs held each reply ~40 ms), failures counted and logged.
-                config.channelDebuggingCallbacks.onAcceptTCPConnection = { channel in
-                    setup.setUp(channel, listener: .envoy) { _ in }
-                }
-            },
-            eventLoopGroup: server.eventLoops)
-        self.server = GRPCServer(
-            transport: transport, services: [EnvoyRateLimitService(decider: EnvoyDecider(rules: rules, server: server))])
+    private init(channel: any Channel, connections: OpenConnections, logger: Logger) {
+        self.channel = channel
+        self.connections = connections
         self.logger = logger
-        self.requested = "\(host):\(port)"
     }
 
-    /// The bound address (`HOST:PORT`), once listening; throws if binding failed.
-    public func listeningAddress() async throws -> String {
-        let address = try await server.listeningAddress
-        if let ipv4 = address?.ipv4 { return "\(ipv4.host):\(ipv4.port)" }
-        if let ipv6 = address?.ipv6 { return "[\(ipv6.host)]:\(ipv6.port)" }
-        return requested
-    }
-
-    /// Serves until graceful shutdown: then stops accepting, lets the calls in flight finish and returns.
-    public func run() async throws {
-        try await withTaskCancellationOrGracefulShutdownHandler {
-            try await server.serve()
-        } onCancelOrGracefulShutdown: { [server] in
-            server.beginGracefulShutdown()
+    public static func bind(
+        host: String, port: Int, rules: EnvoyRulesBox, server: RateLimitServer, logger: Logger
+    ) async throws -> EnvoyServer {
+        let decider = EnvoyDecider(rules: rules, server: server)
+        let connections = OpenConnections()
+        do {
+            let channel = try await ServerBootstrap(group: server.eventLoops)
+                .serverChannelOption(.backlog, value: 1024)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelInitializer { channel in
+                    server.connectionSetup.setUp(channel, listener: .envoy) { channel in
+                        let calls = GRPCConnectionHandler(maxMessageBytes: maxRequestBytes, logger: logger) {
+                            message throws(GRPCStatus) in try decider.answer(message)
+                        }
+                        var http2Configuration = NIOHTTP2Handler.ConnectionConfiguration()
+                        http2Configuration.initialSettings = calls.initialSettings(maxConcurrentStreams: maxConcurrentStreams)
+                        let http2 = NIOHTTP2Handler(
+                            mode: .server, frameDelegate: calls, connectionConfiguration: http2Configuration)
+                        try channel.pipeline.syncOperations.addHandlers([http2, calls])
+                        connections.register(channel)
+                    }
+                }
+                .bind(host: host, port: port)
+                .get()
+            let address = channel.localAddress.map(RateLimitServer.describe) ?? "\(host):\(port)"
+            logger.info("envoy rate limit service (gRPC) on \(address)")
+            return EnvoyServer(channel: channel, connections: connections, logger: logger)
+        } catch {
+            throw EnvoyServerError(description: "cannot listen for Envoy (gRPC) on \(host):\(port): \(error)")
         }
     }
 }
 
-/// The Envoy server as a service of the daemon's group; logs where it listens once bound.
+/// Serves until graceful shutdown: then stops accepting, tells every connection to finish (GOAWAY), lets
+/// the calls in flight be answered and returns once all have closed. It stops before the main server,
+/// which shuts the shared event loops down.
 public struct EnvoyService: Service {
     let server: EnvoyServer
 
@@ -65,13 +70,16 @@ public struct EnvoyService: Service {
     }
 
     public func run() async throws {
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await server.run() }
-            group.addTask {
-                let address = try await server.listeningAddress()
-                server.logger.info("envoy rate limit service (gRPC) on \(address)")
-            }
-            try await group.waitForAll()
+        let channel = server.channel
+        await withTaskCancellationOrGracefulShutdownHandler {
+            try? await channel.closeFuture.get()
+        } onCancelOrGracefulShutdown: {
+            channel.close(promise: nil)
         }
+        await server.connections.quiesce()
     }
+}
+
+public struct EnvoyServerError: Error, CustomStringConvertible {
+    public let description: String
 }

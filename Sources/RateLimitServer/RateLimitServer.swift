@@ -1,6 +1,5 @@
 import Logging
 import NIOCore
-import NIOConcurrencyHelpers
 import NIOPosix
 import RateLimiting
 import ShardStore
@@ -16,9 +15,8 @@ public final class RateLimitServer: Sendable {
     let statistics: ServerStatistics
     /// The rules in force; `replaceRules` swaps them while connections keep running.
     public let ruleBook: RuleBook
-    /// Open connections, so shutdown can ask each to finish; once shutdown has begun, new ones are asked
-    /// as they arrive.
-    private let connections = NIOLockedValueBox(ConnectionRegistry())
+    /// Open connections, so shutdown can ask each to finish.
+    private let connections = OpenConnections()
     /// Latency and error counters, one set per event loop.
     let loopMetrics: LoopMetricsTable
     /// How every listener sets up the connections it accepts, counting those it cannot.
@@ -66,18 +64,12 @@ public final class RateLimitServer: Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { [connections, loopMetrics, connectionSetup] channel in
-                let id = ObjectIdentifier(channel)
-                let quiescing = connections.withLockedValue { registry in
-                    registry.open[id] = channel
-                    return registry.quiescing
-                }
-                channel.closeFuture.whenComplete { _ in _ = connections.withLockedValue { $0.open.removeValue(forKey: id) } }
-                return connectionSetup.setUp(channel, listener: .client) { channel in
+                connectionSetup.setUp(channel, listener: .client) { channel in
                     let handler = ConnectionHandler(
                         services: services, allocator: channel.allocator,
                         loopMetrics: loopMetrics.metrics(for: channel.eventLoop), logger: logger)
                     try channel.pipeline.syncOperations.addHandler(handler)
-                    if quiescing { channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent()) }
+                    connections.register(channel)
                 }
             }
             .bind(host: configuration.host, port: configuration.port)
@@ -93,22 +85,7 @@ public final class RateLimitServer: Sendable {
     /// after closing the listener; a client that never reads its replies holds this up until the shutdown
     /// timeout cancels it.
     public func quiesce() async {
-        let open = connections.withLockedValue { registry in
-            registry.quiescing = true
-            return Array(registry.open.values)
-        }
-        for channel in open {
-            channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
-        }
-        await withTaskCancellationHandler {
-            // Connections accepted just before the listener closed quiesce as they register; wait for them too.
-            while let channel = connections.withLockedValue({ $0.open.values.first }) {
-                try? await channel.closeFuture.get()
-            }
-        } onCancel: {
-            // The shutdown timeout ran out: stop waiting for clients that do not read.
-            for channel in connections.withLockedValue({ Array($0.open.values) }) { channel.close(promise: nil) }
-        }
+        await connections.quiesce()
     }
 
     /// Records that graceful shutdown has begun, so that what runs after the server (the final replication
@@ -171,16 +148,10 @@ public final class RateLimitServer: Sendable {
         shards.map { $0.withShard { $0.keyCount } }
     }
 
-    static func describe(_ address: SocketAddress) -> String {
+    public static func describe(_ address: SocketAddress) -> String {
         switch address {
         case .v6: "[\(address.ipAddress ?? "?")]:\(address.port ?? 0)"
         default: "\(address.ipAddress ?? "?"):\(address.port ?? 0)"
         }
     }
-}
-
-/// The connections a server has open, and whether it is shutting down.
-struct ConnectionRegistry {
-    var open: [ObjectIdentifier: any Channel] = [:]
-    var quiescing = false
 }

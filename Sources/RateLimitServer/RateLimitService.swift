@@ -13,24 +13,19 @@ public struct RateLimitService: Service {
     let server: RateLimitServer
     let snapshotter: Snapshotter?
     let notifier: SystemdNotifier
-    /// Waited for after the port is bound and before READY=1: the other listeners binding.
-    let beforeReady: [@Sendable () async throws -> Void]
     let logger: Logger
 
     public init(
-        server: RateLimitServer, snapshotter: Snapshotter?, notifier: SystemdNotifier,
-        beforeReady: [@Sendable () async throws -> Void] = [], logger: Logger
+        server: RateLimitServer, snapshotter: Snapshotter?, notifier: SystemdNotifier, logger: Logger
     ) {
         self.server = server
         self.snapshotter = snapshotter
         self.notifier = notifier
-        self.beforeReady = beforeReady
         self.logger = logger
     }
 
     public func run() async throws {
         let channel = try await server.start()
-        for wait in beforeReady { try await wait() }
         // State was restored before the service group started; now the port accepts too.
         let address = channel.localAddress.map(RateLimitServer.describe) ?? "?"
         notifier.notify("READY=1\nSTATUS=serving on \(address)\nMAINPID=\(getpid())")

@@ -140,7 +140,9 @@ struct RateLimitDaemon: ParsableCommand {
                 var envoy: (server: EnvoyServer, rules: EnvoyRulesBox)?
                 if let address = settings.envoyListen {
                     let rules = EnvoyRulesBox(settings.envoyRules)
-                    envoy = (EnvoyServer(host: address.host, port: address.port, rules: rules, server: server, logger: logger), rules)
+                    let bound = try await EnvoyServer.bind(
+                        host: address.host, port: address.port, rules: rules, server: server, logger: logger)
+                    envoy = (bound, rules)
                 }
                 let services = Self.services(
                     server: server, snapshotter: finalSnapshotter, replicator: finalReplicator, metrics: metrics,
@@ -169,13 +171,9 @@ struct RateLimitDaemon: ParsableCommand {
                 replicator: replicator, interval: interval, shutdownTimeoutNanos: settings.shutdownTimeoutNanos,
                 logger: logger)))
         }
-        // READY waits for the Envoy port too, so a unit ordered after the daemon never meets a closed port.
-        let beforeReady: [@Sendable () async throws -> Void] = envoy.map { envoy in
-            [{ _ = try await envoy.server.listeningAddress() }]
-        } ?? []
         services += [
             .init(service: RateLimitService(
-                server: server, snapshotter: snapshotter, notifier: notifier, beforeReady: beforeReady, logger: logger)),
+                server: server, snapshotter: snapshotter, notifier: notifier, logger: logger)),
             .init(service: ConfigReloadService(
                 flags: flags, running: settings, server: server, envoyRules: envoy?.rules, notifier: notifier,
                 logger: logger)),

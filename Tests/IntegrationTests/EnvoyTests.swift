@@ -82,13 +82,13 @@ struct EnvoyTests {
 
         let before = try runChecks(port: port, phase: "before-reload")
         #expect(before.status == 0, "\(before.output)\n\(daemon.log)")
-        #expect(before.output.split(separator: "\n").count == 36, "\(before.output)")
+        #expect(before.output.split(separator: "\n").count == 41, "\(before.output)")
 
         // One source of counts: STATS and /metrics agree, by domain and rule, never by value.
         let stats = try LineClient(port: daemon.port).statistics()
-        // 36 checks, four of them malformed requests (refused before any decision).
-        #expect(stats["envoy_requests"] == 32)
-        #expect(stats["envoy_over_limit"] == 7)
+        // 41 checks: eight of them malformed requests or calls, refused before any decision.
+        #expect(stats["envoy_requests"] == 33)
+        #expect(stats["envoy_over_limit"] == 8)
         let metrics = try ExternalTool.run("curl", ["-fsS", "http://127.0.0.1:\(try daemon.metricsPort())/metrics"]).output
         let lines = metrics.split(separator: "\n").filter { $0.hasPrefix("ratelimitd_envoy_decisions_total{") }
         func count(_ labels: [String]) -> Int? {
@@ -122,6 +122,19 @@ struct EnvoyTests {
         // SIGTERM drains the gRPC server with the other listeners and exits cleanly.
         #expect(try daemon.signalAndWait(SIGTERM) == 0, "\(daemon.log)")
         #expect(daemon.log.contains("info stopped"), "\(daemon.log)")
+    }
+
+    @Test func aBusyGRPCPortStopsStartUpWithTheReason() throws {
+        let directory = try rulesDirectory(["messaging.yml": Self.readmeExample])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let (first, port) = try startDaemon(rules: directory)
+        let result = try DaemonProcess.runToExit([
+            "--listen", "127.0.0.1:0", "--metrics-listen", "", "--envoy-listen", "127.0.0.1:\(port)", "--envoy-config", directory,
+        ])
+        #expect(result.status == 1)
+        #expect(result.output.contains("cannot listen for Envoy (gRPC) on 127.0.0.1:\(port)"), "\(result.output)")
+        #expect(!result.output.contains("listening on"), "the client port never opened: \(result.output)")
+        #expect(try first.signalAndWait(SIGTERM) == 0)
     }
 
     @Test func aBadFileStopsStartUpNamingTheFileTheDescriptorAndTheField() throws {

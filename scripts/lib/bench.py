@@ -10,6 +10,7 @@ import argparse
 import datetime
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -220,12 +221,60 @@ def compare(shards, seconds):
         redis.stop()
 
 
+def cpu_seconds(pid):
+    """User and system CPU time a process has used, from /proc."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def grpc_request(key):
+    """A RateLimitRequest {domain: "bench", descriptors: [{entries: [{key: "k", value: key}]}]} as one gRPC
+    length-prefixed message: what h2load sends (protobuf encoded by hand to need no protobuf package)."""
+    def field(number, payload):
+        return bytes([(number << 3) | 2, len(payload)]) + payload
+    message = field(1, b"bench") + field(2, field(1, field(1, b"k") + field(2, key.encode())))
+    return b"\x00" + len(message).to_bytes(4, "big") + message
+
+
+def h2load(port, connections, streams, seconds, body):
+    """Calls ShouldRateLimit with h2load (nghttp2's HTTP/2 load generator, in C): the same bytes on every
+    call, `connections` × `streams` calls outstanding. Latency percentiles come from its per-request log."""
+    requests = tempfile.NamedTemporaryFile(delete=False)
+    requests.close()
+    command = ["h2load", "-D", f"{seconds:g}", "--warm-up-time", "1", "-c", str(connections), "-m", str(streams),
+               "-d", body, "-H", "content-type: application/grpc", "-H", "te: trailers", "--log-file", requests.name,
+               f"http://127.0.0.1:{port}/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit"]
+    output = run(command)
+    latencies = sorted(int(line.split()[2]) for line in open(requests.name) if len(line.split()) >= 3)
+    os.unlink(requests.name)
+    counts = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored", output)
+    status = re.search(r"status codes: (\d+) 2xx", output)
+
+    def percentile(q):
+        return float(latencies[min(len(latencies) - 1, int(len(latencies) * q))]) if latencies else 0.0
+    return {"rps": float(re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", output).group(1)),
+            "p50": percentile(0.5), "p90": percentile(0.9), "p99": percentile(0.99), "p999": percentile(0.999),
+            "allowed": int(status.group(1)), "denied": 0,
+            "errors": int(counts.group(3)) + int(counts.group(4)) + int(counts.group(2)) - int(status.group(1)),
+            "command": f"h2load -D {seconds:g} --warm-up-time 1 -c {connections} -m {streams} -d BODY "
+                       "-H 'content-type: application/grpc' -H 'te: trailers' "
+                       "http://127.0.0.1:PORT/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit"}
+
+
 def own_load(shards, seconds):
     rules = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
     rules.write(ENVOY_RULES)
     rules.close()
+    body = tempfile.NamedTemporaryFile("wb", suffix=".bin", delete=False)
+    body.write(grpc_request("h2load"))
+    body.close()
     envoy_port = free_port()
-    daemon = Daemon(shards, extra=["--envoy-listen", f"127.0.0.1:{envoy_port}", "--envoy-config", rules.name])
+    daemon = Daemon(shards)
     cases = [
         ("line, 50 conns, pipeline 16, uniform", ["--connections", "50", "--pipeline", "16"]),
         ("line, 50 conns, pipeline 1, uniform", ["--connections", "50", "--pipeline", "1"]),
@@ -234,28 +283,50 @@ def own_load(shards, seconds):
         ("line, 50 conns, pipeline 16, deny-heavy", ["--connections", "50", "--pipeline", "16", "--mode", "deny"]),
         ("RESP, 50 conns, pipeline 16, uniform", ["--connections", "50", "--pipeline", "16", "--wire", "resp"]),
     ]
-    # Envoy's gRPC service, as Envoy calls it (unary calls over HTTP/2), in the same run as the line protocol.
+    # Envoy's gRPC service (unary calls over HTTP/2) and the line protocol on one daemon with its default
+    # shards, as it would serve Envoy, in the same run. Envoy keeps one connection per worker thread and
+    # multiplexes its calls over it; h2load drives that shape from C, ratelimit-bench grpc from grpc-swift.
     grpc_cases = [
-        ("gRPC (Envoy), 1 conn, 50 concurrent calls", ["--connections", "1", "--concurrency", "50"]),
-        ("gRPC (Envoy), 50 conns, 1 call each", ["--connections", "50", "--concurrency", "50"]),
+        ("gRPC (Envoy), grpc-swift client, 1 conn, 50 concurrent calls", "grpc-swift", ["--connections", "1", "--concurrency", "50"]),
+        ("gRPC (Envoy), grpc-swift client, 50 conns, 1 call each", "grpc-swift", ["--connections", "50", "--concurrency", "50"]),
+        ("gRPC (Envoy), h2load, 2 conns, 25 concurrent calls each", "h2load", (2, 25)),
+        ("gRPC (Envoy), h2load, 50 conns, 1 call each", "h2load", (50, 1)),
     ]
-    default = Daemon(os.cpu_count())
+    default = Daemon(os.cpu_count(), extra=["--envoy-listen", f"127.0.0.1:{envoy_port}", "--envoy-config", rules.name])
     try:
         results = []
         for name, arguments in cases:
             log(f"  ratelimit-bench: {name}")
             results.append((name, ratelimit_bench(daemon.port, arguments + ["--duration", str(seconds)])))
-        for name, arguments in grpc_cases:
-            log(f"  ratelimit-bench: {name}")
-            results.append((name, ratelimit_bench(envoy_port, arguments + ["--duration", str(seconds)], command="grpc")))
         name = f"line, 50 conns, pipeline 16, uniform, default --shards {os.cpu_count()}"
         log(f"  ratelimit-bench: {name}")
         results.append((name, ratelimit_bench(default.port, cases[0][1] + ["--duration", str(seconds)])))
+        name = f"line, 50 conns, pipeline 1, uniform, default --shards {os.cpu_count()}"
+        log(f"  ratelimit-bench: {name}")
+        results.append((name, ratelimit_bench(default.port, cases[1][1] + ["--duration", str(seconds)])))
+        for name, client, arguments in grpc_cases:
+            log(f"  {client}: {name}")
+            decided = statistics(default.port)["envoy_requests"]
+            daemon_cpu, client_cpu = cpu_seconds(default.process.pid), children_cpu_seconds()
+            if client == "h2load":
+                result = h2load(envoy_port, *arguments, seconds, body.name)
+            else:
+                result = ratelimit_bench(envoy_port, arguments + ["--duration", str(seconds)], command="grpc")
+            # CPU per call decided, warm-up included on both sides of the division.
+            calls = max(statistics(default.port)["envoy_requests"] - decided, 1)
+            # h2load sees HTTP 200 whatever the gRPC status: a call answered but not decided was an error.
+            if client == "h2load" and calls < result["allowed"]:
+                result["errors"] += result["allowed"] - calls
+                result["allowed"] = calls
+            result["daemon_us"] = (cpu_seconds(default.process.pid) - daemon_cpu) * 1e6 / calls
+            result["client_us"] = (children_cpu_seconds() - client_cpu) * 1e6 / calls
+            results.append((name, result))
         return results
     finally:
         daemon.stop()
         default.stop()
         os.unlink(rules.name)
+        os.unlink(body.name)
 
 
 def memory(keys):
@@ -500,11 +571,11 @@ def render(info, shards, seconds, comparison, own, mem, profile, memory_keys, re
         lines.append(f"| steady-state heap allocations per request (1 shard, pipeline 16) | {allocations:.3f} | 0 | "
                      f"{'yes' if allocations < 0.01 else 'no'} |")
     own_by_name = dict(own)
-    line_unpipelined = own_by_name.get("line, 50 conns, pipeline 1, uniform")
-    for name in ("gRPC (Envoy), 1 conn, 50 concurrent calls", "gRPC (Envoy), 50 conns, 1 call each"):
-        if line_unpipelined and name in own_by_name:
-            target(f"{name} / line protocol, 50 conns, pipeline 1 (ratelimit-bench, same daemon)",
-                   ratio(own_by_name[name]["rps"], line_unpipelined["rps"]), 0.5)
+    line_unpipelined = own_by_name.get(f"line, 50 conns, pipeline 1, uniform, default --shards {os.cpu_count()}")
+    for name, result in own:
+        if line_unpipelined and name.startswith("gRPC"):
+            target(f"{name} / line protocol, 50 conns, pipeline 1 (same daemon, default shards)",
+                   ratio(result["rps"], line_unpipelined["rps"]), 0.5)
     lines.append("")
     lines.append("Ratios of ratelimitd CHECK to each Redis case:")
     lines.append("")
@@ -528,6 +599,15 @@ def render(info, shards, seconds, comparison, own, mem, profile, memory_keys, re
     for _, result in own:
         lines.append(result["command"])
     lines.append("```")
+    lines.append("")
+    lines.append("CPU per gRPC call, on each side (the daemon's from /proc, the load generator's from its rusage, "
+                 "over the calls the daemon decided, warm-up included):")
+    lines.append("")
+    lines.append("| case | daemon µs CPU per call | load generator µs CPU per call |")
+    lines.append("|---|---:|---:|")
+    for name, result in own:
+        if "daemon_us" in result:
+            lines.append(f"| {name} | {result['daemon_us']:.1f} | {result['client_us']:.1f} |")
     lines.append("")
     lines.append(f"### Memory per key ({memory_keys:,} keys of 16 bytes, one shard)")
     lines.append("")

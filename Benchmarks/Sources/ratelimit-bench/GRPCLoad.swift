@@ -1,5 +1,6 @@
 import ArgumentParser
 import EnvoyRateLimitAPI
+import EnvoyRateLimitClient
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Histogram

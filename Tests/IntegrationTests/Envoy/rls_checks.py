@@ -13,7 +13,8 @@ from envoy.type.v3 import ratelimit_unit_pb2
 
 OK, OVER = rls_pb2.RateLimitResponse.OK, rls_pb2.RateLimitResponse.OVER_LIMIT
 Unit = rls_pb2.RateLimitResponse.RateLimit
-stub = rls_pb2_grpc.RateLimitServiceStub(grpc.insecure_channel("127.0.0.1:" + sys.argv[1]))
+channel = grpc.insecure_channel("127.0.0.1:" + sys.argv[1])
+stub = rls_pb2_grpc.RateLimitServiceStub(channel)
 
 
 def descriptor(*entries, hits=None, limit=None):
@@ -109,6 +110,27 @@ if sys.argv[2] == "before-reload":
             sys.exit(f"FAILED {name}: answered")
         except grpc.RpcError as error:
             check(name, error.code(), grpc.StatusCode.INVALID_ARGUMENT)
+
+    def failure(name, call, code, details):
+        try:
+            call()
+            sys.exit(f"FAILED {name}: answered")
+        except grpc.RpcError as error:
+            check(name, (error.code(), error.details()), (code, details))
+
+    # gRPC itself, as any gRPC client meets it.
+    failure("status message", lambda: stub.ShouldRateLimit(rls_pb2.RateLimitRequest(domain="shop")),
+            grpc.StatusCode.INVALID_ARGUMENT, "rate limit descriptor list must not be empty")
+    other = channel.unary_unary("/envoy.service.ratelimit.v3.RateLimitService/Other")
+    failure("unknown method", lambda: other(b""), grpc.StatusCode.UNIMPLEMENTED,
+            "unknown method /envoy.service.ratelimit.v3.RateLimitService/Other")
+    failure("oversized request", lambda: ask(descriptor(("path", "x" * 70000))),
+            grpc.StatusCode.RESOURCE_EXHAUSTED, "request message of 70024 bytes; at most 65536")
+    failure("undecodable request", lambda: channel.unary_unary(
+                "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit")(b"\xff\xff"),
+            grpc.StatusCode.INTERNAL, "the request message is not a valid RateLimitRequest: malformedProtobuf")
+    # The connection still serves.
+    check("served after errors", answer(ask(descriptor(("group", "g9")))), (OVER, [(OVER, 0, (2, DAY, ""))]))
 elif sys.argv[2] == "after-reload":
     # The counts survived the reload; the new rule is in force.
     check("count kept", answer(ask(descriptor(("path", "/api/x")))), (OVER, [(OVER, 0, API)]))

@@ -1,0 +1,206 @@
+import Logging
+import NIOCore
+import NIOHPACK
+import NIOHTTP2
+
+/// Serves unary gRPC calls on one HTTP/2 connection, on its event loop: it sits behind `NIOHTTP2Handler`
+/// (which owns the connection's HTTP/2 state: settings, HPACK, streams, flow control, pings), feeds the
+/// frames to `GRPCUnaryCalls`, and answers each complete request at once with `answer`. The replies of one
+/// read burst go out with one flush. No child channel per stream and no task per call: that is what a
+/// general gRPC server costs per call, and this one answers in microseconds (README, "Why not grpc-swift's
+/// server").
+final class GRPCConnectionHandler: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
+    typealias InboundIn = HTTP2Frame
+    typealias OutboundIn = HTTP2Frame
+    typealias OutboundOut = HTTP2Frame
+
+    /// Decodes a request message, decides it and returns the encoded response message.
+    typealias Answer = (ByteBuffer) throws(GRPCStatus) -> [UInt8]
+
+    private var calls: GRPCUnaryCalls
+    private let answer: Answer
+    private let logger: Logger
+    private var needsFlush = false
+    /// A read NIO asked for while the client was not taking the replies.
+    private var readPending = false
+    /// NIO's HTTP/2 handler wrote a GOAWAY with an error: the connection is over.
+    private var connectionFailed = false
+    private var lastStream: HTTP2StreamID = .rootStream
+    private var closing = false
+
+    init(maxMessageBytes: Int, logger: Logger, answer: @escaping Answer) {
+        self.calls = GRPCUnaryCalls(maxMessageBytes: maxMessageBytes)
+        self.answer = answer
+        self.logger = logger
+    }
+
+    /// The settings to announce: what bounds what one connection may ask at a time.
+    func initialSettings(maxConcurrentStreams: Int) -> HTTP2Settings {
+        [
+            HTTP2Setting(parameter: .maxConcurrentStreams, value: maxConcurrentStreams),
+            HTTP2Setting(parameter: .maxHeaderListSize, value: HPACKDecoder.defaultMaxHeaderListSize),
+            HTTP2Setting(parameter: .initialWindowSize, value: calls.streamWindow),
+        ]
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { openConnectionWindow(context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        context.fireChannelActive()
+        openConnectionWindow(context)
+    }
+
+    /// The connection window starts at 65,535 bytes whatever the settings say; widen it once.
+    private func openConnectionWindow(_ context: ChannelHandlerContext) {
+        let increment = GRPCUnaryCalls.connectionWindow - 65_535
+        context.write(wrapOutboundOut(HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: increment))), promise: nil)
+        needsFlush = true
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        let action: GRPCUnaryCalls.Action?
+        switch frame.payload {
+        case .headers(let headers):
+            lastStream = max(lastStream, frame.streamID)
+            action = calls.receiveHeaders(headers.headers, stream: frame.streamID, endStream: headers.endStream)
+        case .data(let payload):
+            guard case .byteBuffer(let buffer) = payload.data else { return }
+            let padding = payload.paddingBytes.map { $0 + 1 } ?? 0
+            action = calls.receiveData(
+                buffer, flowControlledLength: buffer.readableBytes + padding, stream: frame.streamID,
+                endStream: payload.endStream)
+            if let increment = calls.windowIncrement() {
+                context.write(wrapOutboundOut(HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: increment))), promise: nil)
+                needsFlush = true
+            }
+        case .rstStream:
+            calls.streamClosed(frame.streamID)
+            action = nil
+        default:
+            // SETTINGS, PING, GOAWAY, WINDOW_UPDATE, PRIORITY: NIO's HTTP/2 handler has dealt with them.
+            action = nil
+        }
+        if let action { perform(action, context: context) }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        flushIfNeeded(context)
+        context.fireChannelReadComplete()
+    }
+
+    private func perform(_ action: GRPCUnaryCalls.Action, context: ChannelHandlerContext) {
+        switch action {
+        case .call(let stream, let message):
+            do throws(GRPCStatus) {
+                let response = try answer(message)
+                var data = context.channel.allocator.buffer(capacity: 5 + response.count)
+                data.writeInteger(UInt8(0))
+                data.writeInteger(UInt32(response.count))
+                data.writeBytes(response)
+                write(.headers(.init(headers: Self.responseHeaders)), on: stream, context)
+                write(.data(.init(data: .byteBuffer(data))), on: stream, context)
+                write(.headers(.init(headers: Self.okTrailers, endStream: true)), on: stream, context)
+            } catch {
+                write(.headers(.init(headers: Self.trailersOnly(error), endStream: true)), on: stream, context)
+            }
+        case .fail(let stream, let status, let reset):
+            write(.headers(.init(headers: Self.trailersOnly(status), endStream: true)), on: stream, context)
+            if reset { write(.rstStream(.noError), on: stream, context) }
+        case .refuse(let stream, let httpStatus, let reset):
+            write(.headers(.init(headers: [":status": "\(httpStatus)"], endStream: true)), on: stream, context)
+            if reset { write(.rstStream(.noError), on: stream, context) }
+        }
+        if calls.canClose { closeAfterFlush(context) }
+    }
+
+    private func write(_ payload: HTTP2Frame.FramePayload, on stream: HTTP2StreamID, _ context: ChannelHandlerContext) {
+        context.write(wrapOutboundOut(HTTP2Frame(streamID: stream, payload: payload)), promise: nil)
+        needsFlush = true
+    }
+
+    private func flushIfNeeded(_ context: ChannelHandlerContext) {
+        guard needsFlush else { return }
+        needsFlush = false
+        context.flush()
+    }
+
+    /// Shutdown, with every call answered: a final GOAWAY (the same last stream), then close once it and
+    /// everything before it is written.
+    private func closeAfterFlush(_ context: ChannelHandlerContext) {
+        guard !closing else { return }
+        closing = true
+        needsFlush = false
+        let goAway = HTTP2Frame(streamID: .rootStream, payload: .goAway(lastStreamID: lastStream, errorCode: .noError, opaqueData: nil))
+        context.writeAndFlush(wrapOutboundOut(goAway)).whenComplete { [channel = context.channel] _ in
+            channel.close(promise: nil)
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        switch event {
+        case let closed as StreamClosedEvent:
+            calls.streamClosed(closed.streamID)
+            if calls.canClose { closeAfterFlush(context) }
+        case is ChannelShouldQuiesceEvent:
+            // Shutdown: tell the client which calls will still be answered (those it has started), answer
+            // them, then close.
+            calls.quiesce()
+            if calls.canClose {
+                closeAfterFlush(context)
+            } else {
+                write(.goAway(lastStreamID: lastStream, errorCode: .noError, opaqueData: nil), on: .rootStream, context)
+                flushIfNeeded(context)
+            }
+        default:
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    /// A client that sends calls without reading the replies fills the socket's send buffer; then no more
+    /// is read from it until it catches up, instead of buffering replies without bound.
+    func read(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            context.read()
+        } else {
+            readPending = true
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, readPending {
+            readPending = false
+            context.read()
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A stream error (NIO has reset that stream) leaves the other calls running; after a connection
+        // error NIO has sent GOAWAY and reads nothing more, so close.
+        logger.debug("envoy connection error", metadata: ["error": "\(error)", "connection_error": "\(connectionFailed)"])
+        if connectionFailed { context.close(promise: nil) }
+    }
+
+    /// NIOHTTP2FrameDelegate: how a connection error shows (NIO's handler writes the GOAWAY itself).
+    func wroteFrame(_ frame: HTTP2Frame) {
+        if case .goAway(_, let code, _) = frame.payload, code != .noError { connectionFailed = true }
+    }
+
+    static let responseHeaders: HPACKHeaders = [":status": "200", "content-type": "application/grpc"]
+    static let okTrailers: HPACKHeaders = ["grpc-status": "0"]
+
+    /// A call that ends without a message: status and content type in one HEADERS frame.
+    static func trailersOnly(_ status: GRPCStatus) -> HPACKHeaders {
+        var headers: HPACKHeaders = [
+            ":status": "200", "content-type": "application/grpc", "grpc-status": "\(status.code.rawValue)",
+            "grpc-message": status.encodedMessage,
+        ]
+        if status.code == .unimplemented, status.message.hasPrefix("compression") {
+            headers.add(name: "grpc-accept-encoding", value: "identity")
+        }
+        return headers
+    }
+}

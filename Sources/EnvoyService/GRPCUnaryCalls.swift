@@ -1,0 +1,173 @@
+import NIOCore
+import NIOHPACK
+import NIOHTTP2
+
+/// The gRPC unary calls of one HTTP/2 connection as a state machine: each frame NIO's HTTP/2 handler
+/// passes up goes in, and what to do comes out (answer a complete request, end a call with a status, give
+/// the connection flow-control window back, close). It does no I/O, so every path is tested without a
+/// socket; `GRPCConnectionHandler` carries the actions out.
+///
+/// It speaks the part of gRPC over HTTP/2 that a unary service needs
+/// (https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-HTTP2.md): `POST`, `content-type:
+/// application/grpc`, one length-prefixed message per request, no compression.
+struct GRPCUnaryCalls {
+    enum Action: Equatable {
+        /// A complete request: the message's bytes (without the 5-byte prefix), to answer on `stream`.
+        case call(HTTP2StreamID, ByteBuffer)
+        /// End the call with this status and no message; `reset` when the client has not finished sending
+        /// (then a `RST_STREAM` with `NO_ERROR` tells it to stop, as grpc-go does).
+        case fail(HTTP2StreamID, GRPCStatus, reset: Bool)
+        /// Not a gRPC request (wrong method or content type): an HTTP status, as the gRPC spec asks.
+        case refuse(HTTP2StreamID, httpStatus: Int, reset: Bool)
+    }
+
+    /// What is known of a call still receiving its request.
+    private struct Call {
+        var message: ByteBuffer?
+        /// The request's `grpc-encoding`, when it names one other than `identity`.
+        var encoding: Substring?
+    }
+
+    static let path = "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit"
+    /// The connection window this side keeps open: large enough that many requests in flight never wait
+    /// for a `WINDOW_UPDATE`, returned as soon as half of it has been received (requests are consumed at
+    /// once, so nothing is buffered against it for long).
+    static let connectionWindow = 1 << 20
+
+    let maxMessageBytes: Int
+    private var calls: [HTTP2StreamID: Call] = [:]
+    /// Flow-controlled bytes received since the connection window was last replenished.
+    private var unreturned = 0
+    private(set) var quiescing = false
+
+    init(maxMessageBytes: Int) {
+        self.maxMessageBytes = maxMessageBytes
+    }
+
+    /// Calls that have started and not yet been answered.
+    var openCalls: Int { calls.count }
+
+    /// Shutdown has begun and no call is open: the connection can close.
+    var canClose: Bool { quiescing && calls.isEmpty }
+
+    /// The stream window a peer may fill before this side answers: a whole request of the largest size.
+    var streamWindow: Int { maxMessageBytes + 5 + 1024 }
+
+    /// A `HEADERS` frame: the start of a call, or (with `END_STREAM`) the trailers that end its request.
+    mutating func receiveHeaders(_ headers: HPACKHeaders, stream: HTTP2StreamID, endStream: Bool) -> Action? {
+        if calls[stream] != nil {
+            // Trailers from the client: gRPC clients send none, but HTTP/2 allows them; they end the request.
+            guard endStream else {
+                calls[stream] = nil
+                return .fail(stream, GRPCStatus(.internalError, "unexpected HEADERS in the middle of a request"), reset: true)
+            }
+            return finish(stream)
+        }
+        let reset = !endStream
+        guard !quiescing else {
+            return .fail(stream, GRPCStatus(.unavailable, "the server is shutting down"), reset: reset)
+        }
+        guard headers.first(name: ":method") == "POST" else {
+            return .refuse(stream, httpStatus: 405, reset: reset)
+        }
+        guard let contentType = headers.first(name: "content-type"), Self.isGRPC(contentType: contentType) else {
+            return .refuse(stream, httpStatus: 415, reset: reset)
+        }
+        guard let path = headers.first(name: ":path"), path == Self.path else {
+            let path = headers.first(name: ":path") ?? ""
+            return .fail(stream, GRPCStatus(.unimplemented, "unknown method \(path)"), reset: reset)
+        }
+        guard !endStream else {
+            return .fail(stream, GRPCStatus(.internalError, "no request message"), reset: false)
+        }
+        var call = Call()
+        if let encoding = headers.first(name: "grpc-encoding"), encoding != "identity" {
+            call.encoding = Substring(encoding)
+        }
+        calls[stream] = call
+        return nil
+    }
+
+    /// A `DATA` frame of `flowControlledLength` bytes (its data, plus padding).
+    mutating func receiveData(_ data: ByteBuffer, flowControlledLength: Int, stream: HTTP2StreamID, endStream: Bool) -> Action? {
+        unreturned += flowControlledLength
+        guard var call = calls[stream] else { return nil }
+        if call.message == nil {
+            call.message = data
+        } else {
+            var incoming = data
+            call.message!.writeBuffer(&incoming)
+        }
+        if let message = call.message, message.readableBytes >= 5,
+            let length = message.getInteger(at: message.readerIndex + 1, as: UInt32.self), Int(length) > maxMessageBytes
+        {
+            calls[stream] = nil
+            return .fail(
+                stream, GRPCStatus(.resourceExhausted, "request message of \(length) bytes; at most \(maxMessageBytes)"),
+                reset: !endStream)
+        }
+        calls[stream] = call
+        return endStream ? finish(stream) : nil
+    }
+
+    /// The stream is gone (the client reset it, or NIO closed it on a stream error): forget the call.
+    mutating func streamClosed(_ stream: HTTP2StreamID) {
+        calls[stream] = nil
+    }
+
+    /// Bytes to give back to the connection window now, if enough have been received since the last time.
+    mutating func windowIncrement() -> Int? {
+        guard unreturned >= Self.connectionWindow / 2 else { return nil }
+        defer { unreturned = 0 }
+        return unreturned
+    }
+
+    /// Shutdown: no new calls; the open ones finish.
+    mutating func quiesce() {
+        quiescing = true
+    }
+
+    /// The request is complete: exactly one uncompressed message, or an error.
+    private mutating func finish(_ stream: HTTP2StreamID) -> Action {
+        let call = calls.removeValue(forKey: stream)
+        guard var message = call?.message, message.readableBytes > 0 else {
+            return .fail(stream, GRPCStatus(.internalError, "no request message"), reset: false)
+        }
+        guard let flag = message.readInteger(as: UInt8.self), let length = message.readInteger(as: UInt32.self),
+            let payload = message.readSlice(length: Int(length))
+        else {
+            return .fail(stream, GRPCStatus(.internalError, "the request message is cut short"), reset: false)
+        }
+        guard message.readableBytes == 0 else {
+            return .fail(stream, GRPCStatus(.internalError, "more than one request message in a unary call"), reset: false)
+        }
+        switch flag {
+        case 0:
+            return .call(stream, payload)
+        case 1:
+            if let encoding = call?.encoding {
+                return .fail(stream, GRPCStatus(.unimplemented, "compression \(encoding) is not supported"), reset: false)
+            }
+            return .fail(stream, GRPCStatus(.internalError, "a compressed message without grpc-encoding"), reset: false)
+        default:
+            return .fail(stream, GRPCStatus(.internalError, "invalid message flag \(flag)"), reset: false)
+        }
+    }
+
+    /// `application/grpc`, `application/grpc+proto`, either with parameters.
+    static func isGRPC(contentType: String) -> Bool {
+        // What every client sends, without the allocations of the general case (it showed in profiles).
+        if contentType == "application/grpc" { return true }
+        let type = contentType.split(separator: ";", maxSplits: 1).first.map { $0.trimmingASCIISpaces() } ?? ""
+        return type.lowercased() == "application/grpc" || type.lowercased() == "application/grpc+proto"
+    }
+}
+
+extension Substring {
+    fileprivate func trimmingASCIISpaces() -> Substring {
+        var text = self
+        while text.first == " " || text.first == "\t" { text.removeFirst() }
+        while text.last == " " || text.last == "\t" { text.removeLast() }
+        return text
+    }
+}
