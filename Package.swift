@@ -44,11 +44,17 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // `nextTick`: the sleep of every periodic service, cut short by graceful shutdown.
+        .target(
+            name: "ServiceTicks",
+            dependencies: [.product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+            swiftSettings: swiftSettings
+        ),
         // The TCP server: bootstrap, connection handler, hand-off to shard workers.
         .target(
             name: "RateLimitServer",
             dependencies: [
-                "RateLimiting", "ShardStore", "WireProtocol",
+                "RateLimiting", "ShardStore", "WireProtocol", "ServiceTicks",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -75,11 +81,12 @@ let package = Package(
         ),
         // hiredis, the system's C client for Redis (Debian: libhiredis-dev).
         .systemLibrary(name: "CHiredis", providers: [.apt(["libhiredis-dev"])]),
-        // Replication to Redis: the hiredis connection, the write-behind replicator, the start-up restore.
+        // Everything Redis: the hiredis connection, the value codec, the write-behind replicator, the
+        // start-up restore. It depends on the shards' neutral change feed, never on the server.
         .target(
             name: "RedisReplication",
             dependencies: [
-                "CHiredis", "DaemonConfig", "RateLimitServer", "ShardStore", "RateLimiting",
+                "CHiredis", "DaemonConfig", "ServiceTicks", "ShardStore", "RateLimiting",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

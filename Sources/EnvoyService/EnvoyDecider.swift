@@ -25,27 +25,20 @@ public final class EnvoyRulesBox: Sendable {
     }
 }
 
-/// Answers `ShouldRateLimit` from the shards. Each descriptor is matched against the domain's rules as
+/// Answers `ShouldRateLimit` through the server's decider. Each descriptor is matched against the domain's rules as
 /// envoyproxy/ratelimit matches it; the descriptors with a limit are decided together, all or nothing (if
 /// any that may deny is over, nothing is consumed from any of them).
 public struct EnvoyDecider: Sendable {
     let rules: EnvoyRulesBox
-    let batch: DecisionBatch
+    let decider: any Decider
     let clock: any DecisionClock
     let counts: EnvoyDecisionCounts
 
     public init(rules: EnvoyRulesBox, server: RateLimitServer) {
         self.rules = rules
-        self.batch = server.decisionBatch
+        self.decider = server.decider
         self.clock = server.configuration.clock
         self.counts = server.envoyDecisions
-    }
-
-    init(rules: EnvoyRulesBox, batch: DecisionBatch, clock: any DecisionClock, counts: EnvoyDecisionCounts) {
-        self.rules = rules
-        self.batch = batch
-        self.clock = clock
-        self.counts = counts
     }
 
     /// What one descriptor came to before deciding.
@@ -162,7 +155,7 @@ public struct EnvoyDecider: Sendable {
             return quota.count > 0 && quota.over == quota.count
         }
         var overLimit = false
-        let decided = batch.decide(items, now: now) { decisions in
+        let decided = decider.decideAll(items, now: now) { decisions in
             overLimit = overall(decisions)
             return !overLimit
         }

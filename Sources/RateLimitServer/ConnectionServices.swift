@@ -7,7 +7,9 @@ import WireProtocol
 /// (but for the ID counter, an atomic, and the shards, each behind its own lock).
 struct ConnectionServices: Sendable {
     let ruleBook: RuleBook
-    let router: ShardRouter
+    /// Where CHECK and RESET are decided.
+    let decider: any Decider
+    /// For STATS: the shards' counters.
     let shards: [LockedShard]
     let clock: any DecisionClock
     let framer: LineFramer

@@ -24,10 +24,8 @@ public final class RateLimitServer: Sendable {
     /// What Envoy's rate limit service counts its decisions in.
     public var envoyDecisions: EnvoyDecisionCounts { statistics.envoyDecisions }
 
-    /// Decides several keys at once, all or nothing, on this server's shards (Envoy's descriptors).
-    public var decisionBatch: DecisionBatch {
-        DecisionBatch(shards: shards, router: ShardRouter(shardCount: shards.count))
-    }
+    /// Where every protocol's requests are decided: this server's shards.
+    public let decider: any Decider
 
     public init(configuration: ServerConfiguration, logger: Logger) {
         precondition(configuration.shards >= 1, "at least one shard")
@@ -36,6 +34,7 @@ public final class RateLimitServer: Sendable {
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.shards)
         self.loopMetrics = LoopMetricsTable(loops: Array(group.makeIterator()))
         self.shards = (0..<configuration.shards).map { _ in LockedShard() }
+        self.decider = LocalDecider(shards: shards)
         // Rounded down, so the shards together never hold more than max_keys (but each at least one key).
         let perShard = max(1, configuration.maxKeys / configuration.shards)
         for shard in shards { shard.setMaxKeys(perShard) }
@@ -51,7 +50,7 @@ public final class RateLimitServer: Sendable {
     public func start() async throws -> any Channel {
         let services = ConnectionServices(
             ruleBook: ruleBook,
-            router: ShardRouter(shardCount: shards.count),
+            decider: decider,
             shards: shards,
             clock: configuration.clock,
             framer: LineFramer(maxLineLength: configuration.maxLineLength),
@@ -124,9 +123,10 @@ public final class RateLimitServer: Sendable {
     /// Turns on change logging in every shard and returns what a replicator takes the changes from. Call
     /// before `restore` and `start`, so that nothing changes unlogged.
     public func replicationFeed() -> ReplicationFeed {
-        for shard in shards { shard.trackChanges() }
-        statistics.replication.enabled.store(true, ordering: .relaxed)
-        return ReplicationFeed(shards: shards, clock: configuration.clock, statistics: statistics)
+        ReplicationFeed(shards: shards, clock: configuration.clock, status: statistics.replication) { [statistics] in
+            let began = statistics.shutdownStartedAt.load(ordering: .relaxed)
+            return began == 0 ? nil : began
+        }
     }
 
     /// Puts every key of a decoded snapshot into its shard; call before `start`.

@@ -4,6 +4,7 @@ import Glibc
 import Logging
 import NIOCore
 import ServiceLifecycle
+import ServiceTicks
 import ShardStore
 
 /// The server as a service: listens until graceful shutdown (SIGTERM, SIGINT), then stops accepting, lets

@@ -108,8 +108,7 @@ extension RequestProcessor {
         let now = burstNow ?? services.clock.nanosecondsNow()
         burstNow = now
         if case .check = operation { decisionsInBurst &+= 1 }
-        let result = services.shards[services.router.shard(forHash: hash)].run(
-            operation, key: key, hash: hash, now: now, slot: slot)
+        let result = services.decider.run(operation, key: key, hash: hash, now: now, slot: slot)
         reply(Reply(result), dialect)
     }
 }

@@ -1,4 +1,5 @@
 import ServiceLifecycle
+import ServiceTicks
 import Synchronization
 
 /// Notes when graceful shutdown begins and tells systemd (`STOPPING=1`). List it last in the group: groups
@@ -45,18 +46,6 @@ public struct WatchdogService: Service {
             probe = server.probeEventLoops()
         }
     }
-}
-
-/// Sleeps for `interval` and says whether a periodic service should run again: false once graceful
-/// shutdown has begun, which also cuts the sleep short. Loops read `while await nextTick(after: interval)`.
-public func nextTick(after interval: Duration) async -> Bool {
-    guard !Task.isShuttingDownGracefully else { return false }
-    do {
-        try await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
-    } catch {
-        return false
-    }
-    return !Task.isShuttingDownGracefully
 }
 
 /// Counts the event loops that ran the task a watchdog probe gave them.

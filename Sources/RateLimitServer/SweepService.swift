@@ -1,5 +1,6 @@
 import Logging
 import ServiceLifecycle
+import ServiceTicks
 import ShardStore
 
 /// Keeps memory following the active keys: every tick (a hundredth of the interval, from 10 ms to 1 min)

@@ -10,11 +10,11 @@ struct PipelineBuffer {
         commands = 0
     }
 
-    /// `SET key value PX ttl`.
-    mutating func set(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, ttlMillis: Int64) {
+    /// `SET <prefix><key> value PX ttl`.
+    mutating func set(prefix: [UInt8], key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, ttlMillis: Int64) {
         header(5)
         bulk("SET")
-        bulk(key)
+        bulk(prefix, key)
         bulk(value)
         bulk("PX")
         var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
@@ -22,11 +22,11 @@ struct PipelineBuffer {
         withUnsafeBytes(of: &digits) { bulk(UnsafeRawBufferPointer(rebasing: $0[(24 - count)...])) }
     }
 
-    /// `DEL key`.
-    mutating func delete(key: UnsafeRawBufferPointer) {
+    /// `DEL <prefix><key>`.
+    mutating func delete(prefix: [UInt8], key: UnsafeRawBufferPointer) {
         header(2)
         bulk("DEL")
-        bulk(key)
+        bulk(prefix, key)
     }
 
     private mutating func header(_ arguments: Int) {
@@ -42,6 +42,16 @@ struct PipelineBuffer {
     private mutating func bulk(_ data: UnsafeRawBufferPointer) {
         bytes.append(UInt8(ascii: "$"))
         number(data.count)
+        bytes.append(contentsOf: data)
+        bytes.append(UInt8(ascii: "\r"))
+        bytes.append(UInt8(ascii: "\n"))
+    }
+
+    /// One bulk string of two parts: a key prefix and the key.
+    private mutating func bulk(_ prefix: [UInt8], _ data: UnsafeRawBufferPointer) {
+        bytes.append(UInt8(ascii: "$"))
+        number(prefix.count + data.count)
+        bytes.append(contentsOf: prefix)
         bytes.append(contentsOf: data)
         bytes.append(UInt8(ascii: "\r"))
         bytes.append(UInt8(ascii: "\n"))

@@ -1,5 +1,4 @@
 import Logging
-import RateLimitServer
 import RateLimiting
 import ShardStore
 
@@ -96,7 +95,7 @@ public enum RedisRestore {
             outcome.olderThanSnapshot += 1
             return
         }
-        if Array(key).withUnsafeBytes({ feed.restore(key: $0, contents: contents) }) {
+        if Array(key).withUnsafeBytes({ feed.restore(key: $0, state: contents.state, windowNanos: contents.windowNanos) }) {
             outcome.restored += 1
         } else {
             outcome.newerHere += 1

@@ -1,7 +1,8 @@
 import Logging
 import NIOPosix
-import RateLimitServer
 import ServiceLifecycle
+import ServiceTicks
+import ShardStore
 
 /// Runs the replicator every flush interval on a thread of its own (hiredis blocks), and once more at
 /// shutdown. List it before the server in the service group: groups stop services in reverse order, so the

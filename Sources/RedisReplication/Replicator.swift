@@ -1,6 +1,5 @@
 import DaemonConfig
 import Logging
-import RateLimitServer
 import ShardStore
 
 /// Writes changed keys to Redis behind the decisions (write-behind): shards log which keys changed, and each
@@ -34,8 +33,11 @@ public final class Replicator: @unchecked Sendable {
     public let feed: ReplicationFeed
     private let logger: Logger
     private var connection: RedisConnection?
-    private var batch: ChangeBatch
+    private var batch = ChangeBatch()
+    private let keyPrefix: [UInt8]
     private var pipeline = PipelineBuffer()
+    /// The value being encoded (a `ReplicaRecord`), reused from key to key.
+    private var value: [UInt8] = []
     private var retryDelay: Int64 = 0
     private var nextAttemptAt: Int64 = .min
     /// When the current outage began, and whether Redis was ever reached.
@@ -52,7 +54,7 @@ public final class Replicator: @unchecked Sendable {
         self.settings = settings
         self.feed = feed
         self.logger = logger
-        self.batch = ChangeBatch(keyPrefix: Array(settings.keyPrefix.utf8))
+        self.keyPrefix = Array(settings.keyPrefix.utf8)
     }
 
     /// Loads Redis's copy into the shards before the server listens (see `RedisRestore`); call once, after
@@ -205,18 +207,23 @@ public final class Replicator: @unchecked Sendable {
         }
     }
 
-    /// Sends `batch` as one pipeline and reads every reply; returns what went wrong, or nil.
+    /// Sends `batch` as one pipeline and reads every reply; returns what went wrong, or nil. A held key is
+    /// `SET <prefix><key> <ReplicaRecord> PX <ms until fresh>`, a removed one `DEL <prefix><key>`.
     private func write(_ batch: ChangeBatch) -> String? {
         guard let connection else { return "not connected" }
         pipeline.removeAll()
-        batch.bytes.withUnsafeBytes { raw in
-            for item in batch.items {
-                let key = UnsafeRawBufferPointer(rebasing: raw[item.key])
-                switch item.action {
-                case .set(let value, let ttl):
-                    pipeline.set(key: key, value: UnsafeRawBufferPointer(rebasing: raw[value]), ttlMillis: ttl)
-                case .delete:
-                    pipeline.delete(key: key)
+        let now = batch.takenAt
+        for item in batch.items {
+            batch.withKey(of: item) { key in
+                switch item.change {
+                case .held(let state, let windowNanos, let freshAt):
+                    value.removeAll(keepingCapacity: true)
+                    ReplicaRecord.encode(.init(updatedAt: now, state: state, windowNanos: windowNanos), into: &value)
+                    // Rounded up to whole milliseconds: the copy may outlive the state by under 1 ms, never die first.
+                    let ttl = (freshAt - now + 999_999) / 1_000_000
+                    value.withUnsafeBytes { pipeline.set(prefix: keyPrefix, key: key, value: $0, ttlMillis: ttl) }
+                case .removed:
+                    pipeline.delete(prefix: keyPrefix, key: key)
                 }
             }
         }

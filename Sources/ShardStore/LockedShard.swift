@@ -141,7 +141,7 @@ public final class LockedShard: @unchecked Sendable {
     public func requeue(_ batch: ChangeBatch, shardIndex: Int) {
         lock.withLock { _ in
             for item in batch.items where item.shard == shardIndex {
-                batch.withShardKey(of: item) { shard.requeue(key: $0, hash: item.hash, changedAt: item.changedAt) }
+                batch.withKey(of: item) { shard.requeue(key: $0, hash: item.hash, changedAt: item.changedAt) }
             }
         }
     }

@@ -20,7 +20,7 @@ public enum SnapshotCodec {
     public static let version: UInt32 = 1
     /// Times in a snapshot lie within a century of its save time; anything else is corruption, and would
     /// overflow the window arithmetic of the algorithms.
-    static let maxTimeDistance: Int64 = 100 * 365 * 86_400 * 1_000_000_000
+    public static let maxTimeDistance: Int64 = 100 * 365 * 86_400 * 1_000_000_000
 
     /// Encodes every key of `tables`, leaving out those whose state is already fresh at `savedAt` (their
     /// absence means the same thing, a full quota) when the window they were decided under is known.
@@ -58,7 +58,7 @@ public enum SnapshotCodec {
     }
 
     /// One state: its kind byte, then its fields (the layout above). Redis values use it too.
-    static func encodeState(_ state: KeyState, into out: inout [UInt8]) {
+    public static func encodeState(_ state: KeyState, into out: inout [UInt8]) {
         switch state {
         case .bucket(let bucket):
             out.append(1)
@@ -144,7 +144,7 @@ public enum SnapshotCodec {
         return Contents(savedAt: savedAt, entries: entries)
     }
 
-    static func decodeState(_ reader: inout ByteReader) throws(SnapshotError) -> KeyState {
+    public static func decodeState(_ reader: inout ByteReader) throws(SnapshotError) -> KeyState {
         let kind: UInt8 = try reader.read()
         switch kind {
         case 1:
@@ -184,21 +184,21 @@ public enum SnapshotCodec {
 /// Why a snapshot cannot be used.
 public struct SnapshotError: Error, Sendable, Hashable, CustomStringConvertible {
     public let description: String
-    init(_ description: String) { self.description = description }
+    public init(_ description: String) { self.description = description }
 }
 
 /// Reads fixed-width little-endian values, refusing to read past `end`.
-struct ByteReader {
+public struct ByteReader {
     let bytes: [UInt8]
-    let end: Int
-    var position = 0
+    public let end: Int
+    public var position = 0
 
-    init(_ bytes: [UInt8], end: Int) {
+    public init(_ bytes: [UInt8], end: Int) {
         self.bytes = bytes
         self.end = end
     }
 
-    mutating func read<T: FixedWidthInteger>() throws(SnapshotError) -> T {
+    public mutating func read<T: FixedWidthInteger>() throws(SnapshotError) -> T {
         let size = MemoryLayout<T>.size
         guard position + size <= end else { throw SnapshotError("truncated at byte \(position)") }
         let value = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: position, as: T.self) }
@@ -213,15 +213,15 @@ struct ByteReader {
     }
 }
 
-extension Array where Element == UInt8 {
-    mutating func appendLittleEndian<T: FixedWidthInteger>(_ value: T) {
+extension [UInt8] {
+    public mutating func appendLittleEndian<T: FixedWidthInteger>(_ value: T) {
         Swift.withUnsafeBytes(of: value.littleEndian) { append(contentsOf: $0) }
     }
 }
 
 extension KeyState {
     /// Every time stored in the state.
-    var times: [Int64] {
+    public var times: [Int64] {
         switch self {
         case .bucket(let bucket): [bucket.theoreticalArrival]
         case .fixedWindow(let window): [window.windowStart]

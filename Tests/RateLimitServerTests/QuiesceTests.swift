@@ -11,8 +11,9 @@ import WireProtocol
 @Suite("shutting down a connection")
 struct QuiesceTests {
     func makeChannel() throws -> EmbeddedChannel {
+        let shards = [LockedShard()]
         let services = ConnectionServices(
-            ruleBook: RuleBook(.defaults), router: ShardRouter(shardCount: 1), shards: [LockedShard()],
+            ruleBook: RuleBook(.defaults), decider: LocalDecider(shards: shards), shards: shards,
             clock: ManualDecisionClock(), framer: LineFramer(), respLimits: RESPDecoder(),
             statistics: ServerStatistics(
                 startedAt: 0, snapshot: SnapshotStatus(),

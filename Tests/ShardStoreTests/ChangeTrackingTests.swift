@@ -16,16 +16,16 @@ struct ChangeTrackingTests {
         return shard
     }
 
-    /// Takes every logged change, as (key, value or nil for a removal, TTL in ms).
-    static func take(_ shard: Shard, now: Int64, budget: Int = .max) -> [(key: String, value: [UInt8]?, ttl: Int64)] {
-        var batch = ChangeBatch(keyPrefix: Array("p:".utf8))
+    /// Takes every logged change, as (key, state or nil for a removal, its window, when it is fresh).
+    static func take(_ shard: Shard, now: Int64, budget: Int = .max) -> [(key: String, state: KeyState?, window: Int64, freshAt: Int64)] {
+        var batch = ChangeBatch()
         shard.takeChanges(budget: budget, shardIndex: 0, now: now, into: &batch)
+        #expect(batch.isEmpty || batch.takenAt == now)
         return batch.items.map { item in
-            let key = batch.withShardKey(of: item) { String(decoding: $0, as: UTF8.self) }
-            #expect(batch.bytes[item.key].starts(with: Array("p:".utf8)))
-            switch item.action {
-            case .set(let value, let ttl): return (key, Array(batch.bytes[value]), ttl)
-            case .delete: return (key, nil, 0)
+            let key = batch.withKey(of: item) { String(decoding: $0, as: UTF8.self) }
+            switch item.change {
+            case .held(let state, let window, let freshAt): return (key, state, window, freshAt)
+            case .removed: return (key, nil, 0, 0)
             }
         }
     }
@@ -40,9 +40,7 @@ struct ChangeTrackingTests {
         let now = Self.t0 + 100_000 * Self.ms
         let changes = Self.take(shard, now: now)
         #expect(changes.count == 1)
-        let record = try ReplicaRecord.decode(try #require(changes.first?.value), now: now)
-        #expect(record.state == shard.state(for: "hot"))
-        #expect(record.updatedAt == now)
+        #expect(changes.first?.state == shard.state(for: "hot"))
         #expect(shard.pendingChanges == 0)
         #expect(Self.take(shard, now: now).isEmpty)
     }
@@ -60,16 +58,16 @@ struct ChangeTrackingTests {
         #expect(shard.oldestPendingChange == nil)
     }
 
-    @Test func theTTLRunsUntilTheStateIsFreshAndAFreshStateIsARemoval() throws {
+    @Test func aStateIsHeldUntilItIsFreshAndAFreshStateIsARemoval() throws {
         let shard = Self.trackingShard()
         // 10 per 10 s: each unit refills in 1 s. Three spent: full again 3 s later.
         for _ in 0..<3 { _ = shard.check(key: "k", cost: 1, limit: Self.limit, now: Self.t0) }
         let changes = Self.take(shard, now: Self.t0 + 500 * Self.ms + 1)
-        #expect(changes.map(\.ttl) == [2_500])
+        #expect(changes.map(\.freshAt) == [Self.t0 + 3_000 * Self.ms])
         _ = shard.check(key: "k", cost: 1, limit: Self.limit, now: Self.t0 + 600 * Self.ms)
         // Taken only after it refilled: nothing to keep, so the replica forgets it.
         let late = Self.take(shard, now: Self.t0 + 10_000 * Self.ms)
-        #expect(late.count == 1 && late[0].value == nil)
+        #expect(late.count == 1 && late[0].state == nil)
     }
 
     @Test func denialsAndUntrackedShardsLogNothing() {
@@ -97,24 +95,24 @@ struct ChangeTrackingTests {
         let changes = Self.take(shard, now: Self.t0)
         // "never-seen" too: the replica may hold it from before a restart.
         #expect(changes.map(\.key).sorted() == ["never-seen", "taken", "untaken"])
-        #expect(changes.allSatisfy { $0.value == nil })
+        #expect(changes.allSatisfy { $0.state == nil })
     }
 
     @Test func aFailedWriteIsLoggedAgainAndAHeldKeyOnlyOnce() {
         let shard = Self.trackingShard()
         for key in ["a", "b", "c"] { _ = shard.check(key: key, cost: 1, limit: Self.limit, now: Self.t0) }
-        var batch = ChangeBatch(keyPrefix: [])
+        var batch = ChangeBatch()
         shard.takeChanges(budget: .max, shardIndex: 0, now: Self.t0, into: &batch)
         #expect(batch.count == 3 && shard.pendingChanges == 0)
         _ = shard.check(key: "a", cost: 1, limit: Self.limit, now: Self.t0 + Self.ms)  // logged anew
         shard.reset(key: "b")  // logged as a removal
         for item in batch.items {
-            batch.withShardKey(of: item) { shard.requeue(key: $0, hash: item.hash, changedAt: item.changedAt) }
+            batch.withKey(of: item) { shard.requeue(key: $0, hash: item.hash, changedAt: item.changedAt) }
         }
         let changes = Self.take(shard, now: Self.t0 + 2 * Self.ms)
         // A held key comes back once; a removal may come twice (both say "forget it").
-        #expect(changes.filter { $0.value != nil }.map(\.key).sorted() == ["a", "c"])
-        #expect(Set(changes.filter { $0.value == nil }.map(\.key)) == ["b"])
+        #expect(changes.filter { $0.state != nil }.map(\.key).sorted() == ["a", "c"])
+        #expect(Set(changes.filter { $0.state == nil }.map(\.key)) == ["b"])
     }
 
     @Test func restoringFromTheReplicaIsNotSentBackButASnapshotIs() {
@@ -163,11 +161,7 @@ struct ChangeTrackingTests {
         #expect(!shard.changesNeedCompaction)
         var replica: [String: KeyState] = [:]
         for change in Self.take(shard, now: now) {
-            if let value = change.value {
-                replica[change.key] = try? ReplicaRecord.decode(value, now: now).state
-            } else {
-                replica[change.key] = nil
-            }
+            replica[change.key] = change.state
         }
         for index in 0..<300 {
             let key = "k:\(index)"
@@ -182,7 +176,7 @@ struct ChangeTrackingTests {
         let shard = Self.trackingShard()
         shard.reset(key: "only-in-redis")
         let changes = Self.take(shard, now: Self.t0)
-        #expect(changes.map(\.key) == ["only-in-redis"] && changes[0].value == nil)
+        #expect(changes.map(\.key) == ["only-in-redis"] && changes[0].state == nil)
     }
 
     @Test func removalsPilingUpWhileTheReplicaIsAwayStayBoundedByCompaction() {
@@ -204,10 +198,9 @@ struct ChangeTrackingTests {
         _ = shard.check(key: "steady:7", cost: 2, limit: Self.limit, now: Self.t0 + 1)
         // Every held key is still logged exactly once, with its latest state.
         let changes = Self.take(shard, now: Self.t0 + 2)
-        let sets = changes.filter { $0.value != nil }
+        let sets = changes.filter { $0.state != nil }
         #expect(sets.count == 1_000 && Set(sets.map(\.key)).count == 1_000)
-        let latest = sets.first { $0.key == "steady:7" }?.value.flatMap { try? ReplicaRecord.decode($0, now: Self.t0) }
-        #expect(latest?.state == shard.state(for: "steady:7"))
+        #expect(sets.first { $0.key == "steady:7" }?.state == shard.state(for: "steady:7"))
     }
 
     @Test func anEvictedKeyThatWaitedIsRemovedFromTheReplica() {
@@ -217,7 +210,7 @@ struct ChangeTrackingTests {
         _ = shard.check(key: "second", cost: 1, limit: Self.limit, now: Self.t0)
         let changes = Self.take(shard, now: Self.t0)
         #expect(changes.map(\.key) == ["first", "second"])
-        #expect(changes[0].value == nil && changes[1].value != nil)
+        #expect(changes[0].state == nil && changes[1].state != nil)
     }
 
     private func withKey(_ key: String, _ body: (UnsafeRawBufferPointer, UInt64) -> Void) {
@@ -229,8 +222,7 @@ struct ChangeTrackingTests {
         let year = try Limit(algorithm: .fixedWindow, limit: 10, windowNanos: Limit.maxWindowNanos)
         _ = shard.check(key: "yearly", cost: 3, limit: year, now: Self.t0)
         let changes = Self.take(shard, now: Self.t0)
-        let record = try ReplicaRecord.decode(try #require(changes.first?.value), now: Self.t0)
-        #expect(record.windowNanos == Limit.maxWindowNanos)
+        #expect(changes.first?.window == Limit.maxWindowNanos)
         let snapshot = try SnapshotCodec.decode(SnapshotCodec.encode([shard.snapshot()], savedAt: Self.t0))
         #expect(snapshot.entries.first?.windowNanos == Limit.maxWindowNanos)
     }

@@ -1,7 +1,8 @@
 import RateLimiting
+import ShardStore
 import Testing
 
-@testable import ShardStore
+@testable import RedisReplication
 
 @Suite("replica record (the value stored in Redis)")
 struct ReplicaRecordTests {

@@ -1,30 +1,32 @@
 import RateLimiting
-import ShardStore
 import Synchronization
 
-/// What a replicator needs of the server: the changed keys of every shard, a way to hand back what it
-/// could not write, and a way to load the replica's copy at start-up. Every call takes one shard lock at a
-/// time, briefly; none waits for the replica.
+/// What a replicator needs of the shards, whatever it copies them to: the changed keys of every shard, a
+/// way to hand back what it could not write, and a way to load the copy at start-up. Every call takes one
+/// shard lock at a time, briefly; none waits for the replica.
 public final class ReplicationFeed: Sendable {
     private let shards: [LockedShard]
     private let router: ShardRouter
     public let clock: any DecisionClock
     public let status: ReplicationStatus
-    private let statistics: ServerStatistics
+    private let shutdownBegan: @Sendable () -> Int64?
 
-    init(shards: [LockedShard], clock: any DecisionClock, statistics: ServerStatistics) {
+    /// `shutdownStartedAt` tells when the owner's graceful shutdown began, if it has.
+    public init(
+        shards: [LockedShard], clock: any DecisionClock, status: ReplicationStatus,
+        shutdownStartedAt: @escaping @Sendable () -> Int64?
+    ) {
         self.shards = shards
         self.router = ShardRouter(shardCount: shards.count)
         self.clock = clock
-        self.status = statistics.replication
-        self.statistics = statistics
+        self.status = status
+        self.shutdownBegan = shutdownStartedAt
+        for shard in shards { shard.trackChanges() }
+        status.enabled.store(true, ordering: .relaxed)
     }
 
-    /// When the server's graceful shutdown began, if it has.
-    public var shutdownStartedAt: Int64? {
-        let began = statistics.shutdownStartedAt.load(ordering: .relaxed)
-        return began == 0 ? nil : began
-    }
+    /// When graceful shutdown began, if it has: how much of the shutdown timeout the final flush has left.
+    public var shutdownStartedAt: Int64? { shutdownBegan() }
 
     /// Moves up to `budget` changed keys, spread over the shards, into `batch`; returns how many stay logged.
     /// Each lock hold takes at most `Self.keysPerLockHold`, so requests on a shard never wait long.
@@ -58,10 +60,10 @@ public final class ReplicationFeed: Sendable {
     /// Puts the replica's copy of `key` into its shard, unless a decision has changed the key since start-up
     /// (the shard's state is newer then); not sent back. Returns whether it did.
     @discardableResult
-    public func restore(key: UnsafeRawBufferPointer, contents: ReplicaRecord.Contents) -> Bool {
+    public func restore(key: UnsafeRawBufferPointer, state: KeyState, windowNanos: Int64) -> Bool {
         let hash = KeyHash.hash(key)
         return shards[router.shard(forHash: hash)].restoreFromReplica(
-            key: key, hash: hash, state: contents.state, windowNanos: contents.windowNanos)
+            key: key, hash: hash, state: state, windowNanos: windowNanos)
     }
 
     /// While a restore from the replica is still to come, keys reset here are kept from coming back.
@@ -114,20 +116,20 @@ public final class ReplicationStatus: Sendable {
     public let inFlight = Atomic<Int>(0)
     public let inFlightSince = Atomic<Int64>(0)
 
-    init() {}
+    public init() {}
 
     public var isEnabled: Bool { enabled.load(ordering: .relaxed) }
 
     /// How far the replica is behind at `now`: changes waiting, and the age of the oldest of them in
     /// nanoseconds (0 when none waits or its time is unknown).
-    func lag(in shards: [LockedShard], now: Int64) -> (pending: Int, nanos: Int64) {
+    public func lag(in shards: [LockedShard], now: Int64) -> (pending: Int, nanos: Int64) {
         let pending = pending(in: shards)
         return (pending.count, pending.count > 0 && pending.since != 0 ? max(0, now - pending.since) : 0)
     }
 
     /// Changes not yet in the replica (logged in `shards` or in flight), and when the oldest of them
     /// happened (0 if unknown).
-    func pending(in shards: [LockedShard]) -> (count: Int, since: Int64) {
+    public func pending(in shards: [LockedShard]) -> (count: Int, since: Int64) {
         var count = inFlight.load(ordering: .relaxed)
         var since = count > 0 ? inFlightSince.load(ordering: .relaxed) : 0
         for shard in shards {

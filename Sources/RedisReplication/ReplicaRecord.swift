@@ -1,4 +1,5 @@
 import RateLimiting
+import ShardStore
 
 /// One key's state as stored in Redis (little-endian, as in the snapshot file):
 ///

@@ -1,0 +1,40 @@
+import RateLimiting
+
+/// Where requests are decided: the one seam every protocol goes through (the line protocol and RESP one
+/// key at a time, Envoy's descriptors several at once). `LocalDecider` decides from this daemon's shards;
+/// a decider backed by shared state elsewhere is another implementation of this, not a branch in the
+/// request path.
+public protocol Decider: Sendable {
+    /// Runs one operation on one key (`hash` is `KeyHash.hash(key)`), counting a decision under `slot`.
+    func run(_ operation: ShardOperation, key: UnsafeRawBufferPointer, hash: UInt64, now: Int64, slot: Int) -> ShardResult
+
+    /// Decides every item as one: `accept` sees each item's decision and says whether to apply them all;
+    /// when it says no, nothing is consumed (the decisions returned are then peeks).
+    func decideAll(
+        _ items: [DecisionBatch.Item], now: Int64, accept: ([Decision]) -> Bool
+    ) -> (decisions: [Decision], applied: Bool)
+}
+
+/// Decides from this daemon's shards, each key under its shard's lock.
+public struct LocalDecider: Decider {
+    let shards: [LockedShard]
+    let router: ShardRouter
+    let batch: DecisionBatch
+
+    public init(shards: [LockedShard]) {
+        self.shards = shards
+        self.router = ShardRouter(shardCount: shards.count)
+        self.batch = DecisionBatch(shards: shards, router: router)
+    }
+
+    @inline(__always)
+    public func run(_ operation: ShardOperation, key: UnsafeRawBufferPointer, hash: UInt64, now: Int64, slot: Int) -> ShardResult {
+        shards[router.shard(forHash: hash)].run(operation, key: key, hash: hash, now: now, slot: slot)
+    }
+
+    public func decideAll(
+        _ items: [DecisionBatch.Item], now: Int64, accept: ([Decision]) -> Bool
+    ) -> (decisions: [Decision], applied: Bool) {
+        batch.decide(items, now: now, accept: accept)
+    }
+}
