@@ -38,7 +38,11 @@ public final class EnvoyServer: Sendable {
                 .childChannelInitializer { channel in
                     server.connectionSetup.setUp(channel, listener: .envoy) { channel in
                         let calls = GRPCConnectionHandler(maxMessageBytes: maxRequestBytes, logger: logger) {
-                            message throws(GRPCStatus) in try decider.answer(message)
+                            method, message throws(GRPCStatus) in
+                            switch method {
+                            case .shouldRateLimit: try decider.answer(message)
+                            case .healthCheck: try HealthCheck.answer(message)
+                            }
                         }
                         var http2Configuration = NIOHTTP2Handler.ConnectionConfiguration()
                         http2Configuration.initialSettings = calls.initialSettings(maxConcurrentStreams: maxConcurrentStreams)

@@ -14,8 +14,8 @@ final class GRPCConnectionHandler: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
     typealias OutboundIn = HTTP2Frame
     typealias OutboundOut = HTTP2Frame
 
-    /// Decodes a request message, decides it and returns the encoded response message.
-    typealias Answer = (ByteBuffer) throws(GRPCStatus) -> [UInt8]
+    /// Decodes a request message of a method, answers it and returns the encoded response message.
+    typealias Answer = (GRPCUnaryCalls.Method, ByteBuffer) throws(GRPCStatus) -> [UInt8]
 
     private var calls: GRPCUnaryCalls
     private let answer: Answer
@@ -93,9 +93,9 @@ final class GRPCConnectionHandler: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
 
     private func perform(_ action: GRPCUnaryCalls.Action, context: ChannelHandlerContext) {
         switch action {
-        case .call(let stream, let message):
+        case .call(let stream, let method, let message):
             do throws(GRPCStatus) {
-                let response = try answer(message)
+                let response = try answer(method, message)
                 var data = context.channel.allocator.buffer(capacity: 5 + response.count)
                 data.writeInteger(UInt8(0))
                 data.writeInteger(UInt32(response.count))

@@ -5,6 +5,7 @@ public struct GRPCStatus: Error, Equatable, Sendable, CustomStringConvertible {
     public enum Code: Int, Sendable {
         case ok = 0
         case invalidArgument = 3
+        case notFound = 5
         case resourceExhausted = 8
         case unimplemented = 12
         case internalError = 13

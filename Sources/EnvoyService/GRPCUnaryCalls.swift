@@ -11,9 +11,18 @@ import NIOHTTP2
 /// (https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-HTTP2.md): `POST`, `content-type:
 /// application/grpc`, one length-prefixed message per request, no compression.
 struct GRPCUnaryCalls {
+    /// The methods served, by `:path`.
+    enum Method: String, Sendable, CaseIterable {
+        case shouldRateLimit = "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit"
+        /// gRPC's health checking protocol, as envoyproxy/ratelimit serves it: what Envoy's
+        /// `grpc_health_check` and Kubernetes' gRPC probes call.
+        case healthCheck = "/grpc.health.v1.Health/Check"
+    }
+
     enum Action: Equatable {
-        /// A complete request: the message's bytes (without the 5-byte prefix), to answer on `stream`.
-        case call(HTTP2StreamID, ByteBuffer)
+        /// A complete request: the method, and the message's bytes (without the 5-byte prefix), to answer on
+        /// `stream`.
+        case call(HTTP2StreamID, Method, ByteBuffer)
         /// End the call with this status and no message; `reset` when the client has not finished sending
         /// (then a `RST_STREAM` with `NO_ERROR` tells it to stop, as grpc-go does).
         case fail(HTTP2StreamID, GRPCStatus, reset: Bool)
@@ -23,12 +32,12 @@ struct GRPCUnaryCalls {
 
     /// What is known of a call still receiving its request.
     private struct Call {
+        let method: Method
         var message: ByteBuffer?
         /// The request's `grpc-encoding`, when it names one other than `identity`.
         var encoding: Substring?
     }
 
-    static let path = "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit"
     /// The connection window this side keeps open: large enough that many requests in flight never wait
     /// for a `WINDOW_UPDATE`, returned as soon as half of it has been received (requests are consumed at
     /// once, so nothing is buffered against it for long).
@@ -73,14 +82,14 @@ struct GRPCUnaryCalls {
         guard let contentType = headers.first(name: "content-type"), Self.isGRPC(contentType: contentType) else {
             return .refuse(stream, httpStatus: 415, reset: reset)
         }
-        guard let path = headers.first(name: ":path"), path == Self.path else {
-            let path = headers.first(name: ":path") ?? ""
+        let path = headers.first(name: ":path") ?? ""
+        guard let method = Method(rawValue: path) else {
             return .fail(stream, GRPCStatus(.unimplemented, "unknown method \(path)"), reset: reset)
         }
         guard !endStream else {
             return .fail(stream, GRPCStatus(.internalError, "no request message"), reset: false)
         }
-        var call = Call()
+        var call = Call(method: method)
         if let encoding = headers.first(name: "grpc-encoding"), encoding != "identity" {
             call.encoding = Substring(encoding)
         }
@@ -143,7 +152,7 @@ struct GRPCUnaryCalls {
         }
         switch flag {
         case 0:
-            return .call(stream, payload)
+            return .call(stream, call!.method, payload)
         case 1:
             if let encoding = call?.encoding {
                 return .fail(stream, GRPCStatus(.unimplemented, "compression \(encoding) is not supported"), reset: false)

@@ -60,7 +60,7 @@ struct GRPCConnectionHandlerTests {
 
         /// Starts a call; `message` nil leaves the request open.
         @discardableResult
-        func call(_ message: [UInt8]?, path: String = GRPCUnaryCalls.path) throws -> HTTP2StreamID {
+        func call(_ message: [UInt8]?, path: String = GRPCUnaryCalls.Method.shouldRateLimit.rawValue) throws -> HTTP2StreamID {
             let stream = HTTP2StreamID(nextStream)
             nextStream += 2
             let headers = GRPCUnaryCallsTests.request(path: path)
@@ -103,7 +103,7 @@ struct GRPCConnectionHandlerTests {
     }
 
     /// Answers with the message reversed; `[0xFF]` is refused.
-    static func reverse(_ message: ByteBuffer) throws(GRPCStatus) -> [UInt8] {
+    static func reverse(_ method: GRPCUnaryCalls.Method, _ message: ByteBuffer) throws(GRPCStatus) -> [UInt8] {
         if message.readableBytesView.elementsEqual([0xFF]) { throw GRPCStatus(.invalidArgument, "no 0xFF") }
         return message.readableBytesView.reversed()
     }

@@ -10,7 +10,7 @@ import Testing
 struct GRPCUnaryCallsTests {
     let stream = HTTP2StreamID(1)
 
-    static func request(path: String = GRPCUnaryCalls.path, method: String = "POST",
+    static func request(path: String = GRPCUnaryCalls.Method.shouldRateLimit.rawValue, method: String = "POST",
                         contentType: String = "application/grpc", extra: [(String, String)] = []) -> HPACKHeaders {
         var headers: HPACKHeaders = [":method": method, ":path": path, ":scheme": "http", ":authority": "x",
                                      "content-type": contentType, "te": "trailers"]
@@ -35,7 +35,7 @@ struct GRPCUnaryCallsTests {
         var calls = GRPCUnaryCalls(maxMessageBytes: 1024)
         #expect(calls.receiveHeaders(Self.request(), stream: stream, endStream: false) == nil)
         #expect(calls.openCalls == 1)
-        #expect(data(&calls, Self.frame([1, 2, 3])) == .call(stream, ByteBuffer(bytes: [1, 2, 3])))
+        #expect(data(&calls, Self.frame([1, 2, 3])) == .call(stream, .shouldRateLimit, ByteBuffer(bytes: [1, 2, 3])))
         #expect(calls.openCalls == 0)
     }
 
@@ -47,13 +47,32 @@ struct GRPCUnaryCallsTests {
         #expect(data(&calls, whole.getSlice(at: 3, length: 60)!, end: false) == nil)
         #expect(data(&calls, whole.getSlice(at: 63, length: 42)!, end: false) == nil)
         // Trailers from the client end the request.
-        #expect(calls.receiveHeaders([:], stream: stream, endStream: true) == .call(stream, ByteBuffer(bytes: Array(0..<100))))
+        #expect(calls.receiveHeaders([:], stream: stream, endStream: true) == .call(stream, .shouldRateLimit, ByteBuffer(bytes: Array(0..<100))))
     }
 
     @Test func anEmptyMessageIsACall() {
         var calls = GRPCUnaryCalls(maxMessageBytes: 1024)
         _ = calls.receiveHeaders(Self.request(), stream: stream, endStream: false)
-        #expect(data(&calls, Self.frame([])) == .call(stream, ByteBuffer()))
+        #expect(data(&calls, Self.frame([])) == .call(stream, .shouldRateLimit, ByteBuffer()))
+    }
+
+    @Test func theHealthCheckIsACallOfItsOwnMethod() {
+        var calls = GRPCUnaryCalls(maxMessageBytes: 1024)
+        _ = calls.receiveHeaders(Self.request(path: "/grpc.health.v1.Health/Check"), stream: stream, endStream: false)
+        #expect(data(&calls, Self.frame([])) == .call(stream, .healthCheck, ByteBuffer()))
+        // Watch (a stream of answers) is not served.
+        #expect(calls.receiveHeaders(Self.request(path: "/grpc.health.v1.Health/Watch"), stream: HTTP2StreamID(3), endStream: false)
+            == .fail(HTTP2StreamID(3), GRPCStatus(.unimplemented, "unknown method /grpc.health.v1.Health/Watch"), reset: true))
+    }
+
+    @Test func healthCheckAnswersServingForTheServerAndTheServiceAndNotFoundOtherwise() throws {
+        // HealthCheckResponse{status: SERVING} is field 1, varint 1.
+        #expect(try HealthCheck.answer(ByteBuffer()) == [0x08, 0x01])
+        let named = ByteBuffer(bytes: [0x0A, 43] + Array("envoy.service.ratelimit.v3.RateLimitService".utf8))
+        #expect(try HealthCheck.answer(named) == [0x08, 0x01])
+        #expect(throws: GRPCStatus(.notFound, "unknown service other")) {
+            try HealthCheck.answer(ByteBuffer(bytes: [0x0A, 5] + Array("other".utf8)))
+        }
     }
 
     @Test func whatIsNotAGRPCRequestGetsAnHTTPStatus() {
@@ -69,8 +88,8 @@ struct GRPCUnaryCallsTests {
 
     @Test func anUnknownMethodIsUnimplemented() {
         var calls = GRPCUnaryCalls(maxMessageBytes: 1024)
-        #expect(calls.receiveHeaders(Self.request(path: "/grpc.health.v1.Health/Check"), stream: stream, endStream: false)
-            == .fail(stream, GRPCStatus(.unimplemented, "unknown method /grpc.health.v1.Health/Check"), reset: true))
+        #expect(calls.receiveHeaders(Self.request(path: "/other.Service/Method"), stream: stream, endStream: false)
+            == .fail(stream, GRPCStatus(.unimplemented, "unknown method /other.Service/Method"), reset: true))
         // Its data, should any come, is not a call.
         #expect(data(&calls, Self.frame([1])) == nil)
     }
@@ -97,7 +116,7 @@ struct GRPCUnaryCallsTests {
         #expect(finish(Self.frame([1], flag: 1), encoding: "identity") == failure(.internalError, "a compressed message without grpc-encoding"))
         #expect(finish(Self.frame([1], flag: 2)) == failure(.internalError, "invalid message flag 2"))
         // An encoding announced but not used is fine.
-        #expect(finish(Self.frame([7]), encoding: "gzip") == .call(stream, ByteBuffer(bytes: [7])))
+        #expect(finish(Self.frame([7]), encoding: "gzip") == .call(stream, .shouldRateLimit, ByteBuffer(bytes: [7])))
 
         var calls = GRPCUnaryCalls(maxMessageBytes: 1024)
         #expect(calls.receiveHeaders(Self.request(), stream: stream, endStream: true) == failure(.internalError, "no request message"))
@@ -113,7 +132,7 @@ struct GRPCUnaryCallsTests {
         _ = calls.receiveHeaders(Self.request(), stream: HTTP2StreamID(3), endStream: false)
         let largest = Self.frame(Array(repeating: 9, count: 1024))
         #expect(calls.receiveData(largest, flowControlledLength: largest.readableBytes, stream: HTTP2StreamID(3), endStream: true)
-            == .call(HTTP2StreamID(3), ByteBuffer(bytes: Array(repeating: 9, count: 1024))))
+            == .call(HTTP2StreamID(3), .shouldRateLimit, ByteBuffer(bytes: Array(repeating: 9, count: 1024))))
     }
 
     @Test func theConnectionWindowIsReturnedInHalves() {
@@ -134,7 +153,7 @@ struct GRPCUnaryCallsTests {
         #expect(!calls.canClose)
         #expect(calls.receiveHeaders(Self.request(), stream: HTTP2StreamID(3), endStream: false)
             == .fail(HTTP2StreamID(3), GRPCStatus(.unavailable, "the server is shutting down"), reset: true))
-        #expect(data(&calls, Self.frame([4])) == .call(stream, ByteBuffer(bytes: [4])))
+        #expect(data(&calls, Self.frame([4])) == .call(stream, .shouldRateLimit, ByteBuffer(bytes: [4])))
         #expect(calls.canClose)
     }
 

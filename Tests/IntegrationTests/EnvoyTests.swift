@@ -82,11 +82,12 @@ struct EnvoyTests {
 
         let before = try runChecks(port: port, phase: "before-reload")
         #expect(before.status == 0, "\(before.output)\n\(daemon.log)")
-        #expect(before.output.split(separator: "\n").count == 41, "\(before.output)")
+        #expect(before.output.split(separator: "\n").count == 44, "\(before.output)")
 
         // One source of counts: STATS and /metrics agree, by domain and rule, never by value.
         let stats = try LineClient(port: daemon.port).statistics()
-        // 41 checks: eight of them malformed requests or calls, refused before any decision.
+        // 44 checks: eight of them malformed requests or calls, refused before any decision, and three
+        // health checks.
         #expect(stats["envoy_requests"] == 33)
         #expect(stats["envoy_over_limit"] == 8)
         let metrics = try ExternalTool.run("curl", ["-fsS", "http://127.0.0.1:\(try daemon.metricsPort())/metrics"]).output
@@ -186,6 +187,11 @@ struct EnvoyTests {
         let stats = try LineClient(port: daemon.port).statistics()
         #expect(stats["envoy_requests"] == 7)
         #expect(stats["envoy_over_limit"] == 1)
+        // Envoy health-checked the service over gRPC, and found it healthy.
+        let counters = try ExternalTool.run("curl", ["-fsS", "http://127.0.0.1:\(envoy.adminPort)/stats?filter=cluster.ratelimit.health_check"]).output
+        #expect(counters.contains("cluster.ratelimit.health_check.success: "), "\(counters)")
+        #expect(!counters.contains("cluster.ratelimit.health_check.success: 0"), "\(counters)")
+        #expect(counters.contains("cluster.ratelimit.health_check.failure: 0"), "\(counters)")
     }
 
     @Test func theReadmeShowsTheTestedEnvoyFilesVerbatim() throws {

@@ -129,6 +129,14 @@ if sys.argv[2] == "before-reload":
     failure("undecodable request", lambda: channel.unary_unary(
                 "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit")(b"\xff\xff"),
             grpc.StatusCode.INTERNAL, "the request message is not a valid RateLimitRequest: malformedProtobuf")
+    # gRPC health checking, as Envoy's grpc_health_check and Kubernetes' gRPC probes call it (raw bytes:
+    # HealthCheckRequest{service} is field 1; HealthCheckResponse{status: SERVING} is 08 01).
+    health = channel.unary_unary("/grpc.health.v1.Health/Check")
+    check("health of the server", health(b""), b"\x08\x01")
+    service = b"envoy.service.ratelimit.v3.RateLimitService"
+    check("health of the service", health(b"\x0a" + bytes([len(service)]) + service), b"\x08\x01")
+    failure("health of another service", lambda: health(b"\x0a\x05other"), grpc.StatusCode.NOT_FOUND,
+            "unknown service other")
     # The connection still serves.
     check("served after errors", answer(ask(descriptor(("group", "g9")))), (OVER, [(OVER, 0, (2, DAY, ""))]))
 elif sys.argv[2] == "after-reload":
