@@ -1,7 +1,18 @@
+import RateLimiting
+
 /// The Lua script that decides in Redis for shared mode: every algorithm with the local arithmetic, to the
 /// nanosecond, whatever the values (see its header). Loaded with `SCRIPT LOAD`, called with `EVALSHA`.
 /// Kept as Swift source so the installed binary needs no file beside it.
 public enum DecisionScript {
+    /// gcd(limit, window) for the bucket algorithms, which the script takes with each item: only the ratio
+    /// of the two matters to them, and reduced it keeps the script's products small.
+    public static func reduction(_ limit: Limit) -> Int64 {
+        guard limit.algorithm.usesBurst else { return 1 }
+        var (a, b) = (limit.limit, limit.windowNanos)
+        while b != 0 { (a, b) = (b, a % b) }
+        return a
+    }
+
     public static let source = #"""
 -- ratelimitd shared mode: decides CHECKs inside Redis, atomically, with the local algorithms' arithmetic.
 --
@@ -12,8 +23,10 @@ public enum DecisionScript {
 -- ARGV[2]: "each" (every item decided on its own) or "all" (applied only if the items that may deny are
 --          all allowed, and when some quota-role items exist, not all of them are denied; otherwise nothing
 --          is consumed and allowed items are answered as peeks).
--- ARGV[3 + 6i ...]: per item: algorithm (B bucket, F fixed window, C sliding counter, L sliding log),
---          limit, window ns, burst, cost, role (0 shadow: never denies the batch, 1 denies it, 2 quota).
+-- ARGV[3]: how many limits follow; then per limit: algorithm (B bucket, F fixed window, C sliding counter,
+--          L sliding log), limit, window ns, burst, gcd(limit, window) for buckets (1 otherwise).
+-- Then per item (key): its limit's number (from 1), cost, role (0 shadow: never denies the batch, 1 denies
+--          it, 2 quota). Items of one limit share its arguments, which keeps a batch's arguments short.
 -- Returns: per item allowed (1/0), remaining, reset ms (-1: never); then, in "all" mode, applied (1/0).
 --
 -- Lua's numbers are doubles, exact only below 2^53, and times here are ~1.7e18 ns: every value is a Lua
@@ -254,6 +267,13 @@ end
 
 -- An offset from now as the absolute time to store.
 local function absolute(off)
+  if type(off) == 'number' and off < 9e15 and off > -9e15 then
+    local total = off + nowN
+    local carry = floor(total / G)
+    local n = total - carry * G
+    if n < 0 then carry, n = carry - 1, n + G elseif n >= G then carry, n = carry + 1, n - G end
+    return string.format('%.0f%09d', nowS + carry, n)
+  end
   local total = add(off, nowN)
   local carry = floorDiv(total, G)
   local n = sub(total, mul(carry, G))
@@ -280,169 +300,229 @@ local function millis(nanos)
   return add(div(sub(nanos, 1), 1000000), 1)
 end
 
-local function reply(allowed, remaining, resetNanos)
-  if not positive(remaining) then remaining = 0 end
-  return { allowed and 1 or 0, remaining, millis(resetNanos) }
+-- a*b/c and a*b <=> c*d, exact: computed in doubles, and again with big integers only when the doubles'
+-- rounding could matter (a product at or past 2^53 whose quotient lies within rounding of an integer, or
+-- two products within rounding of each other).
+local function mulDivFloor(a, b, c)
+  if type(a) == 'number' and type(b) == 'number' and type(c) == 'number' then
+    local p = a * b
+    if p < MAXN and p > -MAXN then return div(p, c) end
+    local q = p / c
+    if q > 0 and q < 1e15 then
+      local f = floor(q)
+      local margin = q * 1e-15 + 1e-9
+      local frac = q - f
+      if frac > margin and frac < 1 - margin then return f end
+    end
+  end
+  return div(mul(a, b), c)
 end
 
-local function never(remaining)
-  if not positive(remaining) then remaining = 0 end
-  return { 0, remaining, -1 }
+local function mulDivCeil(a, b, c)
+  if type(a) == 'number' and type(b) == 'number' and type(c) == 'number' then
+    local p = a * b
+    if p < MAXN and p > -MAXN then
+      local q = div(p, c)
+      return q * c == p and q or q + 1
+    end
+    local q = p / c
+    if q > 0 and q < 1e15 then
+      local f = floor(q)
+      local margin = q * 1e-15 + 1e-9
+      local frac = q - f
+      if frac > margin and frac < 1 - margin then return f + 1 end
+    end
+  end
+  local p = mul(a, b)
+  local q = div(p, c)
+  return cmp(mul(q, c), p) == 0 and q or add(q, 1)
+end
+
+local function mulCmp(a, b, c, d)
+  if type(a) == 'number' and type(b) == 'number' and type(c) == 'number' and type(d) == 'number' then
+    local x, y = a * b, c * d
+    if x < MAXN and x > -MAXN and y < MAXN and y > -MAXN then
+      return x < y and -1 or (x > y and 1 or 0)
+    end
+    local margin = (math.abs(x) + math.abs(y)) * 1e-15
+    if x - y > margin then return 1 elseif y - x > margin then return -1 end
+  end
+  return cmp(mul(a, b), mul(c, d))
+end
+
+-- Milliseconds for a reply's reset: rounded up, 0 for nothing to wait.
+local function millis(nanos)
+  if type(nanos) == 'number' then
+    if nanos <= 0 then return 0 end
+    local q = floor((nanos - 1) / 1000000)
+    local r = nanos - 1 - q * 1000000
+    if r < 0 then q = q - 1 elseif r >= 1000000 then q = q + 1 end
+    return q + 1
+  end
+  if nanos.neg then return 0 end
+  return add(div(sub(nanos, 1), 1000000), 1)
 end
 
 -- The start of the epoch-aligned window that holds now, as an offset.
 local function windowStart(window) return negate(sinceWindowStart(window)) end
 
--- Each algorithm: (state or nil, cost, limit, window, burst) -> decision, new state or nil if unchanged;
--- fresh(state, window) -> when the state stops mattering. Times are offsets from now. Mirrors RateLimiting.
+-- Each algorithm: check(state or nil, cost, limit, window, burst, g) -> allowed, remaining, reset ns (false:
+-- never), new state or nil if unchanged; fresh(state, window) -> when the state stops mattering;
+-- encode(state) and decode(stored text). Times are offsets from now. Mirrors RateLimiting.
+-- g is gcd(limit, window) for buckets (1 otherwise): only their ratio matters, and reduced it keeps
+-- products small.
 
 local bucket = {}
-function bucket.check(s, cost, limit, window, burst)
-  local capacity = mul(burst, window)
-  local backlog = s and max(s.tat, 0) or 0
-  local function remaining(b)
-    local left = sub(capacity, mul(b, limit))
-    if not positive(left) then return 0 end
-    return div(left, window)
-  end
-  if cost == 0 then return reply(true, remaining(backlog), backlog) end
-  if cost > burst then return never(remaining(backlog)) end
-  local costTime = mul(cost, window)
-  if cmp(add(mul(backlog, limit), costTime), capacity) > 0 then
-    local allowedBacklog = div(sub(capacity, costTime), limit)
-    return reply(false, remaining(backlog), sub(backlog, allowedBacklog))
-  end
-  local newBacklog = add(backlog, max(div(costTime, limit), 1))
-  return reply(true, remaining(newBacklog), newBacklog), { tat = newBacklog }
+-- Units left with `backlog` queued: burst - ceil(backlog * limit / window).
+local function bucketRemaining(backlog, burst, r, w)
+  if backlog == 0 then return burst end
+  return burst - mulDivCeil(backlog, r, w)
 end
-function bucket.fresh(s) return s.tat end
-function bucket.encode(s) return 'B ' .. absolute(s.tat) end
-function bucket.decode(words) return { tat = offset(words[2]) } end
+function bucket.check(s, cost, L)
+  local burst, r, w = L.burst, L.r, L.w
+  local backlog = 0
+  if s and positive(s) then backlog = s end
+  if cost == 0 then return true, bucketRemaining(backlog, burst, r, w), backlog end
+  if cost > burst then return false, bucketRemaining(backlog, burst, r, w), false end
+  if mulCmp(backlog, r, burst - cost, w) > 0 then
+    return false, bucketRemaining(backlog, burst, r, w), sub(backlog, mulDivFloor(burst - cost, w, r))
+  end
+  local newBacklog = add(backlog, max(mulDivFloor(cost, w, r), 1))
+  return true, bucketRemaining(newBacklog, burst, r, w), newBacklog, newBacklog
+end
+function bucket.fresh(s) return s end
+function bucket.encode(s) return 'B ' .. absolute(s) end
+function bucket.decode(text) return offset(string.sub(text, 3)) end
 
 local fixed = {}
-function fixed.check(s, cost, limit, window, burst)
+function fixed.check(s, cost, L)
+  local limit, window = L.limit, L.window
   local start = windowStart(window)
-  if s then start = max(start, s.start) end
+  if s then start = max(start, s[1]) end
   local untilEnd = add(start, window)
-  local used = (s and cmp(s.start, start) == 0) and s.used or 0
-  if cost == 0 then return reply(true, limit - used, used > 0 and untilEnd or 0) end
-  if cost > limit then return never(limit - used) end
-  if used + cost > limit then return reply(false, limit - used, untilEnd) end
-  return reply(true, limit - used - cost, untilEnd), { start = start, used = used + cost }
+  local used = (s and cmp(s[1], start) == 0) and s[2] or 0
+  if cost == 0 then return true, limit - used, used > 0 and untilEnd or 0 end
+  if cost > limit then return false, limit - used, false end
+  if used + cost > limit then return false, limit - used, untilEnd end
+  return true, limit - used - cost, untilEnd, { start, used + cost }
 end
-function fixed.fresh(s, window) return add(s.start, window) end
-function fixed.encode(s) return 'F ' .. absolute(s.start) .. ' ' .. format(s.used) end
-function fixed.decode(words) return { start = offset(words[2]), used = tonumber(words[3]) } end
+function fixed.fresh(s, window) return add(s[1], window) end
+function fixed.encode(s) return 'F ' .. absolute(s[1]) .. ' ' .. s[2] end
+function fixed.decode(text)
+  local space = string.find(text, ' ', 3, true)
+  return { offset(string.sub(text, 3, space - 1)), tonumber(string.sub(text, space + 1)) }
+end
 
 local counter = {}
-function counter.check(s, cost, limit, window, burst)
+-- Units left: limit - current - ceil(previous * (window - elapsed) / window).
+local function counterRemaining(previous, current, limit, window, elapsed)
+  if previous == 0 then return limit - current end
+  return limit - current - mulDivCeil(previous, sub(window, elapsed), window)
+end
+function counter.check(s, cost, L)
+  local limit, window = L.limit, L.window
   local start = windowStart(window)
-  if s then start = max(start, s.start) end
-  local c = { start = start, previous = 0, current = 0 }
+  if s then start = max(start, s[1]) end
+  local previous, current = 0, 0
   if s then
-    if cmp(start, s.start) == 0 then
-      c.previous, c.current = s.previous, s.current
-    elseif cmp(start, add(s.start, window)) == 0 then
-      c.previous = s.current
+    if cmp(start, s[1]) == 0 then
+      previous, current = s[2], s[3]
+    elseif cmp(start, add(s[1], window)) == 0 then
+      previous = s[3]
     end
   end
   local elapsed = min(max(negate(start), 0), sub(window, 1))
-  local capacity = mul(limit, window)
-  local function scaled(x) return add(mul(x.previous, sub(window, elapsed)), mul(x.current, window)) end
-  local function remaining(x)
-    local left = sub(capacity, scaled(x))
-    if not positive(left) then return 0 end
-    return div(left, window)
-  end
-  local function fullIn(x)
-    if x.current > 0 then return sub(mul(2, window), elapsed) end
-    if x.previous > 0 then return sub(window, elapsed) end
+  local function fullIn(c)
+    if c > 0 then return sub(mul(2, window), elapsed) end
+    if previous > 0 then return sub(window, elapsed) end
     return 0
   end
-  if cost == 0 then return reply(true, remaining(c), fullIn(c)) end
-  if cost > limit then return never(remaining(c)) end
-  if cmp(add(scaled(c), mul(cost, window)), capacity) > 0 then
+  if cost == 0 then
+    return true, counterRemaining(previous, current, limit, window, elapsed), fullIn(current)
+  end
+  if cost > limit then return false, counterRemaining(previous, current, limit, window, elapsed), false end
+  -- previous * (window - elapsed) + (current + cost) * window > limit * window
+  if limit - current - cost < 0 or mulCmp(previous, sub(window, elapsed), limit - current - cost, window) > 0 then
     local retry
-    if c.current + cost <= limit and c.previous > 0 then
-      local fitsAt = sub(window, div(mul(limit - c.current - cost, window), c.previous))
+    if current + cost <= limit and previous > 0 then
+      local fitsAt = sub(window, mulDivFloor(limit - current - cost, window, previous))
       retry = max(sub(fitsAt, elapsed), 1)
     else
       local fitsAt = 0
-      if c.current > 0 then fitsAt = sub(window, div(mul(limit - cost, window), c.current)) end
+      if current > 0 then fitsAt = sub(window, mulDivFloor(limit - cost, window, current)) end
       retry = add(sub(window, elapsed), max(fitsAt, 0))
     end
-    return reply(false, remaining(c), retry)
+    return false, counterRemaining(previous, current, limit, window, elapsed), retry
   end
-  c.current = c.current + cost
-  return reply(true, remaining(c), fullIn(c)), c
+  current = current + cost
+  return true, counterRemaining(previous, current, limit, window, elapsed), fullIn(current), { start, previous, current }
 end
-function counter.fresh(s, window) return add(s.start, mul(s.current > 0 and 2 or 1, window)) end
-function counter.encode(s)
-  return 'C ' .. absolute(s.start) .. ' ' .. format(s.previous) .. ' ' .. format(s.current)
-end
-function counter.decode(words)
-  return { start = offset(words[2]), previous = tonumber(words[3]), current = tonumber(words[4]) }
+function counter.fresh(s, window) return add(s[1], mul(s[3] > 0 and 2 or 1, window)) end
+function counter.encode(s) return 'C ' .. absolute(s[1]) .. ' ' .. s[2] .. ' ' .. s[3] end
+function counter.decode(text)
+  local a = string.find(text, ' ', 3, true)
+  local b = string.find(text, ' ', a + 1, true)
+  return { offset(string.sub(text, 3, a - 1)), tonumber(string.sub(text, a + 1, b - 1)), tonumber(string.sub(text, b + 1)) }
 end
 
 local log = {}
-function log.check(s, cost, limit, window, burst)
+function log.check(s, cost, L)
+  local limit, window = L.limit, L.window
   local entries, used = {}, 0
   if s then
-    for _, e in ipairs(s.entries) do
-      if positive(add(e.time, window)) then
+    for _, e in ipairs(s) do
+      if positive(add(e[1], window)) then
         entries[#entries + 1] = e
-        used = used + e.count
+        used = used + e[2]
       end
     end
   end
-  local function fullAt() return #entries > 0 and add(entries[#entries].time, window) or 0 end
-  if cost == 0 then return reply(true, limit - used, fullAt()) end
-  if cost > limit then return never(limit - used) end
+  local function fullAt() return #entries > 0 and add(entries[#entries][1], window) or 0 end
+  if cost == 0 then return true, limit - used, fullAt() end
+  if cost > limit then return false, limit - used, false end
   if used + cost > limit then
     local allowedAt, still = 0, used
     for _, e in ipairs(entries) do
-      still = still - e.count
+      still = still - e[2]
       if still <= limit - cost then
-        allowedAt = add(e.time, window)
+        allowedAt = add(e[1], window)
         break
       end
     end
-    return reply(false, limit - used, allowedAt)
+    return false, limit - used, allowedAt
   end
   local newest = entries[#entries]
-  local time = newest and max(0, newest.time) or 0
-  if newest and cmp(newest.time, time) == 0 then
-    newest.count = newest.count + cost
+  local time = newest and max(0, newest[1]) or 0
+  if newest and cmp(newest[1], time) == 0 then
+    entries[#entries] = { time, newest[2] + cost }
   else
-    entries[#entries + 1] = { time = time, count = cost }
+    entries[#entries + 1] = { time, cost }
   end
-  used = used + cost
-  return reply(true, limit - used, fullAt()), { entries = entries }
+  return true, limit - used - cost, fullAt(), entries
 end
-function log.fresh(s, window) return add(s.entries[#s.entries].time, window) end
+function log.fresh(s, window) return add(s[#s][1], window) end
 function log.encode(s)
   local parts = { 'L' }
-  for _, e in ipairs(s.entries) do
-    parts[#parts + 1] = absolute(e.time)
-    parts[#parts + 1] = format(e.count)
+  for _, e in ipairs(s) do
+    parts[#parts + 1] = absolute(e[1])
+    parts[#parts + 1] = e[2]
   end
   return table.concat(parts, ' ')
 end
-function log.decode(words)
-  local entries = {}
-  for i = 2, #words - 1, 2 do entries[#entries + 1] = { time = offset(words[i]), count = tonumber(words[i + 1]) } end
-  return { entries = entries }
+function log.decode(text)
+  local entries, time = {}, nil
+  for word in string.gmatch(string.sub(text, 3), '%S+') do
+    if time == nil then
+      time = offset(word)
+    else
+      entries[#entries + 1] = { time, tonumber(word) }
+      time = nil
+    end
+  end
+  return entries
 end
 
 local algorithms = { B = bucket, F = fixed, C = counter, L = log }
-
-local function words(key)
-  local value = redis.call('GET', key)
-  if not value then return nil end
-  local list = {}
-  for word in string.gmatch(value, '%S+') do list[#list + 1] = word end
-  return list
-end
 
 local explicit = ARGV[1] ~= ''
 if explicit then
@@ -454,42 +534,59 @@ else
 end
 local all = ARGV[2] == 'all'
 
-local items, slots, decisions = {}, {}, {}
-for i = 1, #KEYS do
-  local base = 2 + (i - 1) * 6
-  local item = {
-    key = KEYS[i], code = ARGV[base + 1], limit = tonumber(ARGV[base + 2]), window = parse(ARGV[base + 3]),
-    burst = tonumber(ARGV[base + 4]), cost = tonumber(ARGV[base + 5]), role = tonumber(ARGV[base + 6]),
+local limits = {}
+local limitCount = tonumber(ARGV[3])
+for j = 1, limitCount do
+  local base = 3 + (j - 1) * 5
+  local code = ARGV[base + 1]
+  local L = {
+    code = code, algorithm = algorithms[code], limit = tonumber(ARGV[base + 2]), window = parse(ARGV[base + 3]),
+    burst = tonumber(ARGV[base + 4]),
   }
-  item.algorithm = algorithms[item.code]
-  items[i] = item
-  local slot = slots[item.key]
-  if slot == nil then
-    slot = { words = words(item.key) }
-    slots[item.key] = slot
+  local g = tonumber(ARGV[base + 5])
+  L.r = L.limit / g
+  L.w = type(L.window) == 'number' and L.window / g or div(L.window, g)
+  limits[j] = L
+end
+local itemBase = 3 + limitCount * 5
+
+-- Per key: what Redis holds (text), and the state an earlier item of this batch left (limit, state).
+local stored, current = {}, {}
+local allowedList, remainingList, resetList = {}, {}, {}
+local n = #KEYS
+-- One MGET for the batch: a call into Redis costs more than the few bytes it reads.
+local values = redis.call('MGET', unpack(KEYS))
+for i = 1, n do
+  local base = itemBase + (i - 1) * 3
+  local key, L = KEYS[i], limits[tonumber(ARGV[base + 1])]
+  local code = L.code
+  local text = stored[key]
+  if text == nil then
+    text = values[i] or false
+    stored[key] = text
   end
   -- The state this item finds: an earlier item's in this batch, else what Redis holds. State of another
   -- algorithm counts as none (the key's limit changed), as locally.
   local state
-  if slot.code ~= nil then
-    if slot.code == item.code then state = slot.state end
-  elseif slot.words and slot.words[1] == item.code then
-    state = item.algorithm.decode(slot.words)
+  local earlier = current[key]
+  if earlier then
+    if earlier[1].code == code then state = earlier[2] end
+  elseif text and string.byte(text, 1) == string.byte(code, 1) then
+    state = L.algorithm.decode(text)
   end
-  local decision, changed = item.algorithm.check(state, item.cost, item.limit, item.window, item.burst)
-  if changed then
-    slot.state, slot.code, slot.window, slot.dirty = changed, item.code, item.window, true
-  end
-  decisions[i] = decision
+  local allowed, remaining, reset, changed = L.algorithm.check(state, tonumber(ARGV[base + 2]), L)
+  if changed then current[key] = { L, changed } end
+  allowedList[i], remainingList[i], resetList[i] = allowed, remaining, reset
 end
 
 local apply = true
 if all then
   local quota, quotaOver = 0, 0
-  for i, item in ipairs(items) do
-    local over = decisions[i][1] == 0
-    if item.role == 1 and over then apply = false end
-    if item.role == 2 then
+  for i = 1, n do
+    local role = ARGV[itemBase + (i - 1) * 3 + 3]
+    local over = not allowedList[i]
+    if role == '1' and over then apply = false end
+    if role == '2' then
       quota = quota + 1
       if over then quotaOver = quotaOver + 1 end
     end
@@ -498,36 +595,42 @@ if all then
 end
 
 if apply then
-  for key, slot in pairs(slots) do
-    if slot.dirty then
-      local algorithm = algorithms[slot.code]
-      local ttl = millis(algorithm.fresh(slot.state, slot.window))
-      if explicit then
-        redis.call('SET', key, algorithm.encode(slot.state))
-      elseif positive(ttl) then
-        redis.call('SET', key, algorithm.encode(slot.state), 'PX', format(ttl))
-      else
-        redis.call('DEL', key)
-      end
+  for key, entry in pairs(current) do
+    local L, state = entry[1], entry[2]
+    local algorithm = L.algorithm
+    local ttl = millis(algorithm.fresh(state, L.window))
+    if explicit then
+      redis.call('SET', key, algorithm.encode(state))
+    elseif positive(ttl) then
+      redis.call('SET', key, algorithm.encode(state), 'PX', format(ttl))
+    else
+      redis.call('DEL', key)
     end
   end
 else
   -- Nothing is consumed: an item that would have been allowed is answered as a peek of the stored state.
-  for i, item in ipairs(items) do
-    if decisions[i][1] == 1 then
-      local list = slots[item.key].words
-      local stored = (list and list[1] == item.code) and item.algorithm.decode(list) or nil
-      decisions[i] = item.algorithm.check(stored, 0, item.limit, item.window, item.burst)
+  for i = 1, n do
+    if allowedList[i] then
+      local L = limits[tonumber(ARGV[itemBase + (i - 1) * 3 + 1])]
+      local text = stored[KEYS[i]]
+      local state = (text and string.byte(text, 1) == string.byte(L.code, 1)) and L.algorithm.decode(text) or nil
+      allowedList[i], remainingList[i], resetList[i] = L.algorithm.check(state, 0, L)
     end
   end
 end
 
 local out = {}
-for i = 1, #decisions do
-  local d = decisions[i]
-  out[#out + 1] = d[1]
-  out[#out + 1] = type(d[2]) == 'number' and d[2] or format(d[2])
-  out[#out + 1] = type(d[3]) == 'number' and d[3] or format(d[3])
+for i = 1, n do
+  local remaining, reset = remainingList[i], resetList[i]
+  if not positive(remaining) then remaining = 0 end
+  out[#out + 1] = allowedList[i] and 1 or 0
+  out[#out + 1] = type(remaining) == 'number' and remaining or format(remaining)
+  if reset == false then
+    out[#out + 1] = -1
+  else
+    local ms = millis(reset)
+    out[#out + 1] = type(ms) == 'number' and ms or format(ms)
+  end
 end
 if all then out[#out + 1] = apply and 1 or 0 end
 return out

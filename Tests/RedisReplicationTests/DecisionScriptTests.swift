@@ -40,12 +40,17 @@ struct DecisionScriptTests {
         /// Decides `items` at `now` (nil: Redis's clock), "each" or "all"; returns the decisions and, for
         /// "all", whether they were applied.
         func decide(_ items: [Item], now: Int64?, mode: String = "each") throws -> (decisions: [Decision], applied: Bool) {
-            var words = ["EVALSHA", sha, "\(items.count)"] + items.map(\.key) + [now.map { "\($0)" } ?? "", mode]
-            for item in items {
+            var limits: [Limit] = []
+            for item in items where !limits.contains(item.limit) { limits.append(item.limit) }
+            var words = ["EVALSHA", sha, "\(items.count)"] + items.map(\.key) + [now.map { "\($0)" } ?? "", mode, "\(limits.count)"]
+            for limit in limits {
                 words += [
-                    DecisionScriptTests.code(item.limit.algorithm), "\(item.limit.limit)", "\(item.limit.windowNanos)",
-                    "\(item.limit.burst)", "\(item.cost)", "\(item.role)",
+                    DecisionScriptTests.code(limit.algorithm), "\(limit.limit)", "\(limit.windowNanos)", "\(limit.burst)",
+                    "\(DecisionScript.reduction(limit))",
                 ]
+            }
+            for item in items {
+                words += ["\(limits.firstIndex(of: item.limit)! + 1)", "\(item.cost)", "\(item.role)"]
             }
             let reply = try connection.command(words)
             guard case .array(let values) = reply else { throw RedisError("unexpected reply \(reply)") }
