@@ -11,8 +11,9 @@ import ServiceLifecycle
 /// starts, like the metrics port, so a port it cannot have stops start-up before READY.
 public final class EnvoyServer: Sendable {
     /// Streams one HTTP/2 connection may have open at once: Envoy multiplexes every request of a worker over
-    /// few connections, so this bounds what one connection can ask of the daemon at a time.
-    public static let maxConcurrentStreams = 1024
+    /// few connections (and opens another when one is full), so this bounds what one connection can ask of
+    /// the daemon at a time, and the partial requests it can make the daemon hold (128 × 64 KiB).
+    public static let maxConcurrentStreams = 128
     /// A `ShouldRateLimit` request is a few hundred bytes; anything near this is not one.
     public static let maxRequestBytes = 64 * 1024
 

@@ -68,14 +68,7 @@ final class GRPCConnectionHandler: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
             action = calls.receiveHeaders(headers.headers, stream: frame.streamID, endStream: headers.endStream)
         case .data(let payload):
             guard case .byteBuffer(let buffer) = payload.data else { return }
-            let padding = payload.paddingBytes.map { $0 + 1 } ?? 0
-            action = calls.receiveData(
-                buffer, flowControlledLength: buffer.readableBytes + padding, stream: frame.streamID,
-                endStream: payload.endStream)
-            if let increment = calls.windowIncrement() {
-                context.write(wrapOutboundOut(HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: increment))), promise: nil)
-                needsFlush = true
-            }
+            action = calls.receiveData(buffer, stream: frame.streamID, endStream: payload.endStream)
         case .rstStream:
             calls.streamClosed(frame.streamID)
             action = nil
@@ -141,6 +134,13 @@ final class GRPCConnectionHandler: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         switch event {
+        case let window as NIOHTTP2WindowUpdatedEvent:
+            if window.streamID == .rootStream, let size = window.inboundWindowSize,
+                let increment = GRPCUnaryCalls.windowIncrement(inboundWindow: size)
+            {
+                write(.windowUpdate(windowSizeIncrement: increment), on: .rootStream, context)
+            }
+            context.fireUserInboundEventTriggered(event)
         case let closed as StreamClosedEvent:
             calls.streamClosed(closed.streamID)
             if calls.canClose { closeAfterFlush(context) }
@@ -179,9 +179,10 @@ final class GRPCConnectionHandler: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         // A stream error (NIO has reset that stream) leaves the other calls running; after a connection
-        // error NIO has sent GOAWAY and reads nothing more, so close.
+        // error NIO has sent GOAWAY and reads nothing more, so close. Once shutting down, NIO may not be able
+        // to send that GOAWAY (ours named a lower last stream), so any error closes.
         logger.debug("envoy connection error", metadata: ["error": "\(error)", "connection_error": "\(connectionFailed)"])
-        if connectionFailed { context.close(promise: nil) }
+        if connectionFailed || calls.quiescing { context.close(promise: nil) }
     }
 
     /// NIOHTTP2FrameDelegate: how a connection error shows (NIO's handler writes the GOAWAY itself).

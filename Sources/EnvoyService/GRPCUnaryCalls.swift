@@ -39,14 +39,14 @@ struct GRPCUnaryCalls {
     }
 
     /// The connection window this side keeps open: large enough that many requests in flight never wait
-    /// for a `WINDOW_UPDATE`, returned as soon as half of it has been received (requests are consumed at
-    /// once, so nothing is buffered against it for long).
+    /// for a `WINDOW_UPDATE`, topped up once it is half used (requests are consumed at once, so nothing is
+    /// buffered against it for long).
     static let connectionWindow = 1 << 20
+    /// The longest `grpc-message` sent back: an error may quote what the client sent.
+    static let maxStatusMessage = 256
 
     let maxMessageBytes: Int
     private var calls: [HTTP2StreamID: Call] = [:]
-    /// Flow-controlled bytes received since the connection window was last replenished.
-    private var unreturned = 0
     private(set) var quiescing = false
 
     init(maxMessageBytes: Int) {
@@ -84,7 +84,8 @@ struct GRPCUnaryCalls {
         }
         let path = headers.first(name: ":path") ?? ""
         guard let method = Method(rawValue: path) else {
-            return .fail(stream, GRPCStatus(.unimplemented, "unknown method \(path)"), reset: reset)
+            let quoted = path.utf8.count > Self.maxStatusMessage ? String(path.prefix(Self.maxStatusMessage)) + "…" : path
+            return .fail(stream, GRPCStatus(.unimplemented, "unknown method \(quoted)"), reset: reset)
         }
         guard !endStream else {
             return .fail(stream, GRPCStatus(.internalError, "no request message"), reset: false)
@@ -97,12 +98,19 @@ struct GRPCUnaryCalls {
         return nil
     }
 
-    /// A `DATA` frame of `flowControlledLength` bytes (its data, plus padding).
-    mutating func receiveData(_ data: ByteBuffer, flowControlledLength: Int, stream: HTTP2StreamID, endStream: Bool) -> Action? {
-        unreturned += flowControlledLength
+    /// A `DATA` frame.
+    mutating func receiveData(_ data: ByteBuffer, stream: HTTP2StreamID, endStream: Bool) -> Action? {
         guard var call = calls[stream] else { return nil }
         if call.message == nil {
-            call.message = data
+            // A request that ends in this frame is answered at once; one that goes on is kept in a copy, so
+            // that it does not pin the whole read buffer its first bytes came in.
+            if endStream {
+                call.message = data
+            } else {
+                var copy = ByteBuffer()
+                copy.writeImmutableBuffer(data)
+                call.message = copy
+            }
         } else {
             var incoming = data
             call.message!.writeBuffer(&incoming)
@@ -124,11 +132,11 @@ struct GRPCUnaryCalls {
         calls[stream] = nil
     }
 
-    /// Bytes to give back to the connection window now, if enough have been received since the last time.
-    mutating func windowIncrement() -> Int? {
-        guard unreturned >= Self.connectionWindow / 2 else { return nil }
-        defer { unreturned = 0 }
-        return unreturned
+    /// Bytes to give back to the connection window, told its size now (NIO tells it after every DATA frame,
+    /// including frames it drops for streams already reset, which this side never sees).
+    static func windowIncrement(inboundWindow: Int) -> Int? {
+        guard inboundWindow <= connectionWindow / 2 else { return nil }
+        return connectionWindow - inboundWindow
     }
 
     /// Shutdown: no new calls; the open ones finish.

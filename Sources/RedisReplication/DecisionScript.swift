@@ -376,7 +376,10 @@ local bucket = {}
 -- Units left with `backlog` queued: burst - ceil(backlog * limit / window).
 local function bucketRemaining(backlog, burst, r, w)
   if backlog == 0 then return burst end
-  return burst - mulDivCeil(backlog, r, w)
+  -- Past the burst only when the backlog is another limit's (the key's rate changed): nothing left.
+  local queued = mulDivCeil(backlog, r, w)
+  if type(queued) ~= 'number' or queued >= burst then return 0 end
+  return burst - queued
 end
 function bucket.check(s, cost, L)
   local burst, r, w = L.burst, L.r, L.w
@@ -554,8 +557,12 @@ local itemBase = 3 + limitCount * 5
 local stored, current = {}, {}
 local allowedList, remainingList, resetList = {}, {}, {}
 local n = #KEYS
--- One MGET for the batch: a call into Redis costs more than the few bytes it reads.
-local values = redis.call('MGET', unpack(KEYS))
+-- MGET for the batch, in slices unpack can take: a call into Redis costs more than the bytes it reads.
+local values = {}
+for first = 1, n, 1000 do
+  local slice = redis.call('MGET', unpack(KEYS, first, math.min(first + 999, n)))
+  for k = 1, #slice do values[first + k - 1] = slice[k] end
+end
 for i = 1, n do
   local base = itemBase + (i - 1) * 3
   local key, L = KEYS[i], limits[tonumber(ARGV[base + 1])]

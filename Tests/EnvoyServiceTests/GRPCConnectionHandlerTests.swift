@@ -27,8 +27,8 @@ struct GRPCConnectionHandlerTests {
         let frames = Frames()
         var nextStream = 1
 
-        init(answer: @escaping GRPCConnectionHandler.Answer) throws {
-            let handler = GRPCConnectionHandler(maxMessageBytes: 1024, logger: Logger(label: "test"), answer: answer)
+        init(maxMessageBytes: Int = 1024, answer: @escaping GRPCConnectionHandler.Answer) throws {
+            let handler = GRPCConnectionHandler(maxMessageBytes: maxMessageBytes, logger: Logger(label: "test"), answer: answer)
             var configuration = NIOHTTP2Handler.ConnectionConfiguration()
             configuration.initialSettings = handler.initialSettings(maxConcurrentStreams: 16)
             try server.pipeline.syncOperations.addHandlers([
@@ -139,6 +139,34 @@ struct GRPCConnectionHandlerTests {
         ])
         // The connection serves on.
         #expect(connection.described(try connection.call([5]))[1] == "data[0, 0, 0, 0, 1, 5]")
+    }
+
+    @Test func dataDroppedForRefusedCallsStillGivesTheConnectionWindowBack() throws {
+        let connection = try Connection(maxMessageBytes: 64 * 1024, answer: Self.reverse)
+        // Each call announces a message over the limit and sends more after it: the server refuses the call
+        // at its first frame and NIO drops the rest, unseen by the handler but counted against the
+        // connection window. 40 of them use the 1 MiB window over; the call after must still pass.
+        for _ in 0..<40 {
+            let stream = HTTP2StreamID(connection.nextStream)
+            connection.nextStream += 2
+            var first = ByteBuffer()
+            first.writeInteger(UInt8(0))
+            first.writeInteger(UInt32(100_000))
+            first.writeBytes(Array(repeating: 1, count: 1_000))
+            let headers = GRPCUnaryCallsTests.request()
+            connection.client.write(HTTP2Frame(streamID: stream, payload: .headers(.init(headers: headers))), promise: nil)
+            connection.client.write(HTTP2Frame(streamID: stream, payload: .data(.init(data: .byteBuffer(first)))), promise: nil)
+            let second = ByteBuffer(bytes: Array(repeating: 2, count: 60_000))
+            connection.client.write(HTTP2Frame(streamID: stream, payload: .data(.init(data: .byteBuffer(second), endStream: true))), promise: nil)
+            connection.client.flush()
+            try connection.exchange()
+        }
+        let stream = try connection.call([1, 2, 3])
+        #expect(connection.described(stream) == [
+            "headers[:status=200 content-type=application/grpc]",
+            "data[0, 0, 0, 0, 3, 3, 2, 1]",
+            "headers[grpc-status=0] end",
+        ])
     }
 
     @Test func shutdownWithNoOpenCallSaysGoAwayAndCloses() throws {

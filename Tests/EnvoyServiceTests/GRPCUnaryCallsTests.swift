@@ -28,7 +28,7 @@ struct GRPCUnaryCallsTests {
     }
 
     func data(_ calls: inout GRPCUnaryCalls, _ buffer: ByteBuffer, end: Bool = true) -> GRPCUnaryCalls.Action? {
-        calls.receiveData(buffer, flowControlledLength: buffer.readableBytes, stream: stream, endStream: end)
+        calls.receiveData(buffer, stream: stream, endStream: end)
     }
 
     @Test func aCompleteRequestIsOneCallWithTheMessageBytes() {
@@ -131,19 +131,26 @@ struct GRPCUnaryCallsTests {
         // Exactly the limit is fine.
         _ = calls.receiveHeaders(Self.request(), stream: HTTP2StreamID(3), endStream: false)
         let largest = Self.frame(Array(repeating: 9, count: 1024))
-        #expect(calls.receiveData(largest, flowControlledLength: largest.readableBytes, stream: HTTP2StreamID(3), endStream: true)
+        #expect(calls.receiveData(largest, stream: HTTP2StreamID(3), endStream: true)
             == .call(HTTP2StreamID(3), .shouldRateLimit, ByteBuffer(bytes: Array(repeating: 9, count: 1024))))
     }
 
-    @Test func theConnectionWindowIsReturnedInHalves() {
+    @Test func theConnectionWindowIsToppedUpOnceHalfUsed() {
+        let window = GRPCUnaryCalls.connectionWindow
+        #expect(GRPCUnaryCalls.windowIncrement(inboundWindow: window) == nil)
+        #expect(GRPCUnaryCalls.windowIncrement(inboundWindow: window / 2 + 1) == nil)
+        #expect(GRPCUnaryCalls.windowIncrement(inboundWindow: window / 2) == window / 2)
+        #expect(GRPCUnaryCalls.windowIncrement(inboundWindow: 0) == window)
+    }
+
+    @Test func aLongUnknownPathIsQuotedShortened() {
         var calls = GRPCUnaryCalls(maxMessageBytes: 1024)
-        let half = GRPCUnaryCalls.connectionWindow / 2
-        // Data on a stream that is no call (reset, refused) still counts against the connection window.
-        _ = calls.receiveData(ByteBuffer(), flowControlledLength: half - 1, stream: HTTP2StreamID(9), endStream: true)
-        #expect(calls.windowIncrement() == nil)
-        _ = calls.receiveData(ByteBuffer(), flowControlledLength: 10, stream: HTTP2StreamID(9), endStream: true)
-        #expect(calls.windowIncrement() == half + 9)
-        #expect(calls.windowIncrement() == nil)
+        let path = "/" + String(repeating: "x", count: 10_000)
+        guard case .fail(_, let status, _) = calls.receiveHeaders(Self.request(path: path), stream: stream, endStream: true) else {
+            Issue.record("not refused")
+            return
+        }
+        #expect(status.message == "unknown method " + String(path.prefix(GRPCUnaryCalls.maxStatusMessage)) + "…")
     }
 
     @Test func quiescingLetsOpenCallsFinishAndRefusesNewOnes() {

@@ -163,6 +163,14 @@ struct DecisionScriptTests {
             let expected = KeyState.check(&state, cost: cost, limit: limit, now: Self.t0)
             #expect(try script.decide([.init(key: "changing", limit: limit, cost: cost)], now: Self.t0).decisions[0] == expected)
         }
+        // The same algorithm at another rate keeps the state: a year-long backlog under a fast limit.
+        let yearly = try Limit(algorithm: .tokenBucket, limit: 1, windowNanos: Self.year, burst: 1)
+        let fast = try Limit(algorithm: .tokenBucket, limit: 1_000_000_000, windowNanos: 1_000 * Self.ms)
+        state = nil
+        for (limit, cost) in [(yearly, 1), (fast, 0), (fast, 1), (fast, 2_000_000_000)] as [(Limit, Int64)] {
+            let expected = KeyState.check(&state, cost: cost, limit: limit, now: Self.t0)
+            #expect(try script.decide([.init(key: "rate", limit: limit, cost: cost)], now: Self.t0).decisions[0] == expected)
+        }
     }
 
     @Test func batchesAreAllOrNothingAsTheDecisionBatchIs() throws {
@@ -197,6 +205,18 @@ struct DecisionScriptTests {
             #expect(got.applied == expected.applied && got.decisions == expected.decisions, "step \(step): \(items.map { ($0.key, $0.cost, $0.role) })")
             if got.applied != expected.applied || got.decisions != expected.decisions { return }
         }
+    }
+
+    @Test func aBatchOfThousandsOfKeysAndAnEmptyOneAreAnswered() throws {
+        let script = try Script()
+        let limit = try Limit(algorithm: .fixedWindow, limit: 3, windowNanos: 1_000 * Self.ms)
+        let many = (0..<2_500).map { Script.Item(key: "m\($0 % 1_200)", limit: limit, cost: 1) }
+        let decisions = try script.decide(many, now: Self.t0).decisions
+        // Keys repeat: the first two uses of each leave 2 then 1; the third (for m0 to m99) leaves 0.
+        #expect(decisions.prefix(1_200).allSatisfy { $0.remaining == 2 })
+        #expect(decisions.dropFirst(1_200).prefix(1_200).allSatisfy { $0.remaining == 1 })
+        #expect(decisions.suffix(100).allSatisfy { $0.allowed && $0.remaining == 0 })
+        #expect(try script.decide([], now: Self.t0).decisions.isEmpty)
     }
 
     @Test func aStateLivesInRedisUntilItIsFresh() throws {
