@@ -19,10 +19,36 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private var draining = false
     /// The server is shutting down: no more reads.
     private var quiescing = false
+    /// Where a decider that answers later sends its answers; it brings them back to this handler's loop.
+    private let waiter: ConnectionWaiter
+    private var context: ChannelHandlerContext?
 
-    init(services: ConnectionServices, allocator: ByteBufferAllocator, loopMetrics: LoopMetrics, logger: Logger) {
-        self.processor = RequestProcessor(services: services, allocator: allocator, loopMetrics: loopMetrics)
+    init(
+        services: ConnectionServices, allocator: ByteBufferAllocator, loopMetrics: LoopMetrics, eventLoop: any EventLoop,
+        logger: Logger
+    ) {
+        let waiter = ConnectionWaiter(eventLoop: eventLoop)
+        self.waiter = waiter
+        self.processor = RequestProcessor(
+            services: services, allocator: allocator, loopMetrics: loopMetrics, waiter: waiter)
         self.logger = logger
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        waiter.handler = self
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        waiter.handler = nil
+    }
+
+    /// An answer the decider owed, on this handler's event loop: written with whatever it held back.
+    func resolved(ticket: UInt64, result: ShardResult) {
+        guard let context, processor.state != .closed else { return }
+        processor.resolve(ticket: ticket, result: result)
+        drain(context)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -92,7 +118,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         defer { draining = false }
         processor.endBurst()
         writeOutput(context)
-        while processor.stalled, context.channel.isWritable {
+        while processor.stalled, context.channel.isWritable, !processor.waitsForDecider {
             processor.processBuffered()
             writeOutput(context)
         }
@@ -124,3 +150,21 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
 @available(*, unavailable)
 extension ConnectionHandler: Sendable {}
+
+/// Takes a connection's deferred answers from whichever thread the decider answers on, and hands them to
+/// the connection's handler on its event loop; a connection closed meanwhile drops them.
+final class ConnectionWaiter: DecisionWaiter, @unchecked Sendable {
+    // @unchecked: `handler` is only read and written on `eventLoop`.
+    let eventLoop: any EventLoop
+    /// Strong, and cleared when the handler leaves the pipeline: a weak reference would give the handler a
+    /// side table, which makes every retain and release of it (NIO does several per read) take the slow path.
+    var handler: ConnectionHandler?
+
+    init(eventLoop: any EventLoop) {
+        self.eventLoop = eventLoop
+    }
+
+    func resolve(ticket: UInt64, result: ShardResult) {
+        eventLoop.execute { [self] in handler?.resolved(ticket: ticket, result: result) }
+    }
+}

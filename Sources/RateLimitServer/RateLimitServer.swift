@@ -66,7 +66,8 @@ public final class RateLimitServer: Sendable {
                 connectionSetup.setUp(channel, listener: .client) { channel in
                     let handler = ConnectionHandler(
                         services: services, allocator: channel.allocator,
-                        loopMetrics: loopMetrics.metrics(for: channel.eventLoop), logger: logger)
+                        loopMetrics: loopMetrics.metrics(for: channel.eventLoop), eventLoop: channel.eventLoop,
+                        logger: logger)
                     try channel.pipeline.syncOperations.addHandler(handler)
                     connections.register(channel)
                 }

@@ -7,8 +7,11 @@ extension RequestProcessor {
     /// Parses every complete request in the input and routes each. Each request picks its own protocol: one
     /// starting with `*` is a RESP array, anything else a line, as Redis tells RESP from inline commands.
     mutating func processInput(_ input: inout ByteBuffer) {
-        defer { stalled = state == .open && output.readableBytes >= Self.maxOutputPerBurst && input.readableBytes > 0 }
-        while state == .open, output.readableBytes < Self.maxOutputPerBurst,
+        defer {
+            stalled = state == .open && input.readableBytes > 0
+                && (output.readableBytes >= Self.maxOutputPerBurst || waitsForDecider)
+        }
+        while state == .open, output.readableBytes < Self.maxOutputPerBurst, !waitsForDecider,
             let first = input.getInteger(at: input.readerIndex, as: UInt8.self)
         {
             if first == UInt8(ascii: "*") {
@@ -108,8 +111,16 @@ extension RequestProcessor {
         let now = burstNow ?? services.clock.nanosecondsNow()
         burstNow = now
         if case .check = operation { decisionsInBurst &+= 1 }
-        let result = services.decider.run(operation, key: key, hash: hash, now: now, slot: slot)
-        reply(Reply(result), dialect)
+        let ticket = nextTicket
+        if let result = services.decider.run(
+            operation, key: key, hash: hash, now: now, slot: slot, ticket: ticket, waiter: waiter)
+        {
+            reply(Reply(result), dialect)
+        } else {
+            nextTicket &+= 1
+            deferred.append(DeferredReply(ticket: ticket, dialect: dialect, result: nil, following: nil))
+            owed += 1
+        }
     }
 }
 

@@ -5,7 +5,9 @@ import WireProtocol
 
 /// Everything one connection knows between reads, with no NIO channel in it: the unparsed input and the
 /// encoded replies not yet written. Every request is decided as soon as it is parsed (under its shard's
-/// lock), so replies are encoded in request order as they happen and flushed once per read burst. A struct
+/// lock), so replies are encoded in request order as they happen and flushed once per read burst. A
+/// decider that answers later (shared state in another process) leaves a deferred reply in its place;
+/// replies after it wait behind it, so every connection still gets its replies in request order. A struct
 /// driven through a few mutating calls per burst, so the per-request work inside runs without the dynamic
 /// exclusivity checks each touch of a class property would cost, and so it can be tested without a socket.
 struct RequestProcessor {
@@ -38,12 +40,32 @@ struct RequestProcessor {
     var decisionsInBurst = 0
     let loopMetrics: LoopMetrics
     var inputClosed = false
-    /// Parsing stopped because a burst's replies reached `maxOutputPerBurst`; `input` may hold complete
-    /// requests still to answer.
+    /// Parsing stopped because a burst's replies reached `maxOutputPerBurst`, or `maxDeferred` answers are
+    /// awaited; `input` may hold complete requests still to answer.
     var stalled = false
+    /// Answers the decider owes, oldest first, each with the replies encoded after it.
+    var deferred = CircularBuffer<DeferredReply>()
+    /// `deferred.count`, kept as a plain integer: the handler reads it on every drain, and reading the
+    /// buffer's own count there made the compiler copy the whole processor each time.
+    var owed = 0
+    var nextTicket: UInt64 = 0
+    /// Where the decider sends what it owes.
+    let waiter: any DecisionWaiter
 
-    init(services: ConnectionServices, allocator: ByteBufferAllocator, loopMetrics: LoopMetrics) {
+    struct DeferredReply {
+        let ticket: UInt64
+        let dialect: WireDialect
+        var result: ShardResult?
+        /// Replies to the requests after this one and before the next deferred one.
+        var following: ByteBuffer?
+    }
+
+    init(
+        services: ConnectionServices, allocator: ByteBufferAllocator, loopMetrics: LoopMetrics,
+        waiter: any DecisionWaiter
+    ) {
         self.services = services
+        self.waiter = waiter
         self.loopMetrics = loopMetrics
         self.allocator = allocator
         self.connectionID = services.statistics.connectionOpened()
@@ -56,6 +78,8 @@ struct RequestProcessor {
     /// Replies encoded in one go before the processor stops to let them be written; past it, complete
     /// requests wait in `input` (and the connection stops reading) until the client reads its replies.
     static let maxOutputPerBurst = 256 * 1024
+    /// Answers awaited at once per connection; past it the connection stops reading until some arrive.
+    static let maxDeferred = 4_096
 
     /// Answers the complete requests in bytes read from the client, up to `maxOutputPerBurst` of replies.
     /// Requests are parsed where NIO put them and only what is left is copied into the connection's own
@@ -124,14 +148,56 @@ struct RequestProcessor {
     /// Whether the connection should close once the output is written: after QUIT or a fatal error, or once
     /// the client has closed its side and every request it sent is answered.
     var isFinished: Bool {
-        state == .closingAfterReplies || (inputClosed && !stalled)
+        owed == 0 && (state == .closingAfterReplies || (inputClosed && !stalled))
     }
+
+    /// Parsing waits for the decider, not for the client.
+    var waitsForDecider: Bool { owed >= Self.maxDeferred }
 
     mutating func reply(_ reply: Reply, _ dialect: WireDialect) {
         if case .error(let error) = reply { loopMetrics.countError(error.code) }
+        guard owed == 0 else { return replyBehindDeferred(reply, dialect) }
         switch dialect {
         case .line: output.writeLineReply(reply)
         case .resp: output.writeRESPReply(reply)
         }
+    }
+
+    /// A reply that must wait behind an answer still owed: kept with the last deferred reply.
+    private mutating func replyBehindDeferred(_ reply: Reply, _ dialect: WireDialect) {
+        let last = deferred.index(before: deferred.endIndex)
+        var following = deferred[last].following ?? allocator.buffer(capacity: 64)
+        deferred[last].following = nil
+        Self.encode(reply, dialect, into: &following)
+        deferred[last].following = following
+    }
+
+    static func encode(_ reply: Reply, _ dialect: WireDialect, into buffer: inout ByteBuffer) {
+        switch dialect {
+        case .line: buffer.writeLineReply(reply)
+        case .resp: buffer.writeRESPReply(reply)
+        }
+    }
+
+    /// The decider's answer to `ticket`: writes it, and every reply it held back that no other awaited
+    /// answer still holds, to the output. Returns whether the output grew.
+    @discardableResult
+    mutating func resolve(ticket: UInt64, result: ShardResult) -> Bool {
+        // Tickets are handed out in order, one per deferred reply, so the position follows from the first.
+        guard let first = deferred.first, ticket >= first.ticket, ticket - first.ticket < UInt64(deferred.count) else {
+            return false
+        }
+        let index = deferred.index(deferred.startIndex, offsetBy: Int(ticket - first.ticket))
+        guard deferred[index].ticket == ticket, deferred[index].result == nil else { return false }
+        deferred[index].result = result
+        var grew = false
+        while let first = deferred.first, let result = first.result {
+            deferred.removeFirst()
+            owed -= 1
+            Self.encode(Reply(result), first.dialect, into: &output)
+            if var following = first.following { output.writeBuffer(&following) }
+            grew = true
+        }
+        return grew
     }
 }

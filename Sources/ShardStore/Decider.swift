@@ -6,7 +6,13 @@ import RateLimiting
 /// request path.
 public protocol Decider: Sendable {
     /// Runs one operation on one key (`hash` is `KeyHash.hash(key)`), counting a decision under `slot`.
-    func run(_ operation: ShardOperation, key: UnsafeRawBufferPointer, hash: UInt64, now: Int64, slot: Int) -> ShardResult
+    /// Returns the result, or nil when the decider takes the request to answer later (it asks another
+    /// process): it then calls `waiter.resolve(ticket:result:)` exactly once, from any thread. The key's
+    /// bytes are only valid during the call.
+    func run(
+        _ operation: ShardOperation, key: UnsafeRawBufferPointer, hash: UInt64, now: Int64, slot: Int,
+        ticket: UInt64, waiter: any DecisionWaiter
+    ) -> ShardResult?
 
     /// Decides every item as one: `accept` sees each item's decision and says whether to apply them all;
     /// when it says no, nothing is consumed (the decisions returned are then peeks).
@@ -15,7 +21,12 @@ public protocol Decider: Sendable {
     ) -> (decisions: [Decision], applied: Bool)
 }
 
-/// Decides from this daemon's shards, each key under its shard's lock.
+/// Where a deferred answer goes: one per connection, which gets its answers back onto its event loop.
+public protocol DecisionWaiter: AnyObject, Sendable {
+    func resolve(ticket: UInt64, result: ShardResult)
+}
+
+/// Decides from this daemon's shards, each key under its shard's lock, always at once.
 public struct LocalDecider: Decider {
     let shards: [LockedShard]
     let router: ShardRouter
@@ -28,7 +39,10 @@ public struct LocalDecider: Decider {
     }
 
     @inline(__always)
-    public func run(_ operation: ShardOperation, key: UnsafeRawBufferPointer, hash: UInt64, now: Int64, slot: Int) -> ShardResult {
+    public func run(
+        _ operation: ShardOperation, key: UnsafeRawBufferPointer, hash: UInt64, now: Int64, slot: Int,
+        ticket: UInt64, waiter: any DecisionWaiter
+    ) -> ShardResult? {
         shards[router.shard(forHash: hash)].run(operation, key: key, hash: hash, now: now, slot: slot)
     }
 

@@ -21,7 +21,8 @@ struct QuiesceTests {
         let channel = EmbeddedChannel()
         try channel.pipeline.syncOperations.addHandler(
             ConnectionHandler(
-                services: services, allocator: channel.allocator, loopMetrics: LoopMetrics(), logger: Logger(label: "test")))
+                services: services, allocator: channel.allocator, loopMetrics: LoopMetrics(), eventLoop: channel.eventLoop,
+                logger: Logger(label: "test")))
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         return channel
     }
