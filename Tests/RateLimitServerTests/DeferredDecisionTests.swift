@@ -47,49 +47,23 @@ struct DeferredDecisionTests {
         }
     }
 
-    func makeChannel(_ decider: LaterDecider) throws -> EmbeddedChannel {
-        let shards = [LockedShard()]
-        let services = ConnectionServices(
-            ruleBook: RuleBook(.defaults), decider: decider, shards: shards,
-            clock: ManualDecisionClock(), framer: LineFramer(), respLimits: RESPDecoder(),
-            statistics: ServerStatistics(
-                startedAt: 0, snapshot: SnapshotStatus(),
-                connectionSetup: ConnectionSetup(logger: Logger(label: "test"), now: { 0 })))
-        let channel = EmbeddedChannel()
-        try channel.pipeline.syncOperations.addHandler(
-            ConnectionHandler(
-                services: services, allocator: channel.allocator, loopMetrics: LoopMetrics(), eventLoop: channel.eventLoop,
-                logger: Logger(label: "test")))
-        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
-        return channel
-    }
-
-    func written(_ channel: EmbeddedChannel) throws -> String {
-        channel.embeddedEventLoop.run()
-        var text = ""
-        while var buffer = try channel.readOutbound(as: ByteBuffer.self) {
-            text += buffer.readString(length: buffer.readableBytes) ?? ""
-        }
-        return text
-    }
-
     @Test func repliesStayInRequestOrderWhateverOrderAnswersComeIn() throws {
         let decider = LaterDecider()
-        let channel = try makeChannel(decider)
+        let channel = try EmbeddedConnection.make(decider: decider)
         try channel.writeInbound(ByteBuffer(string: "PING\nCHECK a 1 5/1s\nPING\nCHECK b 1 5/1s\nCHECK c 1 5/1s\nPING\n"))
         // What comes before the first owed answer goes out at once; the rest waits behind it.
-        #expect(try written(channel) == "PONG\n")
+        #expect(try EmbeddedConnection.written(channel) == "PONG\n")
         decider.answer("c", remaining: 3)
         decider.answer("b", remaining: 2)
-        #expect(try written(channel) == "")
+        #expect(try EmbeddedConnection.written(channel) == "")
         decider.answer("a", remaining: 1)
-        #expect(try written(channel) == "ALLOW 1 7\nPONG\nALLOW 2 7\nALLOW 3 7\nPONG\n")
+        #expect(try EmbeddedConnection.written(channel) == "ALLOW 1 7\nPONG\nALLOW 2 7\nALLOW 3 7\nPONG\n")
         #expect(channel.isActive)
     }
 
     @Test func twoThousandPipelinedRequestsComeBackInOrderInBothProtocols() throws {
         let decider = LaterDecider()
-        let channel = try makeChannel(decider)
+        let channel = try EmbeddedConnection.make(decider: decider)
         var request = ""
         for index in 0..<2_000 {
             request += index % 2 == 0 ? "CHECK k\(index) 1 5/1s\n" : "*4\r\n$5\r\nCHECK\r\n$\(("k\(index)").utf8.count)\r\nk\(index)\r\n$1\r\n1\r\n$4\r\n5/1s\r\n"
@@ -106,41 +80,41 @@ struct DeferredDecisionTests {
             if index % 2 == 0 { expected.writeLineReply(reply) } else { expected.writeRESPReply(reply) }
             if index % 100 == 0 { expected.writeLineReply(.pong) }
         }
-        #expect(try written(channel) == String(buffer: expected))
+        #expect(try EmbeddedConnection.written(channel) == String(buffer: expected))
     }
 
     @Test func quitAndShutdownWaitForWhatIsOwed() throws {
         let decider = LaterDecider()
-        let channel = try makeChannel(decider)
+        let channel = try EmbeddedConnection.make(decider: decider)
         try channel.writeInbound(ByteBuffer(string: "CHECK a 1 5/1s\nQUIT\n"))
-        #expect(try written(channel) == "")
+        #expect(try EmbeddedConnection.written(channel) == "")
         #expect(channel.isActive)
         decider.answer("a", remaining: 4)
-        #expect(try written(channel) == "ALLOW 4 7\nBYE\n")
+        #expect(try EmbeddedConnection.written(channel) == "ALLOW 4 7\nBYE\n")
         #expect(!channel.isActive)
 
-        let other = try makeChannel(decider)
+        let other = try EmbeddedConnection.make(decider: decider)
         try other.writeInbound(ByteBuffer(string: "CHECK b 1 5/1s\n"))
         other.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
-        #expect(try written(other) == "")
+        #expect(try EmbeddedConnection.written(other) == "")
         #expect(other.isActive)
         decider.answer("b", remaining: 4)
-        #expect(try written(other) == "ALLOW 4 7\n")
+        #expect(try EmbeddedConnection.written(other) == "ALLOW 4 7\n")
         #expect(!other.isActive)
     }
 
     @Test func anAnswerForAClosedConnectionIsDropped() throws {
         let decider = LaterDecider()
-        let channel = try makeChannel(decider)
+        let channel = try EmbeddedConnection.make(decider: decider)
         try channel.writeInbound(ByteBuffer(string: "CHECK a 1 5/1s\n"))
         try channel.close().wait()
         decider.answer("a", remaining: 4)
-        #expect(try written(channel) == "")
+        #expect(try EmbeddedConnection.written(channel) == "")
     }
 
     @Test func aConnectionOwedTooManyAnswersStopsReadingUntilSomeArrive() throws {
         let decider = LaterDecider()
-        let channel = try makeChannel(decider)
+        let channel = try EmbeddedConnection.make(decider: decider)
         let count = RequestProcessor.maxDeferred + 10
         try channel.writeInbound(ByteBuffer(string: (0..<count).map { "CHECK k\($0) 1 5/1s\n" }.joined()))
         #expect(decider.taken.count == RequestProcessor.maxDeferred)
@@ -148,7 +122,7 @@ struct DeferredDecisionTests {
         channel.embeddedEventLoop.run()
         #expect(decider.taken.count == RequestProcessor.maxDeferred + 10)
         for index in 10..<count { decider.answer("k\(index)", remaining: 1) }
-        let replies = try written(channel).split(separator: "\n")
+        let replies = try EmbeddedConnection.written(channel).split(separator: "\n")
         #expect(replies.count == count && replies.allSatisfy { $0 == "ALLOW 1 7" })
     }
 }
