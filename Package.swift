@@ -89,6 +89,7 @@ let package = Package(
                 "CHiredis", "DaemonConfig", "ServiceTicks", "ShardStore", "RateLimiting",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
@@ -139,7 +140,7 @@ let package = Package(
             name: "ratelimitd",
             dependencies: [
                 "DaemonConfig", "RateLimitServer", "RateLimiting", "CMemory", "RedisReplication", "MetricsExporter",
-                "EnvoyRules", "EnvoyService",
+                "EnvoyRules", "EnvoyService", "ShardStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),

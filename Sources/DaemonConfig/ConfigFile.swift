@@ -12,7 +12,7 @@ public enum ConfigFile {
     static let topLevelKeys: Set<String> = ["server", "store", "redis", "metrics", "envoy", "rules"]
     static let serverKeys: Set<String> = ["listen", "shards", "log_level", "shutdown_timeout"]
     static let storeKeys: Set<String> = ["snapshot_path", "snapshot_interval", "max_keys", "sweep_interval"]
-    static let redisKeys: Set<String> = ["url", "mode", "key_prefix", "flush_interval"]
+    static let redisKeys: Set<String> = ["url", "mode", "key_prefix", "flush_interval", "on_error", "timeout"]
     static let metricsKeys: Set<String> = ["listen"]
     static let envoyKeys: Set<String> = ["listen", "config"]
     static let ruleKeys: Set<String> = ["name", "match", "algorithm", "limit", "window", "burst"]
@@ -186,8 +186,23 @@ public enum ConfigFile {
         if let value = redis["mode"] {
             guard let mode = value.string, DaemonSettings.redisModes.contains(mode) else {
                 throw ConfigError(file: file, location: location, field: "mode",
-                                  message: "must be \"replicate\" (the only mode so far), got \(value.debugDescription)")
+                                  message: "must be \"replicate\" or \"shared\", got \(value.debugDescription)")
             }
+            settings.redisMode = mode
+        }
+        if let value = redis["on_error"] {
+            guard let choice = value.string, DaemonSettings.redisOnErrors.contains(choice) else {
+                throw ConfigError(file: file, location: location, field: "on_error",
+                                  message: "must be \"local\", \"allow\" or \"deny\", got \(value.debugDescription)")
+            }
+            settings.redisOnError = choice
+        }
+        if let value = redis["timeout"] {
+            let nanos = try duration(value, file: file, location: location, field: "timeout")
+            guard nanos <= DaemonSettings.maxRedisTimeoutNanos else {
+                throw ConfigError(file: file, location: location, field: "timeout", message: "must be at most 10s")
+            }
+            settings.redisTimeoutNanos = nanos
         }
         if let value = redis["key_prefix"] {
             guard let prefix = value.string else {

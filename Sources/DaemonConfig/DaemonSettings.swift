@@ -20,6 +20,12 @@ public struct DaemonSettings: Sendable {
     public var redisEndpoint: RedisEndpoint?
     public var redisKeyPrefix: String?
     public var redisFlushIntervalNanos: Int64?
+    /// `replicate` or `shared`.
+    public var redisMode: String?
+    /// Shared mode, when Redis cannot answer: `local`, `allow` or `deny`.
+    public var redisOnError: String?
+    /// Shared mode: how long a request may wait for Redis.
+    public var redisTimeoutNanos: Int64?
     /// `[metrics] listen`: where `GET /metrics` is served; `.some(nil)` when the file turns it off with "".
     public var metricsListen: ListenAddress??
     /// `[envoy] listen`: where Envoy's gRPC rate limit service is served; `.some(nil)` for "" (off).
@@ -41,8 +47,13 @@ public struct DaemonSettings: Sendable {
     public static let defaultMetricsListen = ListenAddress(host: "127.0.0.1", port: 9283)
     public static let defaultRedisKeyPrefix = "ratelimitd:"
     public static let defaultRedisFlushIntervalNanos: Int64 = 50_000_000
-    /// The one replication mode so far: this daemon decides, Redis keeps a copy for failover.
-    public static let redisModes = ["replicate"]
+    /// `replicate`: this daemon decides, Redis keeps a copy for failover. `shared`: Redis decides, so every
+    /// daemon on it enforces one limit.
+    public static let redisModes = ["replicate", "shared"]
+    public static let redisOnErrors = ["local", "allow", "deny"]
+    public static let defaultRedisTimeoutNanos: Int64 = 100_000_000
+    /// A shared decision waits for Redis at most this long, however it is configured.
+    public static let maxRedisTimeoutNanos: Int64 = 10_000_000_000
 
     /// Why `prefix` cannot be a Redis key prefix, or nil if it can: 1 to 64 printable ASCII bytes without
     /// spaces, so that ratelimitd's keys are told apart from others in a shared database.

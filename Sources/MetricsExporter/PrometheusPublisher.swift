@@ -72,6 +72,13 @@ public final class PrometheusPublisher: Sendable {
             if let duration = reading.snapshotDurationSeconds {
                 state.set("ratelimitd_snapshot_duration_seconds", to: duration)
             }
+            for counter in reading.deciderCounters {
+                if counter.isGauge {
+                    state.set("ratelimitd_\(counter.name)", to: Double(counter.value))
+                } else {
+                    state.advance("ratelimitd_\(counter.name)_total", to: counter.value)
+                }
+            }
             if let replication = reading.replication {
                 state.set("ratelimitd_replication_lag_seconds", to: replication.lagSeconds)
                 state.set("ratelimitd_replication_pending", to: Double(replication.pending))

@@ -45,7 +45,7 @@ struct ConnectionServices: Sendable {
             Statistic("snapshot_keys", Int64(statistics.snapshot.keys.load(ordering: .relaxed))),
             Statistic("envoy_requests", statistics.envoyDecisions.totals.requests),
             Statistic("envoy_over_limit", statistics.envoyDecisions.totals.overLimit),
-        ] + replicationStatistics(now: now)
+        ] + replicationStatistics(now: now) + decider.counters.map { Statistic($0.name, $0.value) }
     }
 
     /// How far the Redis copy is behind: -1 for the lag when there is no replication.

@@ -33,6 +33,8 @@ public struct MetricsReading: Sendable {
     public var snapshotKeys = 0
     /// nil without replication.
     public var replication: (lagSeconds: Double, pending: Int, errors: Int)?
+    /// The decider's own counters (shared mode's), as STATS has them.
+    public var deciderCounters: [DeciderCounter] = []
 }
 
 extension RateLimitServer {
@@ -79,6 +81,7 @@ extension RateLimitServer {
             if duration > 0 { reading.snapshotDurationSeconds = Double(duration) / 1e9 }
         }
         reading.snapshotKeys = statistics.snapshot.keys.load(ordering: .relaxed)
+        reading.deciderCounters = decider.counters
         let replication = statistics.replication
         if replication.isEnabled {
             let lag = replication.lag(in: shards, now: now)

@@ -27,14 +27,18 @@ public final class RateLimitServer: Sendable {
     /// Where every protocol's requests are decided: this server's shards.
     public let decider: any Decider
 
-    public init(configuration: ServerConfiguration, logger: Logger) {
+    /// `decider` makes where requests are decided, given the shards (by default from them alone).
+    public init(
+        configuration: ServerConfiguration, logger: Logger,
+        decider makeDecider: (_ shards: [LockedShard]) -> any Decider = { LocalDecider(shards: $0) }
+    ) {
         precondition(configuration.shards >= 1, "at least one shard")
         self.configuration = configuration
         self.logger = logger
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.shards)
         self.loopMetrics = LoopMetricsTable(loops: Array(group.makeIterator()))
         self.shards = (0..<configuration.shards).map { _ in LockedShard() }
-        self.decider = LocalDecider(shards: shards)
+        self.decider = makeDecider(shards)
         // Rounded down, so the shards together never hold more than max_keys (but each at least one key).
         let perShard = max(1, configuration.maxKeys / configuration.shards)
         for shard in shards { shard.setMaxKeys(perShard) }

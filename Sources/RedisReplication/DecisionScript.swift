@@ -6,6 +6,16 @@ import RateLimiting
 public enum DecisionScript {
     /// gcd(limit, window) for the bucket algorithms, which the script takes with each item: only the ratio
     /// of the two matters to them, and reduced it keeps the script's products small.
+    /// The script's name for an algorithm: both buckets are the same mathematics.
+    public static func code(_ algorithm: Algorithm) -> String {
+        switch algorithm {
+        case .tokenBucket, .leakyBucket: "B"
+        case .fixedWindow: "F"
+        case .slidingWindowCounter: "C"
+        case .slidingWindowLog: "L"
+        }
+    }
+
     public static func reduction(_ limit: Limit) -> Int64 {
         guard limit.algorithm.usesBurst else { return 1 }
         var (a, b) = (limit.limit, limit.windowNanos)

@@ -19,6 +19,23 @@ public protocol Decider: Sendable {
     func decideAll(
         _ items: [DecisionBatch.Item], now: Int64, accept: ([Decision]) -> Bool
     ) -> (decisions: [Decision], applied: Bool)
+
+    /// The decider's own counters, for STATS (none for local decisions).
+    var counters: [DeciderCounter] { get }
+}
+
+/// One of a decider's counters: its STATS name and value; /metrics publishes it as `ratelimitd_<name>`, a
+/// counter (`_total`) or a gauge.
+public struct DeciderCounter: Sendable {
+    public let name: StaticString
+    public let value: Int64
+    public let isGauge: Bool
+
+    public init(_ name: StaticString, _ value: Int64, gauge: Bool = false) {
+        self.name = name
+        self.value = value
+        self.isGauge = gauge
+    }
 }
 
 /// Where a deferred answer goes: one per connection, which gets its answers back onto its event loop.
@@ -50,5 +67,13 @@ public struct LocalDecider: Decider {
         _ items: [DecisionBatch.Item], now: Int64, accept: ([Decision]) -> Bool
     ) -> (decisions: [Decision], applied: Bool) {
         batch.decide(items, now: now, accept: accept)
+    }
+
+    public var counters: [DeciderCounter] { [] }
+
+    /// Counts a decision made elsewhere for the key of `hash`, as if made here (STATS `allowed`/`denied`,
+    /// /metrics by rule).
+    public func count(_ decision: Decision, hash: UInt64, slot: Int) {
+        shards[router.shard(forHash: hash)].count(decision, slot: slot)
     }
 }

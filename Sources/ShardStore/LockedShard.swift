@@ -40,6 +40,12 @@ public final class LockedShard: @unchecked Sendable {
         }
     }
 
+    /// Counts a decision made elsewhere (in Redis, for shared mode) for a key of this shard, under `slot`, so
+    /// STATS and /metrics count every decision alike.
+    public func count(_ decision: Decision, slot: Int) {
+        lock.withLock { _ in decisions.count(slot: slot, allowed: decision.allowed) }
+    }
+
     /// One shard while `withLocks` holds its lock: what a batch of decisions may do with it.
     struct Held {
         let owner: LockedShard

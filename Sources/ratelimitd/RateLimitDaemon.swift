@@ -12,6 +12,7 @@ import RateLimitServer
 import RateLimiting
 import MetricsExporter
 import RedisReplication
+import ShardStore
 import ServiceLifecycle
 
 @main
@@ -58,8 +59,18 @@ struct RateLimitDaemon: ParsableCommand {
         valueName: "url"))
     var redis: String?
 
-    @Option(name: .long, help: ArgumentHelp("Only \"replicate\" so far (default replicate).", valueName: "mode"))
+    @Option(name: .long, help: ArgumentHelp(
+        "replicate (this daemon decides, Redis keeps a copy) or shared (Redis decides: one limit for every daemon on it); default replicate.",
+        valueName: "mode"))
     var redisMode: String?
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Shared mode, when Redis cannot answer in time: local (decide from this daemon's state), allow or deny (default local).",
+        valueName: "choice"))
+    var redisOnError: String?
+
+    @Option(name: .long, help: ArgumentHelp("Shared mode: longest wait for Redis, at most 10s (default 100ms).", valueName: "duration"))
+    var redisTimeout: String?
 
     @Option(name: .long, help: ArgumentHelp("Prefix of every key written to Redis (default ratelimitd:).", valueName: "prefix"))
     var redisKeyPrefix: String?
@@ -112,9 +123,20 @@ struct RateLimitDaemon: ParsableCommand {
             return handler
         }
         let logger = Logger(label: "ratelimitd")
-        let server = RateLimitServer(configuration: settings.server, logger: logger)
-        // Before anything is restored, so that a snapshot newer than Redis is written back to it.
-        let feed = settings.redis.map { _ in server.replicationFeed() }
+        var shared: SharedDecider?
+        let server = RateLimitServer(configuration: settings.server, logger: logger) { shards in
+            guard let endpoint = settings.redis, settings.redisShared else { return LocalDecider(shards: shards) }
+            let decider = SharedDecider(
+                settings: .init(
+                    endpoint: endpoint, keyPrefix: settings.redisKeyPrefix,
+                    timeoutMillis: Int(settings.redisTimeoutNanos / 1_000_000), onError: settings.redisOnError),
+                shards: shards, clock: settings.server.clock, logger: logger)
+            shared = decider
+            return decider
+        }
+        // Before anything is restored, so that a snapshot newer than Redis is written back to it. Shared
+        // mode keeps no copy: Redis holds the state.
+        let feed = settings.redis.flatMap { _ in settings.redisShared ? nil : server.replicationFeed() }
         var snapshotter: Snapshotter?
         var snapshotSavedAt: Int64?
         if let path = settings.snapshotPath {
@@ -129,7 +151,7 @@ struct RateLimitDaemon: ParsableCommand {
             replicator?.restoreAtStart(snapshotSavedAt: snapshotSavedAt)
         }
         // Constants for the closure below, which may not capture variables.
-        let (finalSnapshotter, finalReplicator) = (snapshotter, replicator)
+        let (finalSnapshotter, finalReplicator, finalShared) = (snapshotter, replicator, shared)
         do {
             try runBlocking {
                 var metrics: MetricsEndpoint?
@@ -145,8 +167,8 @@ struct RateLimitDaemon: ParsableCommand {
                     envoy = (bound, rules)
                 }
                 let services = Self.services(
-                    server: server, snapshotter: finalSnapshotter, replicator: finalReplicator, metrics: metrics,
-                    envoy: envoy, settings: settings, reload: self, logger: logger)
+                    server: server, snapshotter: finalSnapshotter, replicator: finalReplicator, shared: finalShared,
+                    metrics: metrics, envoy: envoy, settings: settings, reload: self, logger: logger)
                 try await ServiceGroup(configuration: services).run()
             }
         } catch {
@@ -159,12 +181,15 @@ struct RateLimitDaemon: ParsableCommand {
     /// there is Redis, stopped gracefully by SIGTERM or SIGINT within the shutdown timeout. A group stops its
     /// services in reverse order, so the replicator, listed first, makes its final flush last.
     private static func services(
-        server: RateLimitServer, snapshotter: Snapshotter?, replicator: Replicator?, metrics: MetricsEndpoint?,
+        server: RateLimitServer, snapshotter: Snapshotter?, replicator: Replicator?, shared: SharedDecider?,
+        metrics: MetricsEndpoint?,
         envoy: (server: EnvoyServer, rules: EnvoyRulesBox)?, settings: ResolvedSettings, reload flags: RateLimitDaemon,
         logger: Logger
     ) -> ServiceGroupConfiguration {
         let notifier = SystemdNotifier.fromEnvironment()
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        // Listed first, so it stops last: connections get what Redis owes them before it goes.
+        if let shared { services.append(.init(service: SharedDecisionService(decider: shared))) }
         if let replicator {
             let interval = Duration.nanoseconds(settings.redisFlushIntervalNanos)
             services.append(.init(service: ReplicationService(

@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import RateLimitServer
 import RateLimiting
+import RedisReplication
 
 #if canImport(Glibc)
 import Glibc
@@ -26,6 +27,10 @@ struct ResolvedSettings {
     var redis: RedisEndpoint?
     var redisKeyPrefix: String
     var redisFlushIntervalNanos: Int64
+    /// With `redis`: Redis decides (`shared`) rather than keeping a copy (`replicate`).
+    var redisShared = false
+    var redisOnError = SharedDecider.OnError.local
+    var redisTimeoutNanos = DaemonSettings.defaultRedisTimeoutNanos
     /// nil: no metrics endpoint.
     var metricsListen: ListenAddress?
     /// nil: no Envoy rate limit service.
@@ -57,6 +62,9 @@ struct ResolvedSettings {
             redisFlushIntervalNanos: file.redisFlushIntervalNanos ?? DaemonSettings.defaultRedisFlushIntervalNanos,
             metricsListen: file.metricsListen ?? DaemonSettings.defaultMetricsListen
         )
+        resolved.redisShared = file.redisMode == "shared"
+        resolved.redisOnError = file.redisOnError.flatMap(SharedDecider.OnError.init(rawValue:)) ?? .local
+        resolved.redisTimeoutNanos = file.redisTimeoutNanos ?? DaemonSettings.defaultRedisTimeoutNanos
         if let text = flags.metricsListen {
             resolved.metricsListen = try optionalListen(text, flag: "--metrics-listen", off: "no metrics")
         }
@@ -143,8 +151,28 @@ struct ResolvedSettings {
                 }
             }
         }
-        if let mode = flags.redisMode, !DaemonSettings.redisModes.contains(mode) {
-            throw FlagError("--redis-mode must be \"replicate\" (the only mode so far), got \"\(mode)\"")
+        if let mode = flags.redisMode {
+            guard DaemonSettings.redisModes.contains(mode) else {
+                throw FlagError("--redis-mode must be \"replicate\" or \"shared\", got \"\(mode)\"")
+            }
+            resolved.redisShared = mode == "shared"
+        }
+        if let choice = flags.redisOnError {
+            guard let onError = SharedDecider.OnError(rawValue: choice) else {
+                throw FlagError("--redis-on-error must be \"local\", \"allow\" or \"deny\", got \"\(choice)\"")
+            }
+            resolved.redisOnError = onError
+        }
+        if let text = flags.redisTimeout {
+            let nanos = try duration(text, flag: "--redis-timeout")
+            guard nanos <= DaemonSettings.maxRedisTimeoutNanos else { throw FlagError("--redis-timeout must be at most 10s") }
+            resolved.redisTimeoutNanos = nanos
+        }
+        if resolved.redisShared, resolved.redis == nil {
+            throw FlagError("shared mode needs Redis: set [redis] url or --redis")
+        }
+        if resolved.redisShared, resolved.envoyListen != nil {
+            throw FlagError("Envoy's gRPC service does not decide through shared mode yet: run it on a daemon in local or replicate mode")
         }
         if let prefix = flags.redisKeyPrefix {
             if let problem = DaemonSettings.redisKeyPrefixProblem(prefix) {
@@ -195,7 +223,10 @@ struct ResolvedSettings {
         } else {
             lines.append("no Envoy rate limit service")
         }
-        if let redis {
+        if let redis, redisShared {
+            lines.append("redis = \(redis), mode shared, key_prefix \"\(redisKeyPrefix)\", "
+                + "timeout \(WindowDuration.format(redisTimeoutNanos)), on_error \(redisOnError.rawValue)")
+        } else if let redis {
             lines.append("redis = \(redis), mode replicate, key_prefix \"\(redisKeyPrefix)\", "
                 + "flushed every \(WindowDuration.format(redisFlushIntervalNanos))")
         } else {

@@ -65,6 +65,16 @@ struct ConfigFileTests {
             address: .tcp(host: "10.0.0.5", port: 6380), password: "pa@ss", database: 3))
         #expect(settings.redisKeyPrefix == "rl:")
         #expect(settings.redisFlushIntervalNanos == 100_000_000)
+        #expect(settings.redisMode == "replicate")
+
+        let shared = try ConfigFile.parse("""
+            [redis]
+            url = "redis://h"
+            mode = "shared"
+            on_error = "deny"
+            timeout = "250ms"
+            """, file: "shared.toml")
+        #expect(shared.redisMode == "shared" && shared.redisOnError == "deny" && shared.redisTimeoutNanos == 250_000_000)
     }
 
     @Test(arguments: [
@@ -137,7 +147,9 @@ struct ConfigFileTests {
         ("[redis]\nmode = \"replicate\"", ["[redis]", "url", "required"]),
         ("[redis]\nurl = \"rediss://h:6380\"", ["[redis]", "url", "TLS"]),
         ("[redis]\nurl = \"http://h\"", ["[redis]", "url", "redis://"]),
-        ("[redis]\nurl = \"redis://h\"\nmode = \"shared\"", ["[redis]", "mode", "replicate"]),
+        ("[redis]\nurl = \"redis://h\"\nmode = \"sharded\"", ["[redis]", "mode", "\"replicate\" or \"shared\""]),
+        ("[redis]\nurl = \"redis://h\"\non_error = \"retry\"", ["[redis]", "on_error", "\"local\", \"allow\" or \"deny\""]),
+        ("[redis]\nurl = \"redis://h\"\ntimeout = \"11s\"", ["[redis]", "timeout", "at most 10s"]),
         ("[redis]\nurl = \"redis://h\"\nkey_prefix = \"\"", ["[redis]", "key_prefix", "1 to 64"]),
         ("[redis]\nurl = \"redis://h\"\nkey_prefix = \"has space\"", ["[redis]", "key_prefix", "spaces"]),
         ("[redis]\nurl = \"redis://h\"\nflush_interval = \"0ms\"", ["[redis]", "flush_interval"]),

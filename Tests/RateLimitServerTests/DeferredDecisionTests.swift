@@ -40,6 +40,8 @@ struct DeferredDecisionTests {
             ([], false)
         }
 
+        var counters: [DeciderCounter] { [] }
+
         /// Answers the request for `key` with `remaining` left.
         func answer(_ key: String, remaining: Int64) {
             let request = byKey.removeValue(forKey: key)!

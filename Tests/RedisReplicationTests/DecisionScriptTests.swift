@@ -45,7 +45,7 @@ struct DecisionScriptTests {
             var words = ["EVALSHA", sha, "\(items.count)"] + items.map(\.key) + [now.map { "\($0)" } ?? "", mode, "\(limits.count)"]
             for limit in limits {
                 words += [
-                    DecisionScriptTests.code(limit.algorithm), "\(limit.limit)", "\(limit.windowNanos)", "\(limit.burst)",
+                    DecisionScript.code(limit.algorithm), "\(limit.limit)", "\(limit.windowNanos)", "\(limit.burst)",
                     "\(DecisionScript.reduction(limit))",
                 ]
             }
@@ -67,15 +67,6 @@ struct DecisionScriptTests {
                 decisions.append(Decision(allowed: numbers[at] == 1, remaining: numbers[at + 1], resetMillis: numbers[at + 2]))
             }
             return (decisions, mode == "all" ? numbers.last == 1 : true)
-        }
-    }
-
-    static func code(_ algorithm: Algorithm) -> String {
-        switch algorithm {
-        case .tokenBucket, .leakyBucket: "B"
-        case .fixedWindow: "F"
-        case .slidingWindowCounter: "C"
-        case .slidingWindowLog: "L"
         }
     }
 

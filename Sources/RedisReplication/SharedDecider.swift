@@ -1,0 +1,387 @@
+import DaemonConfig
+import Logging
+import NIOConcurrencyHelpers
+import NIOPosix
+import RateLimiting
+import ServiceLifecycle
+import ShardStore
+import Synchronization
+
+/// Shared mode: every CHECK and RESET is decided in Redis, by `DecisionScript`, so daemons that share a
+/// Redis enforce one limit together. Requests are handed to a thread of its own (hiredis blocks; no event
+/// loop ever waits on Redis) and answered through each connection's waiter. What is queued while a round
+/// trip is out goes together in the next one: as few `EVALSHA`s as there are runs of CHECKs (up to
+/// `maxKeysPerCall` keys each), pipelined on one connection.
+///
+/// When Redis cannot answer within `timeout` (down, frozen, refusing), or a request has already waited
+/// that long, the request is decided by `onError`: from this daemon's own state (`local`), or allowed, or
+/// denied; an outage is logged when it starts and when it ends, and Redis is tried again with capped
+/// back-off. A script Redis has forgotten (`NOSCRIPT`: restarted, `SCRIPT FLUSH`, a failover) is loaded
+/// again and the call repeated, unseen by clients.
+///
+/// `@unchecked Sendable`: `queue` is guarded by `wake`; everything else mutable belongs to the thread.
+public final class SharedDecider: Decider, @unchecked Sendable {
+    public enum OnError: String, Sendable, CaseIterable {
+        case local, allow, deny
+    }
+
+    public struct Settings: Sendable {
+        public var endpoint: RedisEndpoint
+        public var keyPrefix: String
+        public var timeoutMillis: Int
+        public var onError: OnError
+
+        public init(endpoint: RedisEndpoint, keyPrefix: String, timeoutMillis: Int, onError: OnError) {
+            self.endpoint = endpoint
+            self.keyPrefix = keyPrefix
+            self.timeoutMillis = timeoutMillis
+            self.onError = onError
+        }
+    }
+
+    /// Keys per script call: enough to amortise a call, few enough that Redis is never held long by one.
+    public static let maxKeysPerCall = 256
+
+    struct Request {
+        let operation: ShardOperation
+        let key: [UInt8]
+        let hash: UInt64
+        let slot: Int
+        let ticket: UInt64
+        let waiter: any DecisionWaiter
+        let queuedAt: Int64
+    }
+
+    public let settings: Settings
+    private let tally = SharedDecisionCounters()
+    private let local: LocalDecider
+    private let clock: any DecisionClock
+    private let logger: Logger
+    private let keyPrefix: [UInt8]
+    private let wake = ConditionLock(value: false)
+    private var queue: [Request] = []
+    private let stopping = Atomic<Bool>(false)
+    private let thread = NIOThreadPool(numberOfThreads: 1)
+
+    // The thread's own.
+    private var connection: RedisConnection?
+    private var sha: String?
+    private var retryDelayNanos: Int64 = 0
+    private var nextAttemptAt: Int64 = .min
+    private var outageSince: Int64?
+
+    public init(settings: Settings, shards: [LockedShard], clock: any DecisionClock, logger: Logger) {
+        self.settings = settings
+        self.local = LocalDecider(shards: shards)
+        self.clock = clock
+        self.logger = logger
+        self.keyPrefix = Array(settings.keyPrefix.utf8)
+    }
+
+    /// Starts the thread that talks to Redis; it connects at once, so the first requests need not wait.
+    public func start() {
+        thread.start()
+        thread.submit { [self] _ in loop() }
+    }
+
+    /// Stops the thread once what is queued has been answered (call after every connection has closed).
+    public func stop() async {
+        stopping.store(true, ordering: .relaxed)
+        wake.lock()
+        wake.unlock(withValue: true)
+        try? await thread.shutdownGracefully()
+    }
+
+    public func run(
+        _ operation: ShardOperation, key: UnsafeRawBufferPointer, hash: UInt64, now: Int64, slot: Int,
+        ticket: UInt64, waiter: any DecisionWaiter
+    ) -> ShardResult? {
+        // Stopped (the group is going down on an error): nothing would answer later, so decide now.
+        if stopping.load(ordering: .relaxed) {
+            return local.run(operation, key: key, hash: hash, now: now, slot: slot, ticket: ticket, waiter: waiter)
+        }
+        let request = Request(
+            operation: operation, key: Array(key), hash: hash, slot: slot, ticket: ticket, waiter: waiter,
+            queuedAt: clock.nanosecondsNow())
+        wake.lock()
+        queue.append(request)
+        wake.unlock(withValue: true)
+        return nil
+    }
+
+    /// Envoy's descriptors are decided locally: shared mode does not serve Envoy yet (start-up refuses the
+    /// combination), so this is never called for it.
+    public func decideAll(
+        _ items: [DecisionBatch.Item], now: Int64, accept: ([Decision]) -> Bool
+    ) -> (decisions: [Decision], applied: Bool) {
+        local.decideAll(items, now: now, accept: accept)
+    }
+
+    public var counters: [DeciderCounter] {
+        [
+            DeciderCounter("shared_decided", Int64(tally.decided.load(ordering: .relaxed))),
+            DeciderCounter("shared_fallbacks", Int64(tally.fellBack.load(ordering: .relaxed))),
+            DeciderCounter("shared_errors", Int64(tally.errors.load(ordering: .relaxed))),
+            DeciderCounter("shared_redis_down", tally.outage.load(ordering: .relaxed) ? 1 : 0, gauge: true),
+        ]
+    }
+
+    private func loop() {
+        reconnectIfDue()
+        while true {
+            let woken = wake.lock(whenValue: true, timeoutSeconds: 0.1)
+            var batch: [Request] = []
+            if woken {
+                batch = queue
+                queue.removeAll(keepingCapacity: true)
+                wake.unlock(withValue: false)
+            }
+            if !batch.isEmpty {
+                decide(batch)
+            } else if stopping.load(ordering: .relaxed) {
+                return
+            } else {
+                reconnectIfDue()
+            }
+        }
+    }
+
+    private func decide(_ batch: [Request]) {
+        let now = clock.nanosecondsNow()
+        let timeout = Int64(settings.timeoutMillis) * 1_000_000
+        // A request that has already waited the whole timeout gets its answer now, whatever Redis does.
+        let (late, fresh) = batch.reduce(into: ([Request](), [Request]())) { parts, request in
+            if now - request.queuedAt >= timeout { parts.0.append(request) } else { parts.1.append(request) }
+        }
+        fallBack(late, now: now)
+        guard let oldest = fresh.map(\.queuedAt).min() else { return }
+        // Connecting and the round trip get what is left of the oldest request's timeout, so no client
+        // waits much past it whatever Redis does.
+        let budgetMillis = Int(max(0, (oldest + timeout - now) / 1_000_000))
+        // Too little left to be worth a round trip (the one before took most of it): decided now, and
+        // Redis is not held to blame.
+        guard budgetMillis * 10 >= settings.timeoutMillis else {
+            fallBack(fresh, now: now)
+            return
+        }
+        reconnectIfDue(timeoutMillis: budgetMillis)
+        guard let connection else {
+            fallBack(fresh, now: now)
+            return
+        }
+        connection.setTimeout(millis: budgetMillis)
+        do throws(RedisError) {
+            let results = try send(fresh)
+            for (request, result) in zip(fresh, results) {
+                if case .decision(let decision) = result { local.count(decision, hash: request.hash, slot: request.slot) }
+                request.waiter.resolve(ticket: request.ticket, result: result)
+            }
+            tally.decided.add(fresh.count, ordering: .relaxed)
+            recovered()
+        } catch {
+            failed(error)
+            fallBack(fresh, now: clock.nanosecondsNow())
+        }
+    }
+
+    /// One pipeline: an `EVALSHA` per run of CHECKs (at most `maxKeysPerCall` keys), a `DEL` per RESET, in
+    /// request order, so a RESET between two CHECKs of a key lands between them.
+    private func send(_ requests: [Request]) throws(RedisError) -> [ShardResult] {
+        guard let connection, let sha else { throw RedisError("not connected") }
+        var calls: [Range<Int>] = []
+        var start = 0
+        for (index, request) in requests.enumerated() {
+            let isReset = if case .reset = request.operation { true } else { false }
+            if isReset || index - start == Self.maxKeysPerCall {
+                if index > start { calls.append(start..<index) }
+                start = index
+            }
+            if isReset {
+                calls.append(index..<(index + 1))
+                start = index + 1
+            }
+        }
+        if requests.count > start { calls.append(start..<requests.count) }
+
+        for call in calls { try connection.append(command(for: requests[call], sha: sha)) }
+        var replies: [RedisReply] = []
+        for _ in calls { replies.append(try connection.readReply()) }
+        var results: [ShardResult] = []
+        results.reserveCapacity(requests.count)
+        for (call, reply) in zip(calls, replies) {
+            var reply = reply
+            if case .error(let message) = reply, message.hasPrefix("NOSCRIPT") {
+                // Redis lost the script (restart, SCRIPT FLUSH, failover). The call did nothing, so once the
+                // pipeline is read to its end it is made again with the script loaded back.
+                if self.sha == sha { self.sha = try loadScript(connection) }
+                reply = try connection.command(command(for: requests[call], sha: self.sha!))
+            }
+            results += try Self.results(of: reply, for: requests[call])
+        }
+        return results
+    }
+
+    private func command(for requests: ArraySlice<Request>, sha: String) -> [[UInt8]] {
+        if requests.count == 1, let request = requests.first, case .reset = request.operation {
+            return [Array("DEL".utf8), stateKey(request.key)]
+        }
+        var limits: [Limit] = []
+        var items: [[UInt8]] = []
+        for request in requests {
+            guard case .check(let cost, let limit) = request.operation else { continue }
+            let index: Int
+            if let known = limits.firstIndex(of: limit) {
+                index = known
+            } else {
+                index = limits.count
+                limits.append(limit)
+            }
+            items += [Array("\(index + 1)".utf8), Array("\(cost)".utf8), Array("1".utf8)]
+        }
+        var words: [[UInt8]] = [Array("EVALSHA".utf8), Array(sha.utf8), Array("\(requests.count)".utf8)]
+        words += requests.map { stateKey($0.key) }
+        words += [[], Array("each".utf8), Array("\(limits.count)".utf8)]
+        for limit in limits {
+            words += [
+                Array(DecisionScript.code(limit.algorithm).utf8), Array("\(limit.limit)".utf8),
+                Array("\(limit.windowNanos)".utf8), Array("\(limit.burst)".utf8),
+                Array("\(DecisionScript.reduction(limit))".utf8),
+            ]
+        }
+        return words + items
+    }
+
+    /// `<prefix>{<key>}`: the braces make the key its own hash tag, so in Redis Cluster a key's state
+    /// stays in one slot whatever the prefix.
+    private func stateKey(_ key: [UInt8]) -> [UInt8] {
+        keyPrefix + [UInt8(ascii: "{")] + key + [UInt8(ascii: "}")]
+    }
+
+    private static func results(of reply: RedisReply, for requests: ArraySlice<Request>) throws(RedisError) -> [ShardResult] {
+        if requests.count == 1, case .reset = requests.first!.operation {
+            guard case .integer = reply else { throw RedisError("unexpected reply to DEL: \(reply)") }
+            return [.reset]
+        }
+        guard case .array(let values) = reply, values.count == requests.count * 3 else {
+            throw RedisError("unexpected reply from the decision script: \(reply)")
+        }
+        func number(_ value: RedisReply) throws(RedisError) -> Int64 {
+            switch value {
+            case .integer(let number): return number
+            case .string(let text):
+                guard let number = Int64(String(decoding: text, as: UTF8.self)) else { break }
+                return number
+            default: break
+            }
+            throw RedisError("unexpected value from the decision script: \(value)")
+        }
+        var results: [ShardResult] = []
+        for index in 0..<requests.count {
+            let at = index * 3
+            results.append(.decision(Decision(
+                allowed: try number(values[at]) == 1, remaining: try number(values[at + 1]),
+                resetMillis: try number(values[at + 2]))))
+        }
+        return results
+    }
+
+    private func loadScript(_ connection: RedisConnection) throws(RedisError) -> String {
+        guard case .string(let sha) = try connection.command(["SCRIPT", "LOAD", DecisionScript.source]) else {
+            throw RedisError("Redis refused to load the decision script")
+        }
+        return String(decoding: sha, as: UTF8.self)
+    }
+
+    /// Decides `requests` as `onError` says, at once.
+    private func fallBack(_ requests: [Request], now: Int64) {
+        guard !requests.isEmpty else { return }
+        tally.fellBack.add(requests.count, ordering: .relaxed)
+        for request in requests {
+            let result: ShardResult
+            switch (settings.onError, request.operation) {
+            case (.local, _), (_, .reset):
+                // A RESET while Redis is away resets this daemon's own state (README: shared mode).
+                result = request.key.withUnsafeBytes {
+                    local.run(request.operation, key: $0, hash: request.hash, now: now, slot: request.slot,
+                              ticket: request.ticket, waiter: request.waiter)!
+                }
+            case (.allow, .check(_, let limit)):
+                result = .decision(Decision(allowed: true, remaining: limit.capacity, resetMillis: 0))
+            case (.deny, .check):
+                result = .decision(Decision(allowed: false, remaining: 0, resetMillis: Int64(settings.timeoutMillis)))
+            }
+            request.waiter.resolve(ticket: request.ticket, result: result)
+        }
+    }
+
+    /// Connects (and loads the script) when not connected and the back-off allows, waiting at most
+    /// `timeoutMillis`.
+    private func reconnectIfDue(timeoutMillis: Int? = nil) {
+        guard connection == nil, clock.nanosecondsNow() >= nextAttemptAt else { return }
+        do throws(RedisError) {
+            let opened = try RedisConnection.connect(
+                to: settings.endpoint, timeoutMillis: timeoutMillis ?? settings.timeoutMillis)
+            sha = try loadScript(opened)
+            connection = opened
+            recovered()
+        } catch {
+            failed(error)
+        }
+    }
+
+    private func failed(_ error: RedisError) {
+        connection = nil
+        tally.errors.add(1, ordering: .relaxed)
+        let now = clock.nanosecondsNow()
+        retryDelayNanos = retryDelayNanos == 0 ? 100_000_000 : min(retryDelayNanos * 2, 5_000_000_000)
+        nextAttemptAt = now + retryDelayNanos
+        guard outageSince == nil else { return }
+        outageSince = now
+        tally.outage.store(true, ordering: .relaxed)
+        logger.warning(
+            "Redis unavailable for shared decisions; deciding by on_error until it answers",
+            metadata: ["redis": "\(settings.endpoint)", "error": "\(error)", "on_error": "\(settings.onError.rawValue)"])
+    }
+
+    private func recovered() {
+        retryDelayNanos = 0
+        if let since = outageSince {
+            outageSince = nil
+            tally.outage.store(false, ordering: .relaxed)
+            logger.notice(
+                "Redis answers shared decisions again",
+                metadata: ["redis": "\(settings.endpoint)", "outage_ms": "\((clock.nanosecondsNow() - since) / 1_000_000)"])
+        }
+    }
+}
+
+/// What shared mode counts, for STATS and /metrics.
+public final class SharedDecisionCounters: Sendable {
+    /// Requests Redis decided.
+    public let decided = Atomic<Int>(0)
+    /// Requests decided by `on_error` (Redis unreachable, slow, or the request waited too long).
+    public let fellBack = Atomic<Int>(0)
+    /// Failed attempts to reach Redis.
+    public let errors = Atomic<Int>(0)
+    /// Whether Redis is unavailable now.
+    public let outage = Atomic<Bool>(false)
+
+    public init() {}
+}
+
+/// The shared decider's thread as a service of the daemon's group: list it before the server, so that it
+/// stops after the server has answered every connection (their owed answers come through it).
+public struct SharedDecisionService: Service {
+    let decider: SharedDecider
+
+    public init(decider: SharedDecider) {
+        self.decider = decider
+    }
+
+    public func run() async throws {
+        decider.start()
+        try? await gracefulShutdown()
+        // Cancelled or shut down: the server service, listed after this one, has finished by now.
+        await decider.stop()
+    }
+}
