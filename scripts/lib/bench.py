@@ -197,12 +197,16 @@ def compare(shards, seconds):
     redis = Redis()
     daemon = Daemon(shards)
     default = Daemon(os.cpu_count())
+    # Shared mode: the same daemon, but Redis decides (the Redis the Lua rows call, under its own keys).
+    shared = Daemon(shards, extra=["--redis", f"redis://127.0.0.1:{redis.port}", "--redis-mode", "shared",
+                                   "--redis-timeout", "1s"])
     try:
         token_bucket = redis.load_script("token_bucket.lua")
         gcra = redis.load_script("gcra.lua")
         targets = [
             ("ratelimitd CHECK", daemon.port, ["CHECK", "bench:__rand_int__", "1"]),
             (f"ratelimitd CHECK, default --shards {os.cpu_count()}", default.port, ["CHECK", "bench:__rand_int__", "1"]),
+            ("ratelimitd CHECK, shared mode (Redis decides)", shared.port, ["CHECK", "bench:__rand_int__", "1"]),
             # Each target its own keys: a hash, a string and a counter cannot share a name in Redis.
             ("Redis EVALSHA token bucket", redis.port, ["EVALSHA", token_bucket, "1", "tb:__rand_int__"] + LUA_ARGS),
             ("Redis EVALSHA GCRA", redis.port, ["EVALSHA", gcra, "1", "gcra:__rand_int__"] + LUA_ARGS),
@@ -218,6 +222,7 @@ def compare(shards, seconds):
     finally:
         daemon.stop()
         default.stop()
+        shared.stop()
         redis.stop()
 
 
@@ -563,6 +568,11 @@ def render(info, shards, seconds, comparison, own, mem, profile, memory_keys, re
            ratio(comparison[(unpipelined, rl)]["rps"], comparison[(unpipelined, "Redis PING")]["rps"]), 0.9)
     target("one connection: p50 CHECK / p50 PING",
            ratio(comparison[(single, rl)]["p50"], comparison[(single, "Redis PING")]["p50"]), 1.2, False)
+    shared = "ratelimitd CHECK, shared mode (Redis decides)"
+    target("shared mode, pipelined: CHECK / EVALSHA token bucket",
+           ratio(comparison[(pipelined, shared)]["rps"], comparison[(pipelined, "Redis EVALSHA token bucket")]["rps"]), 1.5)
+    target("shared mode, one connection: p50 CHECK / p50 PING",
+           ratio(comparison[(single, shared)]["p50"], comparison[(single, "Redis PING")]["p50"]), 2.0, False)
     token_bucket_memory = next(row for row in mem if row[0] == "token_bucket")[3]
     lines.append(f"| memory: token_bucket bytes per key at {memory_keys:,} keys | {token_bucket_memory:.0f} B | ≤ 128 B | "
                  f"{'yes' if token_bucket_memory <= 128 else 'no'} |")
