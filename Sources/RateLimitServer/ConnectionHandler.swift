@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import ShardStore
+import Synchronization
 import WireProtocol
 
 /// Serves one client connection: feeds each read to its `RequestProcessor`, which answers every complete
@@ -42,6 +43,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
         waiter.handler = nil
+        waiter.open.store(false, ordering: .relaxed)
     }
 
     /// An answer the decider owed, on this handler's event loop: written with whatever it held back.
@@ -159,12 +161,16 @@ final class ConnectionWaiter: DecisionWaiter, @unchecked Sendable {
     /// Strong, and cleared when the handler leaves the pipeline: a weak reference would give the handler a
     /// side table, which makes every retain and release of it (NIO does several per read) take the slow path.
     var handler: ConnectionHandler?
+    /// Cleared when the connection is gone, so that an answer owed to it is dropped here rather than sent to
+    /// an event loop that may have shut down since.
+    let open = Atomic<Bool>(true)
 
     init(eventLoop: any EventLoop) {
         self.eventLoop = eventLoop
     }
 
     func resolve(ticket: UInt64, result: ShardResult) {
+        guard open.load(ordering: .relaxed) else { return }
         eventLoop.execute { [self] in handler?.resolved(ticket: ticket, result: result) }
     }
 }

@@ -48,6 +48,9 @@ struct RequestProcessor {
     /// `deferred.count`, kept as a plain integer: the handler reads it on every drain, and reading the
     /// buffer's own count there made the compiler copy the whole processor each time.
     var owed = 0
+    /// Bytes of replies held behind owed answers: they count against a burst's output like written ones, so
+    /// a client cannot make the connection buffer without bound while Redis is slow.
+    var heldBytes = 0
     var nextTicket: UInt64 = 0
     /// Where the decider sends what it owes.
     let waiter: any DecisionWaiter
@@ -152,7 +155,7 @@ struct RequestProcessor {
     }
 
     /// Parsing waits for the decider, not for the client.
-    var waitsForDecider: Bool { owed >= Self.maxDeferred }
+    var waitsForDecider: Bool { owed >= Self.maxDeferred || heldBytes >= Self.maxOutputPerBurst }
 
     mutating func reply(_ reply: Reply, _ dialect: WireDialect) {
         if case .error(let error) = reply { loopMetrics.countError(error.code) }
@@ -168,7 +171,9 @@ struct RequestProcessor {
         let last = deferred.index(before: deferred.endIndex)
         var following = deferred[last].following ?? allocator.buffer(capacity: 64)
         deferred[last].following = nil
+        let before = following.readableBytes
         Self.encode(reply, dialect, into: &following)
+        heldBytes += following.readableBytes - before
         deferred[last].following = following
     }
 
@@ -195,7 +200,10 @@ struct RequestProcessor {
             deferred.removeFirst()
             owed -= 1
             Self.encode(Reply(result), first.dialect, into: &output)
-            if var following = first.following { output.writeBuffer(&following) }
+            if var following = first.following {
+                heldBytes -= following.readableBytes
+                output.writeBuffer(&following)
+            }
             grew = true
         }
         return grew

@@ -19,7 +19,8 @@ import Synchronization
 /// back-off. A script Redis has forgotten (`NOSCRIPT`: restarted, `SCRIPT FLUSH`, a failover) is loaded
 /// again and the call repeated, unseen by clients.
 ///
-/// `@unchecked Sendable`: `queue` is guarded by `wake`; everything else mutable belongs to the thread.
+/// `@unchecked Sendable`: `queue` and `stopping` are guarded by `wake`; everything else mutable belongs to
+/// the thread.
 public final class SharedDecider: Decider, @unchecked Sendable {
     public enum OnError: String, Sendable, CaseIterable {
         case local, allow, deny
@@ -60,7 +61,8 @@ public final class SharedDecider: Decider, @unchecked Sendable {
     private let keyPrefix: [UInt8]
     private let wake = ConditionLock(value: false)
     private var queue: [Request] = []
-    private let stopping = Atomic<Bool>(false)
+    /// Set under `wake`, so that no request is queued after the thread has taken its last.
+    private var stopping = false
     private let thread = NIOThreadPool(numberOfThreads: 1)
 
     // The thread's own.
@@ -86,8 +88,8 @@ public final class SharedDecider: Decider, @unchecked Sendable {
 
     /// Stops the thread once what is queued has been answered (call after every connection has closed).
     public func stop() async {
-        stopping.store(true, ordering: .relaxed)
         wake.lock()
+        stopping = true
         wake.unlock(withValue: true)
         try? await thread.shutdownGracefully()
     }
@@ -96,14 +98,15 @@ public final class SharedDecider: Decider, @unchecked Sendable {
         _ operation: ShardOperation, key: UnsafeRawBufferPointer, hash: UInt64, now: Int64, slot: Int,
         ticket: UInt64, waiter: any DecisionWaiter
     ) -> ShardResult? {
-        // Stopped (the group is going down on an error): nothing would answer later, so decide now.
-        if stopping.load(ordering: .relaxed) {
-            return local.run(operation, key: key, hash: hash, now: now, slot: slot, ticket: ticket, waiter: waiter)
-        }
         let request = Request(
             operation: operation, key: Array(key), hash: hash, slot: slot, ticket: ticket, waiter: waiter,
             queuedAt: clock.nanosecondsNow())
         wake.lock()
+        // Stopped (the group is going down on an error): nothing would answer later, so decide now.
+        guard !stopping else {
+            wake.unlock()
+            return local.run(operation, key: key, hash: hash, now: now, slot: slot, ticket: ticket, waiter: waiter)
+        }
         queue.append(request)
         wake.unlock(withValue: true)
         return nil
@@ -126,20 +129,25 @@ public final class SharedDecider: Decider, @unchecked Sendable {
         ]
     }
 
+    /// Requests per round trip at most: a burst larger than this goes over several, so each round trip stays
+    /// short and a request's wait stays near its own round trip.
+    public static let maxPerRoundTrip = 4 * maxKeysPerCall
+
     private func loop() {
         reconnectIfDue()
         while true {
-            let woken = wake.lock(whenValue: true, timeoutSeconds: 0.1)
             var batch: [Request] = []
-            if woken {
-                batch = queue
-                queue.removeAll(keepingCapacity: true)
-                wake.unlock(withValue: false)
+            var finished = false
+            if wake.lock(whenValue: true, timeoutSeconds: 0.1) {
+                let taken = min(queue.count, Self.maxPerRoundTrip)
+                batch = Array(queue.prefix(taken))
+                queue.removeFirst(taken)
+                finished = stopping && queue.isEmpty && batch.isEmpty
+                wake.unlock(withValue: !queue.isEmpty || stopping)
             }
+            if finished { return }
             if !batch.isEmpty {
                 decide(batch)
-            } else if stopping.load(ordering: .relaxed) {
-                return
             } else {
                 reconnectIfDue()
             }
@@ -149,27 +157,19 @@ public final class SharedDecider: Decider, @unchecked Sendable {
     private func decide(_ batch: [Request]) {
         let now = clock.nanosecondsNow()
         let timeout = Int64(settings.timeoutMillis) * 1_000_000
-        // A request that has already waited the whole timeout gets its answer now, whatever Redis does.
+        // A CHECK that has already waited the whole timeout gets its answer now, whatever Redis does. A
+        // RESET still goes to Redis: answering it locally would leave the shared count as it was.
         let (late, fresh) = batch.reduce(into: ([Request](), [Request]())) { parts, request in
-            if now - request.queuedAt >= timeout { parts.0.append(request) } else { parts.1.append(request) }
+            let isCheck = if case .check = request.operation { true } else { false }
+            if isCheck, now - request.queuedAt >= timeout { parts.0.append(request) } else { parts.1.append(request) }
         }
         fallBack(late, now: now)
-        guard let oldest = fresh.map(\.queuedAt).min() else { return }
-        // Connecting and the round trip get what is left of the oldest request's timeout, so no client
-        // waits much past it whatever Redis does.
-        let budgetMillis = Int(max(0, (oldest + timeout - now) / 1_000_000))
-        // Too little left to be worth a round trip (the one before took most of it): decided now, and
-        // Redis is not held to blame.
-        guard budgetMillis * 10 >= settings.timeoutMillis else {
+        guard !fresh.isEmpty else { return }
+        reconnectIfDue()
+        guard connection != nil else {
             fallBack(fresh, now: now)
             return
         }
-        reconnectIfDue(timeoutMillis: budgetMillis)
-        guard let connection else {
-            fallBack(fresh, now: now)
-            return
-        }
-        connection.setTimeout(millis: budgetMillis)
         do throws(RedisError) {
             let results = try send(fresh)
             for (request, result) in zip(fresh, results) {
@@ -206,19 +206,36 @@ public final class SharedDecider: Decider, @unchecked Sendable {
         for call in calls { try connection.append(command(for: requests[call], sha: sha)) }
         var replies: [RedisReply] = []
         for _ in calls { replies.append(try connection.readReply()) }
+        let forgotten = replies.indices.filter { Self.isNoScript(replies[$0]) }
+        if let first = forgotten.first {
+            // Redis lost the script (restart, SCRIPT FLUSH, failover): those calls did nothing. Once the
+            // pipeline is read to its end they are made again, with the script loaded back, in their order
+            // and with the RESETs that came after the first of them, so a RESET still lands between the
+            // CHECKs around it. (A call after it that did run, because another daemon loaded the script
+            // meanwhile, keeps its place, and then no RESET is repeated after it.)
+            self.sha = try loadScript(connection)
+            let ranAfter = replies.indices.contains { $0 > first && !Self.isNoScript(replies[$0]) && !Self.isReset(requests[calls[$0]]) }
+            for index in replies.indices where index >= first {
+                guard Self.isNoScript(replies[index]) || (!ranAfter && Self.isReset(requests[calls[index]])) else { continue }
+                replies[index] = try connection.command(command(for: requests[calls[index]], sha: self.sha!))
+            }
+        }
         var results: [ShardResult] = []
         results.reserveCapacity(requests.count)
         for (call, reply) in zip(calls, replies) {
-            var reply = reply
-            if case .error(let message) = reply, message.hasPrefix("NOSCRIPT") {
-                // Redis lost the script (restart, SCRIPT FLUSH, failover). The call did nothing, so once the
-                // pipeline is read to its end it is made again with the script loaded back.
-                if self.sha == sha { self.sha = try loadScript(connection) }
-                reply = try connection.command(command(for: requests[call], sha: self.sha!))
-            }
             results += try Self.results(of: reply, for: requests[call])
         }
         return results
+    }
+
+    private static func isNoScript(_ reply: RedisReply) -> Bool {
+        if case .error(let message) = reply, message.hasPrefix("NOSCRIPT") { return true }
+        return false
+    }
+
+    private static func isReset(_ requests: ArraySlice<Request>) -> Bool {
+        if requests.count == 1, case .reset = requests.first!.operation { return true }
+        return false
     }
 
     private func command(for requests: ArraySlice<Request>, sha: String) -> [[UInt8]] {
@@ -306,24 +323,27 @@ public final class SharedDecider: Decider, @unchecked Sendable {
                               ticket: request.ticket, waiter: request.waiter)!
                 }
             case (.allow, .check(_, let limit)):
-                result = .decision(Decision(allowed: true, remaining: limit.capacity, resetMillis: 0))
+                let decision = Decision(allowed: true, remaining: limit.capacity, resetMillis: 0)
+                local.count(decision, hash: request.hash, slot: request.slot)
+                result = .decision(decision)
             case (.deny, .check):
-                result = .decision(Decision(allowed: false, remaining: 0, resetMillis: Int64(settings.timeoutMillis)))
+                let decision = Decision(allowed: false, remaining: 0, resetMillis: Int64(settings.timeoutMillis))
+                local.count(decision, hash: request.hash, slot: request.slot)
+                result = .decision(decision)
             }
             request.waiter.resolve(ticket: request.ticket, result: result)
         }
     }
 
-    /// Connects (and loads the script) when not connected and the back-off allows, waiting at most
-    /// `timeoutMillis`.
-    private func reconnectIfDue(timeoutMillis: Int? = nil) {
+    /// Connects (and loads the script) when not connected and the back-off allows. Redis counts as back
+    /// only once a round trip has succeeded: one that accepts connections but refuses every call (out of
+    /// memory, read-only after a failover) stays down, with the back-off growing.
+    private func reconnectIfDue() {
         guard connection == nil, clock.nanosecondsNow() >= nextAttemptAt else { return }
         do throws(RedisError) {
-            let opened = try RedisConnection.connect(
-                to: settings.endpoint, timeoutMillis: timeoutMillis ?? settings.timeoutMillis)
+            let opened = try RedisConnection.connect(to: settings.endpoint, timeoutMillis: settings.timeoutMillis)
             sha = try loadScript(opened)
             connection = opened
-            recovered()
         } catch {
             failed(error)
         }

@@ -64,6 +64,9 @@ struct ConfigReloadService: Service {
             ("redis url", running.redis.map { "\($0)" } ?? "none", next.redis.map { "\($0)" } ?? "none"),
             ("redis key_prefix", running.redisKeyPrefix, next.redisKeyPrefix),
             ("redis flush_interval", "\(running.redisFlushIntervalNanos)", "\(next.redisFlushIntervalNanos)"),
+            ("redis mode", running.redisShared ? "shared" : "replicate", next.redisShared ? "shared" : "replicate"),
+            ("redis on_error", running.redisOnError.rawValue, next.redisOnError.rawValue),
+            ("redis timeout", "\(running.redisTimeoutNanos)", "\(next.redisTimeoutNanos)"),
             ("envoy listen", running.envoyListen.map { "\($0)" } ?? "none", next.envoyListen.map { "\($0)" } ?? "none"),
         ]
         for (name, old, new) in restartOnly where old != new {

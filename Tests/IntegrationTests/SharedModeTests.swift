@@ -148,6 +148,21 @@ struct SharedModeTests {
         #expect(badChoice.status == 1 && badChoice.output.contains("--redis-on-error"), "\(badChoice.output)")
     }
 
+    @Test func aResetKeepsItsPlaceWhenRedisForgetsTheScript() throws {
+        let redis = try RedisServerProcess()
+        let daemon = try daemon(redis)
+        let client = try LineClient(port: daemon.port)
+        for round in 0..<10 {
+            _ = try redis.command("SCRIPT FLUSH")
+            // Sent together, so that they are usually one pipeline: the CHECKs fail NOSCRIPT around the DEL.
+            try client.send("CHECK r\(round) 1 5/1h\nRESET r\(round)\nCHECK r\(round) 1 5/1h\n")
+            let replies = try client.readLines(3)
+            #expect(replies[0].hasPrefix("ALLOW 4 ") && replies[1] == "OK" && replies[2].hasPrefix("ALLOW 4 "), "\(replies)")
+            // Only the CHECK after the RESET is left in Redis.
+            #expect(try client.request("CHECK r\(round) 0 5/1h").hasPrefix("ALLOW 4 "))
+        }
+    }
+
     @Test func scriptFlushUnderLoadIsUnseen() throws {
         let redis = try RedisServerProcess()
         let daemon = try daemon(redis)

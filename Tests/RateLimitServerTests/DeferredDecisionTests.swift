@@ -105,6 +105,19 @@ struct DeferredDecisionTests {
         #expect(!other.isActive)
     }
 
+    @Test func repliesHeldBehindAnOwedAnswerCountAgainstTheBurst() throws {
+        let decider = LaterDecider()
+        let channel = try EmbeddedConnection.make(decider: decider)
+        // 500 KB of PONGs would be held behind the one owed answer: the connection stops parsing at 256 KB
+        // of held replies and goes on once the answer arrives.
+        try channel.writeInbound(ByteBuffer(string: "CHECK a 1 5/1s\n" + String(repeating: "PING\n", count: 100_000)))
+        #expect(try EmbeddedConnection.written(channel) == "")
+        decider.answer("a", remaining: 4)
+        let replies = try EmbeddedConnection.written(channel).split(separator: "\n")
+        #expect(replies.count == 100_001)
+        #expect(replies.first == "ALLOW 4 7" && replies.dropFirst().allSatisfy { $0 == "PONG" })
+    }
+
     @Test func anAnswerForAClosedConnectionIsDropped() throws {
         let decider = LaterDecider()
         let channel = try EmbeddedConnection.make(decider: decider)
