@@ -34,19 +34,22 @@ public final class DaemonProcess: @unchecked Sendable {
     ) throws {
         logPath = NSTemporaryDirectory() + "ratelimitd-test-\(UUID().uuidString).log"
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-        process = Process()
         // Metrics on a free port too, so daemons in parallel tests never contend for the default one.
         let metrics = arguments.contains("--metrics-listen") ? [] : ["--metrics-listen", "127.0.0.1:0"]
         let command = Unprivileged.command(
             executable ?? DaemonProcess.binaryPath, (listen ? ["--listen", "127.0.0.1:0"] : []) + arguments + metrics)
-        process.executableURL = URL(fileURLWithPath: command.executable)
-        process.arguments = command.arguments
-        if !environment.isEmpty {
-            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        process = try ExternalTool.launch {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: command.executable)
+            process.arguments = command.arguments
+            if !environment.isEmpty {
+                process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+            }
+            process.standardError = log
+            process.standardOutput = FileHandle.nullDevice
+            return process
         }
-        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
         if waitForListening { port = try waitForPort() }
     }
 

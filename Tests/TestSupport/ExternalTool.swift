@@ -34,23 +34,47 @@ public enum ExternalTool {
         return try runProgram(path, arguments, environment: environment, timeoutSeconds: timeoutSeconds)
     }
 
+    /// Makes a process with `make` and starts it. Foundation sets up the child's descriptors from the
+    /// parent's at spawn time; with tests on other threads opening and closing descriptors meanwhile, a spawn
+    /// now and then fails with EBADF before anything runs. Then a fresh process is tried, up to five times.
+    public static func launch(_ make: () throws -> Process) throws -> Process {
+        var attempt = 0
+        while true {
+            let process = try make()
+            do {
+                try process.run()
+                return process
+            } catch where attempt < 5 && isBadDescriptor(error) {
+                attempt += 1
+                usleep(10_000)
+            }
+        }
+    }
+
+    static func isBadDescriptor(_ error: any Error) -> Bool {
+        let underlying = (error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError
+        return underlying?.domain == NSPOSIXErrorDomain && underlying?.code == Int(EBADF)
+    }
+
     /// Runs the program at `path` to completion with a deadline; returns its status and combined output.
     public static func runProgram(
         _ path: String, _ arguments: [String], environment: [String: String] = [:], timeoutSeconds: Double = 60
     ) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         // Output goes to a file, not a pipe, so a chatty program can never block on a full pipe.
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("tool-\(UUID().uuidString).out")
         _ = FileManager.default.createFile(atPath: output.path, contents: nil)
         defer { try? FileManager.default.removeItem(at: output) }
         let handle = try FileHandle(forWritingTo: output)
-        process.standardOutput = handle
-        process.standardError = handle
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
+        let process = try launch {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: path)
+            process.arguments = arguments
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+            process.standardOutput = handle
+            process.standardError = handle
+            process.standardInput = FileHandle.nullDevice
+            return process
+        }
         let deadline = Date().addingTimeInterval(timeoutSeconds)
         while process.isRunning, Date() < deadline { usleep(10_000) }
         if process.isRunning {
