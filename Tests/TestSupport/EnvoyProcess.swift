@@ -39,12 +39,14 @@ public final class EnvoyProcess: @unchecked Sendable {
         try config.write(toFile: path, atomically: true, encoding: .utf8)
         let log = directory + "/envoy.log"
         _ = FileManager.default.createFile(atPath: log, contents: nil)
-        process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["-c", path, "--disable-hot-restart", "--concurrency", "1", "-l", "warning", "--log-path", log]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        process = try ExternalTool.launch {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: binary)
+            process.arguments = ["-c", path, "--disable-hot-restart", "--concurrency", "1", "-l", "warning", "--log-path", log]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            return process
+        }
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline, process.isRunning {
             let ready = try? ExternalTool.run("curl", ["-s", "-m", "1", "http://127.0.0.1:\(adminPort)/ready"]).output

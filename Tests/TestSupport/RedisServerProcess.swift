@@ -33,15 +33,18 @@ public final class RedisServerProcess: @unchecked Sendable {
         guard let path = ExternalTool.find("redis-server") else {
             throw LineClient.Failure(description: "redis-server is not installed (scripts/test installs it)")
         }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = [
+        let arguments = [
             "--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
             "--daemonize", "no", "--dir", directory, "--logfile", "\(directory)/redis.log",
         ] + extraArguments
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        let process = try ExternalTool.launch {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: path)
+            process.arguments = arguments
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            return process
+        }
         self.process = process
         let deadline = Date().addingTimeInterval(15)
         while Date() < deadline {

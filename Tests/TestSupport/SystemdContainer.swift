@@ -54,20 +54,23 @@ public final class SystemdContainer: @unchecked Sendable {
         try Self.check(ExternalTool.run("systemctl", ["--root=\(root)", "enable", "ratelimitd"]), "enabling the unit")
 
         _ = FileManager.default.createFile(atPath: consoleLog, contents: nil)
-        nspawn = Process()
-        nspawn.executableURL = URL(fileURLWithPath: try ExternalTool.find("systemd-nspawn").orThrow("systemd-nspawn"))
+        let executable = try ExternalTool.find("systemd-nspawn").orThrow("systemd-nspawn")
         var arguments = [
             // No machined and no transient scope: the test machine runs no systemd of its own.
             "--register=no", "--keep-unit", "--boot", "--directory=\(root)", "--console=passive", "--quiet",
         ]
         // A debug build links the Swift runtime from the toolchain; the installed release build does not.
         if let runtime = Self.swiftRuntimeDirectory { arguments.append("--bind-ro=\(runtime)") }
-        nspawn.arguments = arguments
         let console = try FileHandle(forWritingTo: URL(fileURLWithPath: consoleLog))
-        nspawn.standardOutput = console
-        nspawn.standardError = console
-        nspawn.standardInput = FileHandle.nullDevice
-        try nspawn.run()
+        nspawn = try ExternalTool.launch {
+            let nspawn = Process()
+            nspawn.executableURL = URL(fileURLWithPath: executable)
+            nspawn.arguments = arguments
+            nspawn.standardOutput = console
+            nspawn.standardError = console
+            nspawn.standardInput = FileHandle.nullDevice
+            return nspawn
+        }
         // The container's init is nspawn's child once it runs systemd and systemd's control socket is up
         // (before that, systemctl has nothing to talk to).
         let deadline = Date().addingTimeInterval(30)
