@@ -55,6 +55,7 @@ public final class SharedDecider: Decider, @unchecked Sendable {
 
     public let settings: Settings
     private let tally = SharedDecisionCounters()
+    private let denials = DenyCache()
     private let local: LocalDecider
     private let clock: any DecisionClock
     private let logger: Logger
@@ -98,8 +99,18 @@ public final class SharedDecider: Decider, @unchecked Sendable {
         _ operation: ShardOperation, key: UnsafeRawBufferPointer, hash: UInt64, now: Int64, slot: Int,
         ticket: UInt64, waiter: any DecisionWaiter
     ) -> ShardResult? {
+        let bytes = Array(key)
+        switch operation {
+        case .check(let cost, let limit):
+            if cost > 0, let denial = denials.denial(key: bytes, cost: cost, limit: limit, now: now) {
+                local.count(denial, hash: hash, slot: slot)
+                return .decision(denial)
+            }
+        case .reset:
+            denials.forget(bytes)
+        }
         let request = Request(
-            operation: operation, key: Array(key), hash: hash, slot: slot, ticket: ticket, waiter: waiter,
+            operation: operation, key: bytes, hash: hash, slot: slot, ticket: ticket, waiter: waiter,
             queuedAt: clock.nanosecondsNow())
         wake.lock()
         // Stopped (the group is going down on an error): nothing would answer later, so decide now.
@@ -126,6 +137,8 @@ public final class SharedDecider: Decider, @unchecked Sendable {
             DeciderCounter("shared_fallbacks", Int64(tally.fellBack.load(ordering: .relaxed))),
             DeciderCounter("shared_errors", Int64(tally.errors.load(ordering: .relaxed))),
             DeciderCounter("shared_redis_down", tally.outage.load(ordering: .relaxed) ? 1 : 0, gauge: true),
+            DeciderCounter("shared_deny_cache_hits", Int64(denials.hits.load(ordering: .relaxed))),
+            DeciderCounter("shared_deny_cache_keys", Int64(denials.count), gauge: true),
         ]
     }
 
@@ -172,8 +185,14 @@ public final class SharedDecider: Decider, @unchecked Sendable {
         }
         do throws(RedisError) {
             let results = try send(fresh)
+            let answeredAt = clock.nanosecondsNow()
             for (request, result) in zip(fresh, results) {
-                if case .decision(let decision) = result { local.count(decision, hash: request.hash, slot: request.slot) }
+                if case .decision(let decision) = result {
+                    local.count(decision, hash: request.hash, slot: request.slot)
+                    if case .check(let cost, let limit) = request.operation, cost > 0 {
+                        denials.remember(key: request.key, cost: cost, limit: limit, decision: decision, now: answeredAt)
+                    }
+                }
                 request.waiter.resolve(ticket: request.ticket, result: result)
             }
             tally.decided.add(fresh.count, ordering: .relaxed)

@@ -128,6 +128,34 @@ struct SharedModeTests {
         }
     }
 
+    @Test func aDeniedKeyIsDeniedLocallyUntilRedisSaidItWouldBeAllowed() throws {
+        let redis = try RedisServerProcess()
+        let daemon = try daemon(redis)
+        let client = try LineClient(port: daemon.port)
+        #expect(try client.request("CHECK spent 1 2/1h").hasPrefix("ALLOW 1 "))
+        #expect(try client.request("CHECK spent 1 2/1h").hasPrefix("ALLOW 0 "))
+        let first = try client.request("CHECK spent 1 2/1h")
+        #expect(first.hasPrefix("DENY 0 "), "\(first)")
+        let asked = try client.statistics()["shared_decided"] ?? 0
+        // A hundred more: denied here, Redis not asked, the reset counting down from Redis's.
+        try client.send(String(repeating: "CHECK spent 1 2/1h\n", count: 100))
+        let replies = try client.readLines(100)
+        let firstReset = Int(first.split(separator: " ")[2]) ?? 0
+        #expect(replies.allSatisfy { reply in
+            let parts = reply.split(separator: " ")
+            return parts.count == 3 && parts[0] == "DENY" && parts[1] == "0" && (Int(parts[2]) ?? .max) <= firstReset
+        }, "\(replies.prefix(3))")
+        var stats = try client.statistics()
+        #expect(stats["shared_decided"] == asked && stats["shared_deny_cache_hits"] == 100 && stats["shared_deny_cache_keys"] == 1, "\(stats)")
+        #expect(stats["denied"] == 101, "every denial counts alike: \(stats)")
+        // Another cost is Redis's to decide; a RESET here forgets the denial.
+        #expect(try client.request("CHECK spent 2 2/1h").hasPrefix("DENY 0 "))
+        #expect(try client.request("RESET spent") == "OK")
+        #expect(try client.request("CHECK spent 1 2/1h").hasPrefix("ALLOW 1 "))
+        stats = try client.statistics()
+        #expect(stats["shared_decided"] == asked + 3 && stats["shared_deny_cache_hits"] == 100, "\(stats)")
+    }
+
     @Test func startUpRefusesWhatSharedModeCannotDoYet() throws {
         let noRedis = try DaemonProcess.runToExit(["--redis-mode", "shared", "--check-config"])
         #expect(noRedis.status == 1)
