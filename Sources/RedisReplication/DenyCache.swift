@@ -7,9 +7,10 @@ import Synchronization
 ///
 /// What it costs in accuracy: a denial lasts until the time Redis gave, counted from when its answer
 /// arrived here, in whole milliseconds rounded up, so at most one round trip plus a millisecond past the
-/// moment Redis would allow the request again; and a RESET made through another daemon is not seen here
-/// before that time. Otherwise nothing: while a key is denied no request changes its state (a denial
-/// consumes nothing), whichever the algorithm, and another cost or limit is always asked of Redis.
+/// moment Redis would allow the request again; and neither a RESET made through another daemon nor a check
+/// of the key under another algorithm (whose state replaces this one) is seen here before that time.
+/// Otherwise nothing, whichever the algorithm: a denial consumes nothing, and what other requests consume
+/// can only make the wait longer; another cost or limit is always asked of Redis.
 final class DenyCache: Sendable {
     struct Entry {
         let cost: Int64
