@@ -38,10 +38,8 @@ public final class Replicator: @unchecked Sendable {
     private var pipeline = PipelineBuffer()
     /// The value being encoded (a `ReplicaRecord`), reused from key to key.
     private var value: [UInt8] = []
-    private var retryDelay: Int64 = 0
-    private var nextAttemptAt: Int64 = .min
+    private var retry: RedisRetry
     /// When the current outage began, and whether Redis was ever reached.
-    private var outageSince: Int64?
     private var everConnected = false
     /// Set when the start-up restore could not reach Redis: it runs on the first connection instead, before
     /// anything is written, with the snapshot's save time (nil: no snapshot).
@@ -54,6 +52,7 @@ public final class Replicator: @unchecked Sendable {
         self.settings = settings
         self.feed = feed
         self.logger = logger
+        self.retry = RedisRetry(firstDelayNanos: settings.firstRetryNanos, maxDelayNanos: settings.maxRetryNanos)
         self.keyPrefix = Array(settings.keyPrefix.utf8)
     }
 
@@ -127,7 +126,7 @@ public final class Replicator: @unchecked Sendable {
     private func connect(retryNow: Bool, deadline: Int64) -> Bool {
         do {
             if connection == nil {
-                guard retryNow || feed.clock.nanosecondsNow() >= nextAttemptAt else { return false }
+                guard retryNow || retry.mayAttempt(at: feed.clock.nanosecondsNow()) else { return false }
                 try open(deadline: deadline)
             }
             connection?.setTimeout(millis: timeoutMillis(until: deadline))
@@ -248,28 +247,21 @@ public final class Replicator: @unchecked Sendable {
             self.clientID = nil
         }
         feed.status.errors.add(1, ordering: .relaxed)
-        retryDelay = retryDelay == 0 ? settings.firstRetryNanos : min(retryDelay * 2, settings.maxRetryNanos)
-        // From now, not from before the attempt: a connect that hung for its whole timeout must still wait.
-        let now = feed.clock.nanosecondsNow()
-        nextAttemptAt = now + retryDelay
-        guard outageSince == nil else {
-            logger.debug("Redis still unavailable", metadata: ["error": "\(error)", "retry_ms": "\(retryDelay / 1_000_000)"])
+        guard retry.failed(at: feed.clock.nanosecondsNow()) else {
+            logger.debug("Redis still unavailable", metadata: ["error": "\(error)", "retry_ms": "\(retry.delayNanos / 1_000_000)"])
             return
         }
-        outageSince = now
         logger.warning(
             "Redis replication failing; decisions go on from local state and changes wait for Redis",
             metadata: ["redis": "\(settings.endpoint)", "error": "\(error)", "pending": "\(feed.pending().count)"])
     }
 
     private func succeeded() {
-        retryDelay = 0
-        if let since = outageSince {
-            outageSince = nil
+        if let outage = retry.succeeded(at: feed.clock.nanosecondsNow()) {
             logger.notice(
                 "Redis replication recovered",
                 metadata: ["redis": "\(settings.endpoint)",
-                           "outage_ms": "\((feed.clock.nanosecondsNow() - since) / 1_000_000)",
+                           "outage_ms": "\(outage / 1_000_000)",
                            "pending": "\(feed.pending().count)"])
         } else if !everConnected {
             logger.info("replicating to Redis", metadata: ["redis": "\(settings.endpoint)", "key_prefix": "\(settings.keyPrefix)"])

@@ -69,9 +69,7 @@ public final class SharedDecider: Decider, @unchecked Sendable {
     // The thread's own.
     private var connection: RedisConnection?
     private var sha: String?
-    private var retryDelayNanos: Int64 = 0
-    private var nextAttemptAt: Int64 = .min
-    private var outageSince: Int64?
+    private var retry = RedisRetry()
 
     public init(settings: Settings, shards: [LockedShard], clock: any DecisionClock, logger: Logger) {
         self.settings = settings
@@ -358,7 +356,7 @@ public final class SharedDecider: Decider, @unchecked Sendable {
     /// only once a round trip has succeeded: one that accepts connections but refuses every call (out of
     /// memory, read-only after a failover) stays down, with the back-off growing.
     private func reconnectIfDue() {
-        guard connection == nil, clock.nanosecondsNow() >= nextAttemptAt else { return }
+        guard connection == nil, retry.mayAttempt(at: clock.nanosecondsNow()) else { return }
         do throws(RedisError) {
             let opened = try RedisConnection.connect(to: settings.endpoint, timeoutMillis: settings.timeoutMillis)
             sha = try loadScript(opened)
@@ -371,11 +369,7 @@ public final class SharedDecider: Decider, @unchecked Sendable {
     private func failed(_ error: RedisError) {
         connection = nil
         tally.errors.add(1, ordering: .relaxed)
-        let now = clock.nanosecondsNow()
-        retryDelayNanos = retryDelayNanos == 0 ? 100_000_000 : min(retryDelayNanos * 2, 5_000_000_000)
-        nextAttemptAt = now + retryDelayNanos
-        guard outageSince == nil else { return }
-        outageSince = now
+        guard retry.failed(at: clock.nanosecondsNow()) else { return }
         tally.outage.store(true, ordering: .relaxed)
         logger.warning(
             "Redis unavailable for shared decisions; deciding by on_error until it answers",
@@ -383,29 +377,25 @@ public final class SharedDecider: Decider, @unchecked Sendable {
     }
 
     private func recovered() {
-        retryDelayNanos = 0
-        if let since = outageSince {
-            outageSince = nil
+        if let outage = retry.succeeded(at: clock.nanosecondsNow()) {
             tally.outage.store(false, ordering: .relaxed)
             logger.notice(
                 "Redis answers shared decisions again",
-                metadata: ["redis": "\(settings.endpoint)", "outage_ms": "\((clock.nanosecondsNow() - since) / 1_000_000)"])
+                metadata: ["redis": "\(settings.endpoint)", "outage_ms": "\(outage / 1_000_000)"])
         }
     }
 }
 
-/// What shared mode counts, for STATS and /metrics.
-public final class SharedDecisionCounters: Sendable {
+/// What shared mode counts, for STATS and /metrics (published through `SharedDecider.counters`).
+final class SharedDecisionCounters: Sendable {
     /// Requests Redis decided.
-    public let decided = Atomic<Int>(0)
+    let decided = Atomic<Int>(0)
     /// Requests decided by `on_error` (Redis unreachable, slow, or the request waited too long).
-    public let fellBack = Atomic<Int>(0)
+    let fellBack = Atomic<Int>(0)
     /// Failed attempts to reach Redis.
-    public let errors = Atomic<Int>(0)
+    let errors = Atomic<Int>(0)
     /// Whether Redis is unavailable now.
-    public let outage = Atomic<Bool>(false)
-
-    public init() {}
+    let outage = Atomic<Bool>(false)
 }
 
 /// The shared decider's thread as a service of the daemon's group: list it before the server, so that it
