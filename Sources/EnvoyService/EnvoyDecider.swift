@@ -55,18 +55,7 @@ public struct EnvoyDecider: Sendable {
 
     /// One call: the request message's bytes in, the response message's bytes out.
     func answer(_ message: ByteBuffer) throws(GRPCStatus) -> [UInt8] {
-        let request: RateLimitRequest
-        do {
-            request = try RateLimitRequest(serializedBytes: Array(message.readableBytesView))
-        } catch {
-            throw GRPCStatus(.internalError, "the request message is not a valid RateLimitRequest: \(error)")
-        }
-        let response = try decide(request)
-        do {
-            return try response.serializedBytes()
-        } catch {
-            throw GRPCStatus(.internalError, "cannot encode the response: \(error)")
-        }
+        try UnaryMessages.answer(message, decide)
     }
 
     func decide(_ request: RateLimitRequest) throws(GRPCStatus) -> RateLimitResponse {

@@ -10,21 +10,15 @@ enum HealthCheck {
     static let services: Set<String> = ["", "envoy.service.ratelimit.v3.RateLimitService"]
 
     static func answer(_ message: ByteBuffer) throws(GRPCStatus) -> [UInt8] {
-        let request: Grpc_Health_V1_HealthCheckRequest
-        do {
-            request = try Grpc_Health_V1_HealthCheckRequest(serializedBytes: Array(message.readableBytesView))
-        } catch {
-            throw GRPCStatus(.internalError, "the request message is not a valid HealthCheckRequest: \(error)")
-        }
+        try UnaryMessages.answer(message, check)
+    }
+
+    static func check(_ request: Grpc_Health_V1_HealthCheckRequest) throws(GRPCStatus) -> Grpc_Health_V1_HealthCheckResponse {
         guard services.contains(request.service) else {
             throw GRPCStatus(.notFound, "unknown service \(request.service)")
         }
         var response = Grpc_Health_V1_HealthCheckResponse()
         response.status = .serving
-        do {
-            return try response.serializedBytes()
-        } catch {
-            throw GRPCStatus(.internalError, "cannot encode the response: \(error)")
-        }
+        return response
     }
 }
