@@ -113,6 +113,14 @@ public final class RedisConnection {
         return redisAppendCommandArgv(context, Int32(arguments.count), &argv, lengths)
     }
 
+    /// Writes whatever is queued, without waiting for replies (so several servers can work at once).
+    public func flush() throws(RedisError) {
+        var done: Int32 = 0
+        while done == 0 {
+            guard redisBufferWrite(context, &done) == REDIS_OK else { throw RedisError("cannot send: \(errorText)") }
+        }
+    }
+
     /// Writes whatever is queued, then reads the next reply.
     public func readReply() throws(RedisError) -> RedisReply {
         var raw: UnsafeMutableRawPointer?

@@ -10,8 +10,8 @@ import Synchronization
 /// Shared mode: every CHECK and RESET is decided in Redis, by `DecisionScript`, so daemons that share a
 /// Redis enforce one limit together. Requests are handed to a thread of its own (hiredis blocks; no event
 /// loop ever waits on Redis) and answered through each connection's waiter. What is queued while a round
-/// trip is out goes together in the next one: as few `EVALSHA`s as there are runs of CHECKs (up to
-/// `maxKeysPerCall` keys each), pipelined on one connection.
+/// trip is out goes together in the next one (`SharedRound`): as few `EVALSHA`s as there are runs of CHECKs
+/// per node and slot, pipelined. The url names one server or any node of a Redis Cluster (`RedisNodes`).
 ///
 /// When Redis cannot answer within `timeout` (down, frozen, refusing), or a request has already waited
 /// that long, the request is decided by `onError`: from this daemon's own state (`local`), or allowed, or
@@ -67,8 +67,7 @@ public final class SharedDecider: Decider, @unchecked Sendable {
     private let thread = NIOThreadPool(numberOfThreads: 1)
 
     // The thread's own.
-    private var connection: RedisConnection?
-    private var sha: String?
+    private let nodes: RedisNodes
     private var retry = RedisRetry()
 
     public init(settings: Settings, shards: [LockedShard], clock: any DecisionClock, logger: Logger) {
@@ -77,6 +76,7 @@ public final class SharedDecider: Decider, @unchecked Sendable {
         self.clock = clock
         self.logger = logger
         self.keyPrefix = Array(settings.keyPrefix.utf8)
+        self.nodes = RedisNodes(seed: settings.endpoint, timeoutMillis: settings.timeoutMillis)
     }
 
     /// Starts the thread that talks to Redis; it connects at once, so the first requests need not wait.
@@ -134,6 +134,7 @@ public final class SharedDecider: Decider, @unchecked Sendable {
             DeciderCounter("shared_decided", Int64(tally.decided.load(ordering: .relaxed))),
             DeciderCounter("shared_fallbacks", Int64(tally.fellBack.load(ordering: .relaxed))),
             DeciderCounter("shared_errors", Int64(tally.errors.load(ordering: .relaxed))),
+            DeciderCounter("shared_cluster_redirects", Int64(tally.redirects.load(ordering: .relaxed))),
             DeciderCounter("shared_redis_down", tally.outage.load(ordering: .relaxed) ? 1 : 0, gauge: true),
             DeciderCounter("shared_deny_cache_hits", Int64(denials.hits.load(ordering: .relaxed))),
             DeciderCounter("shared_deny_cache_keys", Int64(denials.count), gauge: true),
@@ -177,153 +178,44 @@ public final class SharedDecider: Decider, @unchecked Sendable {
         fallBack(late, now: now)
         guard !fresh.isEmpty else { return }
         reconnectIfDue()
-        guard connection != nil else {
+        guard nodes.isOpen else {
             fallBack(fresh, now: now)
             return
         }
-        do throws(RedisError) {
-            let results = try send(fresh)
-            let answeredAt = clock.nanosecondsNow()
-            for (request, result) in zip(fresh, results) {
-                if case .decision(let decision) = result {
-                    local.count(decision, hash: request.hash, slot: request.slot)
-                    if case .check(let cost, let limit) = request.operation, cost > 0 {
-                        denials.remember(key: request.key, cost: cost, limit: limit, decision: decision, now: answeredAt)
-                    }
+        var round = SharedRound(requests: fresh, keyPrefix: keyPrefix, nodes: nodes, deadline: now + timeout, clock: clock)
+        let (results, failure) = round.run()
+        let answeredAt = clock.nanosecondsNow()
+        var undecided: [Request] = []
+        for (request, result) in zip(fresh, results) {
+            guard let result else {
+                undecided.append(request)
+                continue
+            }
+            if case .decision(let decision) = result {
+                local.count(decision, hash: request.hash, slot: request.slot)
+                if case .check(let cost, let limit) = request.operation, cost > 0 {
+                    denials.remember(key: request.key, cost: cost, limit: limit, decision: decision, now: answeredAt)
                 }
-                request.waiter.resolve(ticket: request.ticket, result: result)
             }
-            tally.decided.add(fresh.count, ordering: .relaxed)
-            recovered()
-        } catch {
-            failed(error)
-            fallBack(fresh, now: clock.nanosecondsNow())
+            request.waiter.resolve(ticket: request.ticket, result: result)
         }
-    }
-
-    /// One pipeline: an `EVALSHA` per run of CHECKs (at most `maxKeysPerCall` keys), a `DEL` per RESET, in
-    /// request order, so a RESET between two CHECKs of a key lands between them.
-    private func send(_ requests: [Request]) throws(RedisError) -> [ShardResult] {
-        guard let connection, let sha else { throw RedisError("not connected") }
-        var calls: [Range<Int>] = []
-        var start = 0
-        for (index, request) in requests.enumerated() {
-            let isReset = if case .reset = request.operation { true } else { false }
-            if isReset || index - start == Self.maxKeysPerCall {
-                if index > start { calls.append(start..<index) }
-                start = index
-            }
-            if isReset {
-                calls.append(index..<(index + 1))
-                start = index + 1
+        tally.decided.add(fresh.count - undecided.count, ordering: .relaxed)
+        tally.redirects.add(round.redirects, ordering: .relaxed)
+        if let failure {
+            failed(failure)
+            fallBack(undecided, now: answeredAt)
+            return
+        }
+        recovered()
+        if round.topologyChanged {
+            do throws(RedisError) {
+                try nodes.refresh()
+                logger.info("Redis Cluster slot map read again", metadata: ["primaries": "\(nodes.primaries.count)"])
+            } catch {
+                // The map patched from each MOVED keeps working; the next MOVED tries again.
+                logger.info("cannot read the Redis Cluster slot map again", metadata: ["error": "\(error)"])
             }
         }
-        if requests.count > start { calls.append(start..<requests.count) }
-
-        for call in calls { try connection.append(command(for: requests[call], sha: sha)) }
-        var replies: [RedisReply] = []
-        for _ in calls { replies.append(try connection.readReply()) }
-        let forgotten = replies.indices.filter { Self.isNoScript(replies[$0]) }
-        if let first = forgotten.first {
-            // Redis lost the script (restart, SCRIPT FLUSH, failover): those calls did nothing. Once the
-            // pipeline is read to its end they are made again, with the script loaded back, in their order
-            // and with the RESETs that came after the first of them, so a RESET still lands between the
-            // CHECKs around it. (A call after it that did run, because another daemon loaded the script
-            // meanwhile, keeps its place, and then no RESET is repeated after it.)
-            self.sha = try loadScript(connection)
-            let ranAfter = replies.indices.contains { $0 > first && !Self.isNoScript(replies[$0]) && !Self.isReset(requests[calls[$0]]) }
-            for index in replies.indices where index >= first {
-                guard Self.isNoScript(replies[index]) || (!ranAfter && Self.isReset(requests[calls[index]])) else { continue }
-                replies[index] = try connection.command(command(for: requests[calls[index]], sha: self.sha!))
-            }
-        }
-        var results: [ShardResult] = []
-        results.reserveCapacity(requests.count)
-        for (call, reply) in zip(calls, replies) {
-            results += try Self.results(of: reply, for: requests[call])
-        }
-        return results
-    }
-
-    private static func isNoScript(_ reply: RedisReply) -> Bool {
-        if case .error(let message) = reply, message.hasPrefix("NOSCRIPT") { return true }
-        return false
-    }
-
-    private static func isReset(_ requests: ArraySlice<Request>) -> Bool {
-        if requests.count == 1, case .reset = requests.first!.operation { return true }
-        return false
-    }
-
-    private func command(for requests: ArraySlice<Request>, sha: String) -> [[UInt8]] {
-        if requests.count == 1, let request = requests.first, case .reset = request.operation {
-            return [Array("DEL".utf8), stateKey(request.key)]
-        }
-        var limits: [Limit] = []
-        var items: [[UInt8]] = []
-        for request in requests {
-            guard case .check(let cost, let limit) = request.operation else { continue }
-            let index: Int
-            if let known = limits.firstIndex(of: limit) {
-                index = known
-            } else {
-                index = limits.count
-                limits.append(limit)
-            }
-            items += [Array("\(index + 1)".utf8), Array("\(cost)".utf8), Array("1".utf8)]
-        }
-        var words: [[UInt8]] = [Array("EVALSHA".utf8), Array(sha.utf8), Array("\(requests.count)".utf8)]
-        words += requests.map { stateKey($0.key) }
-        words += [[], Array("each".utf8), Array("\(limits.count)".utf8)]
-        for limit in limits {
-            words += [
-                Array(DecisionScript.code(limit.algorithm).utf8), Array("\(limit.limit)".utf8),
-                Array("\(limit.windowNanos)".utf8), Array("\(limit.burst)".utf8),
-                Array("\(DecisionScript.reduction(limit))".utf8),
-            ]
-        }
-        return words + items
-    }
-
-    /// `<prefix>{<key>}`: the braces make the key its own hash tag, so in Redis Cluster a key's state
-    /// stays in one slot whatever the prefix.
-    private func stateKey(_ key: [UInt8]) -> [UInt8] {
-        keyPrefix + [UInt8(ascii: "{")] + key + [UInt8(ascii: "}")]
-    }
-
-    private static func results(of reply: RedisReply, for requests: ArraySlice<Request>) throws(RedisError) -> [ShardResult] {
-        if requests.count == 1, case .reset = requests.first!.operation {
-            guard case .integer = reply else { throw RedisError("unexpected reply to DEL: \(reply)") }
-            return [.reset]
-        }
-        guard case .array(let values) = reply, values.count == requests.count * 3 else {
-            throw RedisError("unexpected reply from the decision script: \(reply)")
-        }
-        func number(_ value: RedisReply) throws(RedisError) -> Int64 {
-            switch value {
-            case .integer(let number): return number
-            case .string(let text):
-                guard let number = Int64(String(decoding: text, as: UTF8.self)) else { break }
-                return number
-            default: break
-            }
-            throw RedisError("unexpected value from the decision script: \(value)")
-        }
-        var results: [ShardResult] = []
-        for index in 0..<requests.count {
-            let at = index * 3
-            results.append(.decision(Decision(
-                allowed: try number(values[at]) == 1, remaining: try number(values[at + 1]),
-                resetMillis: try number(values[at + 2]))))
-        }
-        return results
-    }
-
-    private func loadScript(_ connection: RedisConnection) throws(RedisError) -> String {
-        guard case .string(let sha) = try connection.command(["SCRIPT", "LOAD", DecisionScript.source]) else {
-            throw RedisError("Redis refused to load the decision script")
-        }
-        return String(decoding: sha, as: UTF8.self)
     }
 
     /// Decides `requests` as `onError` says, at once.
@@ -356,18 +248,21 @@ public final class SharedDecider: Decider, @unchecked Sendable {
     /// only once a round trip has succeeded: one that accepts connections but refuses every call (out of
     /// memory, read-only after a failover) stays down, with the back-off growing.
     private func reconnectIfDue() {
-        guard connection == nil, retry.mayAttempt(at: clock.nanosecondsNow()) else { return }
+        guard !nodes.isOpen, retry.mayAttempt(at: clock.nanosecondsNow()) else { return }
         do throws(RedisError) {
-            let opened = try RedisConnection.connect(to: settings.endpoint, timeoutMillis: settings.timeoutMillis)
-            sha = try loadScript(opened)
-            connection = opened
+            try nodes.open()
+            if nodes.isCluster {
+                logger.notice(
+                    "Redis Cluster found: deciding on its primaries by slot",
+                    metadata: ["redis": "\(settings.endpoint)", "primaries": "\(nodes.primaries.count)"])
+            }
         } catch {
             failed(error)
         }
     }
 
     private func failed(_ error: RedisError) {
-        connection = nil
+        nodes.close()
         tally.errors.add(1, ordering: .relaxed)
         guard retry.failed(at: clock.nanosecondsNow()) else { return }
         tally.outage.store(true, ordering: .relaxed)
@@ -394,6 +289,8 @@ final class SharedDecisionCounters: Sendable {
     let fellBack = Atomic<Int>(0)
     /// Failed attempts to reach Redis.
     let errors = Atomic<Int>(0)
+    /// Redis Cluster redirects followed (`MOVED`, `ASK`, `TRYAGAIN`).
+    let redirects = Atomic<Int>(0)
     /// Whether Redis is unavailable now.
     let outage = Atomic<Bool>(false)
 }

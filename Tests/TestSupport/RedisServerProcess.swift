@@ -12,10 +12,11 @@ public final class RedisServerProcess: @unchecked Sendable {
 
     public static var isAvailable: Bool { ExternalTool.available("redis-server") }
 
-    /// `arguments` are added to the command line (`["--requirepass", "secret"]`).
-    public init(arguments: [String] = []) throws {
+    /// `arguments` are added to the command line (`["--requirepass", "secret"]`). A cluster node needs a
+    /// port of at most 55535 (its bus listens 10000 above): `clusterPort` picks a free one there.
+    public init(arguments: [String] = [], clusterPort: Bool = false) throws {
         extraArguments = arguments
-        port = try Self.freePort()
+        port = try clusterPort ? Self.freePort(in: 20_000...55_535) : Self.freePort()
         directory = NSTemporaryDirectory() + "ratelimitd-redis-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         try start()
@@ -90,6 +91,30 @@ public final class RedisServerProcess: @unchecked Sendable {
     }
 
     public var log: String { (try? String(contentsOfFile: "\(directory)/redis.log", encoding: .utf8)) ?? "" }
+
+    /// A port in `range` that it and the one 10000 above are free now (tried at random, bound, released).
+    public static func freePort(in range: ClosedRange<Int>) throws -> Int {
+        for _ in 0..<100 {
+            let port = Int.random(in: range)
+            if canBind(port), canBind(port + 10_000) { return port }
+        }
+        throw LineClient.Failure(description: "cannot find a free port in \(range)")
+    }
+
+    private static func canBind(_ port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        return withUnsafePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+            }
+        }
+    }
 
     /// A port nothing listens on now: bound to 0, read, released.
     public static func freePort() throws -> Int {
