@@ -53,12 +53,39 @@ public struct EnvoyDecider: Sendable {
     public static let maxDescriptors = 64
     public static let maxEntries = 64
 
-    /// One call: the request message's bytes in, the response message's bytes out.
-    func answer(_ message: ByteBuffer) throws(GRPCStatus) -> [UInt8] {
-        try UnaryMessages.answer(message, decide)
+    /// One call: the request message's bytes in, the response message's bytes out; or nil when the decider
+    /// answers later (shared mode asks Redis), through `later`, from any thread.
+    func answer(
+        _ message: ByteBuffer, later: @escaping @Sendable (Result<[UInt8], GRPCStatus>) -> Void
+    ) throws(GRPCStatus) -> [UInt8]? {
+        let prepared = try prepare(try UnaryMessages.decode(message))
+        let outcome = decider.decideAll(prepared.items, alwaysOver: prepared.alwaysOver, now: prepared.now) { outcome in
+            later(Result { () throws(GRPCStatus) in try UnaryMessages.encode(respond(prepared, outcome)) })
+        }
+        return try outcome.map { outcome throws(GRPCStatus) in try UnaryMessages.encode(respond(prepared, outcome)) }
     }
 
+    /// A request matched against the rules, ready to decide.
+    struct Prepared: Sendable {
+        var domain: String
+        var known: Bool
+        var plans: [Plan]
+        var items: [DecisionBatch.Item]
+        /// A descriptor that may deny is always over (a limit of 0): nothing is applied.
+        var alwaysOver: Bool
+        var now: Int64
+    }
+
+    /// Decides `request` at once, through a decider that answers at once.
     func decide(_ request: RateLimitRequest) throws(GRPCStatus) -> RateLimitResponse {
+        let prepared = try prepare(request)
+        guard let outcome = decider.decideAll(prepared.items, alwaysOver: prepared.alwaysOver, now: prepared.now, later: { _ in }) else {
+            throw GRPCStatus(.internalError, "the decider did not answer at once")
+        }
+        return respond(prepared, outcome)
+    }
+
+    func prepare(_ request: RateLimitRequest) throws(GRPCStatus) -> Prepared {
         guard !request.domain.isEmpty else {
             throw GRPCStatus(.invalidArgument, "rate limit domain must not be empty")
         }
@@ -116,6 +143,8 @@ public struct EnvoyDecider: Sendable {
                 continue
             }
             let rule = match?.ruleName ?? "(override)"
+            let shadow = match?.shadowMode ?? false
+            let quota = match?.quotaMode ?? false
             var item: Int?
             if let decisionLimit = limit.limit {
                 let hits: UInt64 = descriptor.hasHitsAddend ? descriptor.hitsAddend.value : UInt64(max(1, request.hitsAddend))
@@ -123,37 +152,40 @@ public struct EnvoyDecider: Sendable {
                     domain: request.domain, unit: limit.unit, entries: entries[index],
                     sharedPatterns: match?.sharedPatterns ?? [:])
                 item = items.count
-                items.append(.init(key: key, cost: Int64(clamping: hits), limit: decisionLimit))
+                items.append(.init(
+                    key: key, cost: Int64(clamping: hits), limit: decisionLimit,
+                    role: shadow ? .shadow : quota ? .quota : .denies))
             }
-            plans.append(.limited(limit, item: item, shadow: match?.shadowMode ?? false, quota: match?.quotaMode ?? false, rule: rule))
+            plans.append(.limited(limit, item: item, shadow: shadow, quota: quota, rule: rule))
         }
 
-        // Over when any descriptor that may deny is over, or when every quota-mode descriptor is.
-        func overall(_ decisions: [Decision]) -> Bool {
-            var quota: (count: Int, over: Int) = (0, 0)
-            for plan in plans {
-                guard case .limited(_, let item, let shadow, let isQuota, _) = plan, !shadow else { continue }
-                let over = item.map { !decisions[$0].allowed } ?? true
-                if isQuota {
-                    quota.count += 1
-                    if over { quota.over += 1 }
-                } else if over {
-                    return true
-                }
+        // A limit of 0 has no item and is always over: over the request, if it may deny; and over it when
+        // it is quota-mode and no other quota-mode descriptor has an item (all of them are then over).
+        var alwaysOver = false
+        var quotaItems = (total: 0, withItem: 0)
+        for plan in plans {
+            guard case .limited(_, let item, let shadow, let quota, _) = plan, !shadow else { continue }
+            if quota {
+                quotaItems.total += 1
+                if item != nil { quotaItems.withItem += 1 }
+            } else if item == nil {
+                alwaysOver = true
             }
-            return quota.count > 0 && quota.over == quota.count
         }
-        var overLimit = false
-        let decided = decider.decideAll(items, now: now) { decisions in
-            overLimit = overall(decisions)
-            return !overLimit
-        }
+        if quotaItems.total > 0, quotaItems.withItem == 0 { alwaysOver = true }
+        return Prepared(
+            domain: request.domain, known: domain != nil, plans: plans, items: items, alwaysOver: alwaysOver, now: now)
+    }
 
+    /// The response to a prepared request, given its decisions; records the decision counts.
+    func respond(_ prepared: Prepared, _ decided: BatchOutcome) -> RateLimitResponse {
+        let overLimit = !decided.applied
+        let now = prepared.now
         var response = RateLimitResponse()
         response.overallCode = overLimit ? .overLimit : .ok
         var labels: [EnvoyDecisionCounts.Labels] = []
-        let domainLabel = domain == nil ? "(unknown)" : request.domain
-        for plan in plans {
+        let domainLabel = prepared.known ? prepared.domain : "(unknown)"
+        for plan in prepared.plans {
             var status = RateLimitResponse.DescriptorStatus()
             status.code = .ok
             switch plan {

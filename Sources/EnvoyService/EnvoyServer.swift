@@ -39,9 +39,9 @@ public final class EnvoyServer: Sendable {
                 .childChannelInitializer { channel in
                     server.connectionSetup.setUp(channel, listener: .envoy) { channel in
                         let calls = GRPCConnectionHandler(maxMessageBytes: maxRequestBytes, logger: logger) {
-                            method, message throws(GRPCStatus) in
+                            method, message, later throws(GRPCStatus) in
                             switch method {
-                            case .shouldRateLimit: try decider.answer(message)
+                            case .shouldRateLimit: try decider.answer(message, later: later)
                             case .healthCheck: try HealthCheck.answer(message)
                             }
                         }

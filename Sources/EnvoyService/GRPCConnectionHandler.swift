@@ -14,8 +14,10 @@ final class GRPCConnectionHandler: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
     typealias OutboundIn = HTTP2Frame
     typealias OutboundOut = HTTP2Frame
 
-    /// Decodes a request message of a method, answers it and returns the encoded response message.
-    typealias Answer = (GRPCUnaryCalls.Method, ByteBuffer) throws(GRPCStatus) -> [UInt8]
+    /// Decodes a request message of a method, answers it and returns the encoded response message; or
+    /// returns nil and answers later through the `Later` it was given.
+    typealias Answer = (GRPCUnaryCalls.Method, ByteBuffer, @escaping Later) throws(GRPCStatus) -> [UInt8]?
+    typealias Later = @Sendable (Result<[UInt8], GRPCStatus>) -> Void
 
     private var calls: GRPCUnaryCalls
     private let answer: Answer
@@ -27,6 +29,10 @@ final class GRPCConnectionHandler: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
     private var connectionFailed = false
     private var lastStream: HTTP2StreamID = .rootStream
     private var closing = false
+    /// Calls answered later (shared mode: Redis decides), until their answer is written or the client
+    /// resets the stream.
+    private var owed: Set<HTTP2StreamID> = []
+    private var context: ChannelHandlerContext?
 
     init(maxMessageBytes: Int, logger: Logger, answer: @escaping Answer) {
         self.calls = GRPCUnaryCalls(maxMessageBytes: maxMessageBytes)
@@ -44,7 +50,13 @@ final class GRPCConnectionHandler: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
         if context.channel.isActive { openConnectionWindow(context) }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        owed.removeAll()
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -71,6 +83,7 @@ final class GRPCConnectionHandler: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
             action = calls.receiveData(buffer, stream: frame.streamID, endStream: payload.endStream)
         case .rstStream:
             calls.streamClosed(frame.streamID)
+            owed.remove(frame.streamID)
             action = nil
         default:
             // SETTINGS, PING, GOAWAY, WINDOW_UPDATE, PRIORITY: NIO's HTTP/2 handler has dealt with them.
@@ -87,17 +100,17 @@ final class GRPCConnectionHandler: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
     private func perform(_ action: GRPCUnaryCalls.Action, context: ChannelHandlerContext) {
         switch action {
         case .call(let stream, let method, let message):
+            let later: Later = { [loop = context.eventLoop, handler = NIOLoopBound(self, eventLoop: context.eventLoop)] result in
+                loop.execute { handler.value.answered(stream, result) }
+            }
             do throws(GRPCStatus) {
-                let response = try answer(method, message)
-                var data = context.channel.allocator.buffer(capacity: 5 + response.count)
-                data.writeInteger(UInt8(0))
-                data.writeInteger(UInt32(response.count))
-                data.writeBytes(response)
-                write(.headers(.init(headers: Self.responseHeaders)), on: stream, context)
-                write(.data(.init(data: .byteBuffer(data))), on: stream, context)
-                write(.headers(.init(headers: Self.okTrailers, endStream: true)), on: stream, context)
+                guard let response = try answer(method, message, later) else {
+                    owed.insert(stream)
+                    return
+                }
+                respond(.success(response), on: stream, context)
             } catch {
-                write(.headers(.init(headers: Self.trailersOnly(error), endStream: true)), on: stream, context)
+                respond(.failure(error), on: stream, context)
             }
         case .fail(let stream, let status, let reset):
             write(.headers(.init(headers: Self.trailersOnly(status), endStream: true)), on: stream, context)
@@ -106,8 +119,37 @@ final class GRPCConnectionHandler: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
             write(.headers(.init(headers: [":status": "\(httpStatus)"], endStream: true)), on: stream, context)
             if reset { write(.rstStream(.noError), on: stream, context) }
         }
-        if calls.canClose { closeAfterFlush(context) }
+        if canClose { closeAfterFlush(context) }
     }
+
+    private func respond(_ result: Result<[UInt8], GRPCStatus>, on stream: HTTP2StreamID, _ context: ChannelHandlerContext) {
+        switch result {
+        case .success(let response):
+            var data = context.channel.allocator.buffer(capacity: 5 + response.count)
+            data.writeInteger(UInt8(0))
+            data.writeInteger(UInt32(response.count))
+            data.writeBytes(response)
+            write(.headers(.init(headers: Self.responseHeaders)), on: stream, context)
+            write(.data(.init(data: .byteBuffer(data))), on: stream, context)
+            write(.headers(.init(headers: Self.okTrailers, endStream: true)), on: stream, context)
+        case .failure(let status):
+            write(.headers(.init(headers: Self.trailersOnly(status), endStream: true)), on: stream, context)
+        }
+    }
+
+    /// A call answered later: written at once, unless the client has given up on it (or the connection).
+    private func answered(_ stream: HTTP2StreamID, _ result: Result<[UInt8], GRPCStatus>) {
+        guard let context, owed.remove(stream) != nil else { return }
+        respond(result, on: stream, context)
+        if canClose {
+            closeAfterFlush(context)
+        } else {
+            flushIfNeeded(context)
+        }
+    }
+
+    /// Shutting down, and every call answered (also those answered later).
+    private var canClose: Bool { calls.canClose && owed.isEmpty }
 
     private func write(_ payload: HTTP2Frame.FramePayload, on stream: HTTP2StreamID, _ context: ChannelHandlerContext) {
         context.write(wrapOutboundOut(HTTP2Frame(streamID: stream, payload: payload)), promise: nil)
@@ -143,12 +185,13 @@ final class GRPCConnectionHandler: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
             context.fireUserInboundEventTriggered(event)
         case let closed as StreamClosedEvent:
             calls.streamClosed(closed.streamID)
-            if calls.canClose { closeAfterFlush(context) }
+            owed.remove(closed.streamID)
+            if canClose { closeAfterFlush(context) }
         case is ChannelShouldQuiesceEvent:
             // Shutdown: tell the client which calls will still be answered (those it has started), answer
             // them, then close.
             calls.quiesce()
-            if calls.canClose {
+            if canClose {
                 closeAfterFlush(context)
             } else {
                 write(.goAway(lastStreamID: lastStream, errorCode: .noError, opaqueData: nil), on: .rootStream, context)

@@ -7,14 +7,19 @@ enum UnaryMessages {
     static func answer<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
         _ message: ByteBuffer, _ body: (Request) throws(GRPCStatus) -> Response
     ) throws(GRPCStatus) -> [UInt8] {
-        let request: Request
+        try encode(try body(try decode(message)))
+    }
+
+    static func decode<Request: SwiftProtobuf.Message>(_ message: ByteBuffer) throws(GRPCStatus) -> Request {
         do {
-            request = try Request(serializedBytes: Array(message.readableBytesView))
+            return try Request(serializedBytes: Array(message.readableBytesView))
         } catch {
             let name = Request.protoMessageName.split(separator: ".").last.map(String.init) ?? Request.protoMessageName
             throw GRPCStatus(.internalError, "the request message is not a valid \(name): \(error)")
         }
-        let response = try body(request)
+    }
+
+    static func encode<Response: SwiftProtobuf.Message>(_ response: Response) throws(GRPCStatus) -> [UInt8] {
         do {
             return try response.serializedBytes()
         } catch {

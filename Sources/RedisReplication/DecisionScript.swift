@@ -32,12 +32,14 @@ public enum DecisionScript {
 --          are stored without expiry.
 -- ARGV[2]: "each" (every item decided on its own) or "all" (applied only if the items that may deny are
 --          all allowed, and when some quota-role items exist, not all of them are denied; otherwise nothing
---          is consumed and allowed items are answered as peeks).
+--          is consumed and allowed items are answered as peeks), or "none" (as "all" when it does not
+--          apply: tried, nothing consumed).
 -- ARGV[3]: how many limits follow; then per limit: algorithm (B bucket, F fixed window, C sliding counter,
 --          L sliding log), limit, window ns, burst, gcd(limit, window) for buckets (1 otherwise).
 -- Then per item (key): its limit's number (from 1), cost, role (0 shadow: never denies the batch, 1 denies
 --          it, 2 quota). Items of one limit share its arguments, which keeps a batch's arguments short.
--- Returns: per item allowed (1/0), remaining, reset ms (-1: never); then, in "all" mode, applied (1/0).
+-- Returns: per item allowed (1/0), remaining, reset ms (-1: never); then, in "all" and "none" modes,
+--          applied (1/0).
 --
 -- Lua's numbers are doubles, exact only below 2^53, and times here are ~1.7e18 ns: every value is a Lua
 -- number while it fits and a signed big integer (base 1e7 limbs) beyond, so results are the local
@@ -545,7 +547,7 @@ else
   local time = redis.call('TIME')
   nowS, nowN = tonumber(time[1]), tonumber(time[2]) * 1000
 end
-local all = ARGV[2] == 'all'
+local all = ARGV[2] == 'all' or ARGV[2] == 'none'
 
 local limits = {}
 local limitCount = tonumber(ARGV[3])
@@ -596,7 +598,7 @@ for i = 1, n do
   allowedList[i], remainingList[i], resetList[i] = allowed, remaining, reset
 end
 
-local apply = true
+local apply = ARGV[2] ~= 'none'
 if all then
   local quota, quotaOver = 0, 0
   for i = 1, n do

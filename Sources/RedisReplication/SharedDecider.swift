@@ -53,6 +53,14 @@ public final class SharedDecider: Decider, @unchecked Sendable {
         let queuedAt: Int64
     }
 
+    /// Envoy's descriptors of one request, decided together.
+    struct Batch {
+        let items: [DecisionBatch.Item]
+        let alwaysOver: Bool
+        let later: @Sendable (BatchOutcome) -> Void
+        let queuedAt: Int64
+    }
+
     public let settings: Settings
     private let tally = SharedDecisionCounters()
     private let denials = DenyCache()
@@ -62,6 +70,7 @@ public final class SharedDecider: Decider, @unchecked Sendable {
     private let keyPrefix: [UInt8]
     private let wake = ConditionLock(value: false)
     private var queue: [Request] = []
+    private var batches: [Batch] = []
     /// Set under `wake`, so that no request is queued after the thread has taken its last.
     private var stopping = false
     private let thread = NIOThreadPool(numberOfThreads: 1)
@@ -121,12 +130,21 @@ public final class SharedDecider: Decider, @unchecked Sendable {
         return nil
     }
 
-    /// Envoy's descriptors are decided locally: shared mode does not serve Envoy yet (start-up refuses the
-    /// combination), so this is never called for it.
     public func decideAll(
-        _ items: [DecisionBatch.Item], now: Int64, accept: ([Decision]) -> Bool
-    ) -> (decisions: [Decision], applied: Bool) {
-        local.decideAll(items, now: now, accept: accept)
+        _ items: [DecisionBatch.Item], alwaysOver: Bool, now: Int64,
+        later: @escaping @Sendable (BatchOutcome) -> Void
+    ) -> BatchOutcome? {
+        // Nothing to ask Redis.
+        guard !items.isEmpty else { return BatchOutcome(decisions: [], applied: !alwaysOver) }
+        let batch = Batch(items: items, alwaysOver: alwaysOver, later: later, queuedAt: clock.nanosecondsNow())
+        wake.lock()
+        guard !stopping else {
+            wake.unlock()
+            return local.decideAll(items, alwaysOver: alwaysOver, now: now, later: later)
+        }
+        batches.append(batch)
+        wake.unlock(withValue: true)
+        return nil
     }
 
     public var counters: [DeciderCounter] {
@@ -145,45 +163,90 @@ public final class SharedDecider: Decider, @unchecked Sendable {
     /// short and a request's wait stays near its own round trip.
     public static let maxPerRoundTrip = 4 * maxKeysPerCall
 
+    /// Envoy requests per round trip at most.
+    public static let maxBatchesPerRoundTrip = maxKeysPerCall
+
     private func loop() {
         reconnectIfDue()
         while true {
-            var batch: [Request] = []
+            var requests: [Request] = []
+            var taken: [Batch] = []
             var finished = false
             if wake.lock(whenValue: true, timeoutSeconds: 0.1) {
-                let taken = min(queue.count, Self.maxPerRoundTrip)
-                batch = Array(queue.prefix(taken))
-                queue.removeFirst(taken)
-                finished = stopping && queue.isEmpty && batch.isEmpty
-                wake.unlock(withValue: !queue.isEmpty || stopping)
+                let count = min(queue.count, Self.maxPerRoundTrip)
+                requests = Array(queue.prefix(count))
+                queue.removeFirst(count)
+                let batchCount = min(batches.count, Self.maxBatchesPerRoundTrip)
+                taken = Array(batches.prefix(batchCount))
+                batches.removeFirst(batchCount)
+                let empty = queue.isEmpty && batches.isEmpty
+                finished = stopping && empty && requests.isEmpty && taken.isEmpty
+                wake.unlock(withValue: !empty || stopping)
             }
             if finished { return }
-            if !batch.isEmpty {
-                decide(batch)
+            if !requests.isEmpty || !taken.isEmpty {
+                decide(requests, taken)
             } else {
                 reconnectIfDue()
             }
         }
     }
 
-    private func decide(_ batch: [Request]) {
+    /// How a batch became script calls: one call, all or nothing; or, its keys spread over slots of a
+    /// cluster, a trial call per slot (see `decide`).
+    private enum BatchPlan {
+        case whole(part: Int)
+        case split(groups: [[Int]], parts: [Int])
+    }
+
+    private func decide(_ requests: [Request], _ batches: [Batch]) {
         let now = clock.nanosecondsNow()
         let timeout = Int64(settings.timeoutMillis) * 1_000_000
         // A CHECK that has already waited the whole timeout gets its answer now, whatever Redis does. A
         // RESET still goes to Redis: answering it locally would leave the shared count as it was.
-        let (late, fresh) = batch.reduce(into: ([Request](), [Request]())) { parts, request in
+        let (late, fresh) = requests.reduce(into: ([Request](), [Request]())) { parts, request in
             let isCheck = if case .check = request.operation { true } else { false }
             if isCheck, now - request.queuedAt >= timeout { parts.0.append(request) } else { parts.1.append(request) }
         }
         fallBack(late, now: now)
-        guard !fresh.isEmpty else { return }
+        let freshBatches = batches.filter { now - $0.queuedAt < timeout }
+        fallBack(batches.filter { now - $0.queuedAt >= timeout }, now: now)
+        guard !fresh.isEmpty || !freshBatches.isEmpty else { return }
         reconnectIfDue()
         guard nodes.isOpen else {
             fallBack(fresh, now: now)
+            fallBack(freshBatches, now: now)
             return
         }
-        var round = SharedRound(requests: fresh, keyPrefix: keyPrefix, nodes: nodes, deadline: now + timeout, clock: clock)
-        let (results, failure) = round.run()
+
+        var parts: [SharedRound.Part] = []
+        let plans = freshBatches.map { batch -> BatchPlan in
+            let slots = nodes.isCluster
+                ? batch.items.map { ClusterSlot.of(SharedRound.stateKey($0.key, prefix: keyPrefix)) } : [0]
+            guard Set(slots).count > 1 else {
+                parts.append(.init(items: batch.items, mode: batch.alwaysOver ? .none : .all))
+                return .whole(part: parts.count - 1)
+            }
+            var groups: [[Int]] = []
+            var groupOfSlot: [Int: Int] = [:]
+            for (index, slot) in slots.enumerated() {
+                let group = groupOfSlot[slot] ?? {
+                    groups.append([])
+                    groupOfSlot[slot] = groups.count - 1
+                    return groups.count - 1
+                }()
+                groups[group].append(index)
+            }
+            let first = parts.count
+            parts += groups.map { .init(items: $0.map { batch.items[$0] }, mode: .none) }
+            return .split(groups: groups, parts: Array(first..<parts.count))
+        }
+
+        var round = SharedRound(
+            requests: fresh, parts: parts, keyPrefix: keyPrefix, nodes: nodes, deadline: now + timeout, clock: clock)
+        let (results, outcomes, failure) = round.run()
+        var redirects = round.redirects
+        var topologyChanged = round.topologyChanged
         let answeredAt = clock.nanosecondsNow()
         var undecided: [Request] = []
         for (request, result) in zip(fresh, results) {
@@ -199,15 +262,61 @@ public final class SharedDecider: Decider, @unchecked Sendable {
             }
             request.waiter.resolve(ticket: request.ticket, result: result)
         }
-        tally.decided.add(fresh.count - undecided.count, ordering: .relaxed)
-        tally.redirects.add(round.redirects, ordering: .relaxed)
-        if let failure {
+
+        // Batches over several slots of a cluster, tried without consuming: those the trial accepts are now
+        // applied slot by slot, each key on its own (README: what holds across slots).
+        var undecidedBatches: [Batch] = []
+        var applying: [(batch: Batch, groups: [[Int]], parts: [Int])] = []
+        var applyParts: [SharedRound.Part] = []
+        for (batch, plan) in zip(freshBatches, plans) {
+            switch plan {
+            case .whole(let part):
+                guard let outcome = outcomes[part] else {
+                    undecidedBatches.append(batch)
+                    continue
+                }
+                batch.later(outcome)
+            case .split(let groups, let trialParts):
+                guard let trial = Self.assemble(trialParts.map { outcomes[$0] }, groups, count: batch.items.count) else {
+                    undecidedBatches.append(batch)
+                    continue
+                }
+                guard !batch.alwaysOver, DecisionBatch.accepts(batch.items, trial) else {
+                    batch.later(BatchOutcome(decisions: trial, applied: false))
+                    continue
+                }
+                let first = applyParts.count
+                applyParts += groups.map { .init(items: $0.map { batch.items[$0] }, mode: .each) }
+                applying.append((batch, groups, Array(first..<applyParts.count)))
+            }
+        }
+        var failures = failure.map { [$0] } ?? []
+        if !applying.isEmpty {
+            var second = SharedRound(
+                requests: [], parts: applyParts, keyPrefix: keyPrefix, nodes: nodes, deadline: now + timeout, clock: clock)
+            let (_, applied, failure) = second.run()
+            redirects += second.redirects
+            topologyChanged = topologyChanged || second.topologyChanged
+            if let failure { failures.append(failure) }
+            for (batch, groups, parts) in applying {
+                guard let decisions = Self.assemble(parts.map { applied[$0] }, groups, count: batch.items.count) else {
+                    undecidedBatches.append(batch)
+                    continue
+                }
+                batch.later(BatchOutcome(decisions: decisions, applied: DecisionBatch.accepts(batch.items, decisions)))
+            }
+        }
+
+        tally.decided.add(fresh.count - undecided.count + freshBatches.count - undecidedBatches.count, ordering: .relaxed)
+        tally.redirects.add(redirects, ordering: .relaxed)
+        if let failure = failures.first {
             failed(failure)
             fallBack(undecided, now: answeredAt)
+            fallBack(undecidedBatches, now: answeredAt)
             return
         }
         recovered()
-        if round.topologyChanged {
+        if topologyChanged {
             do throws(RedisError) {
                 try nodes.refresh()
                 logger.info("Redis Cluster slot map read again", metadata: ["primaries": "\(nodes.primaries.count)"])
@@ -216,6 +325,16 @@ public final class SharedDecider: Decider, @unchecked Sendable {
                 logger.info("cannot read the Redis Cluster slot map again", metadata: ["error": "\(error)"])
             }
         }
+    }
+
+    /// A batch's decisions in item order, from its groups' outcomes; nil if any group went undecided.
+    private static func assemble(_ outcomes: [BatchOutcome?], _ groups: [[Int]], count: Int) -> [Decision]? {
+        var decisions = [Decision](repeating: Decision(allowed: false, remaining: 0, resetMillis: 0), count: count)
+        for (outcome, group) in zip(outcomes, groups) {
+            guard let outcome else { return nil }
+            for (index, decision) in zip(group, outcome.decisions) { decisions[index] = decision }
+        }
+        return decisions
     }
 
     /// Decides `requests` as `onError` says, at once.
@@ -241,6 +360,27 @@ public final class SharedDecider: Decider, @unchecked Sendable {
                 result = .decision(decision)
             }
             request.waiter.resolve(ticket: request.ticket, result: result)
+        }
+    }
+
+    /// Decides Envoy's `batches` as `onError` says, at once.
+    private func fallBack(_ batches: [Batch], now: Int64) {
+        guard !batches.isEmpty else { return }
+        tally.fellBack.add(batches.count, ordering: .relaxed)
+        for batch in batches {
+            let outcome: BatchOutcome
+            switch settings.onError {
+            case .local:
+                outcome = local.decideAll(batch.items, alwaysOver: batch.alwaysOver, now: now, later: batch.later)!
+            case .allow:
+                outcome = BatchOutcome(
+                    decisions: batch.items.map { Decision(allowed: true, remaining: $0.limit.capacity, resetMillis: 0) },
+                    applied: !batch.alwaysOver)
+            case .deny:
+                let denial = Decision(allowed: false, remaining: 0, resetMillis: Int64(settings.timeoutMillis))
+                outcome = BatchOutcome(decisions: batch.items.map { _ in denial }, applied: false)
+            }
+            batch.later(outcome)
         }
     }
 

@@ -14,14 +14,28 @@ public protocol Decider: Sendable {
         ticket: UInt64, waiter: any DecisionWaiter
     ) -> ShardResult?
 
-    /// Decides every item as one: `accept` sees each item's decision and says whether to apply them all;
-    /// when it says no, nothing is consumed (the decisions returned are then peeks).
+    /// Decides every item as one, all or nothing by `DecisionBatch.accepts` (never applied when
+    /// `alwaysOver`: something outside the items is over already); when not applied, nothing is consumed
+    /// and allowed items are answered as peeks. Returns the outcome, or nil when the decider takes the batch
+    /// to answer later: it then calls `later` exactly once, from any thread.
     func decideAll(
-        _ items: [DecisionBatch.Item], now: Int64, accept: ([Decision]) -> Bool
-    ) -> (decisions: [Decision], applied: Bool)
+        _ items: [DecisionBatch.Item], alwaysOver: Bool, now: Int64,
+        later: @escaping @Sendable (BatchOutcome) -> Void
+    ) -> BatchOutcome?
 
     /// The decider's own counters, for STATS (none for local decisions).
     var counters: [DeciderCounter] { get }
+}
+
+/// A batch's decisions, one per item, and whether they were applied.
+public struct BatchOutcome: Sendable {
+    public var decisions: [Decision]
+    public var applied: Bool
+
+    public init(decisions: [Decision], applied: Bool) {
+        self.decisions = decisions
+        self.applied = applied
+    }
 }
 
 /// One of a decider's counters: its STATS name and value; /metrics publishes it as `ratelimitd_<name>`, a
@@ -64,9 +78,11 @@ public struct LocalDecider: Decider {
     }
 
     public func decideAll(
-        _ items: [DecisionBatch.Item], now: Int64, accept: ([Decision]) -> Bool
-    ) -> (decisions: [Decision], applied: Bool) {
-        batch.decide(items, now: now, accept: accept)
+        _ items: [DecisionBatch.Item], alwaysOver: Bool, now: Int64,
+        later: @escaping @Sendable (BatchOutcome) -> Void
+    ) -> BatchOutcome? {
+        let (decisions, applied) = batch.decide(items, now: now) { !alwaysOver && DecisionBatch.accepts(items, $0) }
+        return BatchOutcome(decisions: decisions, applied: applied)
     }
 
     public var counters: [DeciderCounter] { [] }

@@ -9,12 +9,41 @@ public struct DecisionBatch: Sendable {
         public var key: [UInt8]
         public var cost: Int64
         public var limit: Limit
+        public var role: Role
 
-        public init(key: [UInt8], cost: Int64, limit: Limit) {
+        public init(key: [UInt8], cost: Int64, limit: Limit, role: Role = .denies) {
             self.key = key
             self.cost = cost
             self.limit = limit
+            self.role = role
         }
+    }
+
+    /// What an item's denial does to the batch (Envoy's descriptor modes; the numbers are the shared-mode
+    /// script's).
+    public enum Role: Int, Sendable {
+        /// Counted, never denies the batch (shadow mode).
+        case shadow = 0
+        /// Its denial denies the batch.
+        case denies = 1
+        /// The batch is denied only when every quota item is (quota mode).
+        case quota = 2
+    }
+
+    /// Whether decisions of `items` let the batch apply: no denying item denied, and when quota items exist,
+    /// not all of them denied. The shared-mode script applies the same rule in Redis.
+    public static func accepts(_ items: [Item], _ decisions: [Decision]) -> Bool {
+        var quota = (count: 0, denied: 0)
+        for (item, decision) in zip(items, decisions) {
+            switch item.role {
+            case .shadow: continue
+            case .denies: if !decision.allowed { return false }
+            case .quota:
+                quota.count += 1
+                if !decision.allowed { quota.denied += 1 }
+            }
+        }
+        return quota.count == 0 || quota.denied < quota.count
     }
 
     public let shards: [LockedShard]

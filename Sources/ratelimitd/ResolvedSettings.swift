@@ -171,9 +171,6 @@ struct ResolvedSettings {
         if resolved.redisShared, resolved.redis == nil {
             throw FlagError("shared mode needs Redis: set [redis] url or --redis")
         }
-        if resolved.redisShared, resolved.envoyListen != nil {
-            throw FlagError("Envoy's gRPC service does not decide through shared mode yet: run it on a daemon in local or replicate mode")
-        }
         if let prefix = flags.redisKeyPrefix {
             if let problem = DaemonSettings.redisKeyPrefixProblem(prefix) {
                 throw FlagError("--redis-key-prefix \(problem), got \"\(prefix)\"")

@@ -103,9 +103,26 @@ struct GRPCConnectionHandlerTests {
     }
 
     /// Answers with the message reversed; `[0xFF]` is refused.
-    static func reverse(_ method: GRPCUnaryCalls.Method, _ message: ByteBuffer) throws(GRPCStatus) -> [UInt8] {
+    static func reverse(
+        _ method: GRPCUnaryCalls.Method, _ message: ByteBuffer, _ later: @escaping GRPCConnectionHandler.Later
+    ) throws(GRPCStatus) -> [UInt8]? {
         if message.readableBytesView.elementsEqual([0xFF]) { throw GRPCStatus(.invalidArgument, "no 0xFF") }
         return message.readableBytesView.reversed()
+    }
+
+    /// Takes calls whose message starts with 0 to answer later (as shared mode does while Redis decides),
+    /// and answers the others at once, reversed.
+    final class Owed: @unchecked Sendable {
+        // @unchecked: used from the embedded channel's one thread.
+        var laters: [GRPCConnectionHandler.Later] = []
+
+        func answer(
+            _ method: GRPCUnaryCalls.Method, _ message: ByteBuffer, _ later: @escaping GRPCConnectionHandler.Later
+        ) throws(GRPCStatus) -> [UInt8]? {
+            guard message.readableBytesView.first == 0 else { return message.readableBytesView.reversed() }
+            laters.append(later)
+            return nil
+        }
     }
 
     @Test func aCallIsAnsweredWithHeadersMessageAndTrailers() throws {
@@ -193,6 +210,57 @@ struct GRPCConnectionHandlerTests {
             "headers[grpc-status=0] end",
         ])
         #expect(connection.goAways == [open, open])
+        #expect(!connection.server.isActive)
+    }
+
+    @Test func aCallAnsweredLaterIsWrittenWhenItsAnswerComesAndOthersAreNotHeldBehindIt() throws {
+        let owed = Owed()
+        let connection = try Connection(answer: owed.answer)
+        let first = try connection.call([0, 1])
+        let failing = try connection.call([0, 2])
+        let quick = try connection.call([3, 4])
+        #expect(connection.described(first).isEmpty && connection.described(failing).isEmpty)
+        #expect(connection.described(quick)[1] == "data[0, 0, 0, 0, 2, 4, 3]")
+        owed.laters[1](.failure(GRPCStatus(.internalError, "no")))
+        owed.laters[0](.success([7]))
+        connection.server.embeddedEventLoop.run()
+        try connection.exchange()
+        #expect(connection.described(first) == [
+            "headers[:status=200 content-type=application/grpc]",
+            "data[0, 0, 0, 0, 1, 7]",
+            "headers[grpc-status=0] end",
+        ])
+        #expect(connection.described(failing) == [
+            "headers[:status=200 content-type=application/grpc grpc-status=13 grpc-message=no] end"
+        ])
+    }
+
+    @Test func aCallTheClientResetsBeforeItsAnswerGetsNothingAndTheConnectionServesOn() throws {
+        let owed = Owed()
+        let connection = try Connection(answer: owed.answer)
+        let abandoned = try connection.call([0, 1])
+        connection.client.writeAndFlush(HTTP2Frame(streamID: abandoned, payload: .rstStream(.cancel)), promise: nil)
+        try connection.exchange()
+        owed.laters[0](.success([7]))
+        connection.server.embeddedEventLoop.run()
+        try connection.exchange()
+        #expect(connection.described(abandoned).isEmpty)
+        #expect(connection.server.isActive)
+        #expect(connection.described(try connection.call([5]))[1] == "data[0, 0, 0, 0, 1, 5]")
+    }
+
+    @Test func shutdownWaitsForTheAnswersOwedBeforeClosing() throws {
+        let owed = Owed()
+        let connection = try Connection(answer: owed.answer)
+        let stream = try connection.call([0, 1])
+        connection.server.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        try connection.exchange()
+        #expect(connection.goAways == [stream])
+        #expect(connection.server.isActive)
+        owed.laters[0](.success([2]))
+        connection.server.embeddedEventLoop.run()
+        try connection.exchange()
+        #expect(connection.described(stream)[1] == "data[0, 0, 0, 0, 1, 2]")
         #expect(!connection.server.isActive)
     }
 

@@ -58,11 +58,11 @@ struct EnvoyTests {
         return false
     }
 
-    func startDaemon(rules: String) throws -> (DaemonProcess, port: Int) {
+    func startDaemon(rules: String, _ extra: [String] = []) throws -> (DaemonProcess, port: Int) {
         let port = try RedisServerProcess.freePort()
         let daemon = try DaemonProcess(arguments: [
             "--envoy-listen", "127.0.0.1:\(port)", "--envoy-config", rules, "--config", try temporaryFile(slowRuleConfig),
-        ])
+        ] + extra)
         #expect(waitForLog(daemon, "envoy rate limit service (gRPC) on 127.0.0.1:\(port)"), "\(daemon.log)")
         return (daemon, port)
     }
@@ -82,13 +82,13 @@ struct EnvoyTests {
 
         let before = try runChecks(port: port, phase: "before-reload")
         #expect(before.status == 0, "\(before.output)\n\(daemon.log)")
-        #expect(before.output.split(separator: "\n").count == 44, "\(before.output)")
+        #expect(before.output.split(separator: "\n").count == 46, "\(before.output)")
 
         // One source of counts: STATS and /metrics agree, by domain and rule, never by value.
         let stats = try LineClient(port: daemon.port).statistics()
-        // 44 checks: eight of them malformed requests or calls, refused before any decision, and three
+        // 46 checks: eight of them malformed requests or calls, refused before any decision, and three
         // health checks.
-        #expect(stats["envoy_requests"] == 33)
+        #expect(stats["envoy_requests"] == 35)
         #expect(stats["envoy_over_limit"] == 8)
         let metrics = try ExternalTool.run("curl", ["-fsS", "http://127.0.0.1:\(try daemon.metricsPort())/metrics"]).output
         let lines = metrics.split(separator: "\n").filter { $0.hasPrefix("ratelimitd_envoy_decisions_total{") }
@@ -155,9 +155,12 @@ struct EnvoyTests {
         #expect(unused.output.contains("set [envoy] listen or --envoy-listen"), "\(unused.output)")
     }
 
-    @Test(.enabled(if: ExternalTool.required || EnvoyProcess.binary != nil))
-    func aRealEnvoyCountsDownThenAnswers429AndEachClientHasItsOwnQuota() throws {
-        let (daemon, port) = try startDaemon(rules: "\(Self.root)/contrib/envoy/ratelimit.yaml")
+    /// In local mode, and in shared mode (every descriptor decided in Redis).
+    @Test(.enabled(if: ExternalTool.required || EnvoyProcess.binary != nil), arguments: [false, true])
+    func aRealEnvoyCountsDownThenAnswers429AndEachClientHasItsOwnQuota(shared: Bool) throws {
+        let redis = shared ? try RedisServerProcess() : nil
+        let (daemon, port) = try startDaemon(
+            rules: "\(Self.root)/contrib/envoy/ratelimit.yaml", redis.map { ["--redis", $0.url, "--redis-mode", "shared"] } ?? [])
         let envoy = try EnvoyProcess(configPath: "\(Self.root)/contrib/envoy/envoy.yaml", rateLimitPort: port)
         for remaining in ["2", "1", "0"] {
             let response = try envoy.get(headers: ["x-client": "alice"])
@@ -187,6 +190,9 @@ struct EnvoyTests {
         let stats = try LineClient(port: daemon.port).statistics()
         #expect(stats["envoy_requests"] == 7)
         #expect(stats["envoy_over_limit"] == 1)
+        if shared {
+            #expect(stats["shared_decided"] == 8 && stats["shared_fallbacks"] == 0, "the 7 requests and the RESET: \(stats)")
+        }
         // Envoy health-checked the service over gRPC, and found it healthy.
         let counters = try ExternalTool.run("curl", ["-fsS", "http://127.0.0.1:\(envoy.adminPort)/stats?filter=cluster.ratelimit.health_check"]).output
         #expect(counters.contains("cluster.ratelimit.health_check.success: "), "\(counters)")

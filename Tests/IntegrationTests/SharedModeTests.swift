@@ -156,16 +156,10 @@ struct SharedModeTests {
         #expect(stats["shared_decided"] == asked + 3 && stats["shared_deny_cache_hits"] == 100, "\(stats)")
     }
 
-    @Test func startUpRefusesWhatSharedModeCannotDoYet() throws {
+    @Test func startUpRefusesSharedModeWithoutRedisAndShowsItsSettings() throws {
         let noRedis = try DaemonProcess.runToExit(["--redis-mode", "shared", "--check-config"])
         #expect(noRedis.status == 1)
         #expect(noRedis.output.contains("shared mode needs Redis"), "\(noRedis.output)")
-        let envoy = try DaemonProcess.runToExit([
-            "--redis", "redis://127.0.0.1:1", "--redis-mode", "shared", "--envoy-listen", "127.0.0.1:0",
-            "--envoy-config", "\(EnvoyTests.root)/contrib/envoy/ratelimit.yaml", "--check-config",
-        ])
-        #expect(envoy.status == 1)
-        #expect(envoy.output.contains("does not decide through shared mode yet"), "\(envoy.output)")
         let checked = try DaemonProcess.runToExit([
             "--redis", "redis://127.0.0.1:1", "--redis-mode", "shared", "--redis-on-error", "deny", "--redis-timeout", "50ms",
             "--check-config",
@@ -205,5 +199,44 @@ struct SharedModeTests {
         #expect(replies == (0..<100).map { "ALLOW \(99 - $0) " + replies[$0].split(separator: " ")[2] })
         #expect(!daemon.log.contains("unavailable"), "\(daemon.log)")
         #expect(try client.statistics()["shared_fallbacks"] == 0)
+    }
+
+    /// Envoy's gRPC service through shared mode: every answer of `rls_checks.py` (all or nothing, shadow,
+    /// quota of hits, overrides…) exactly as in local mode, decided in Redis.
+    @Test(.enabled(if: ExternalTool.required || ProcessInfo.processInfo.environment["RATELIMITD_GRPC_PYTHONPATH"] != nil))
+    func envoyRequestsAreDecidedInRedisWithEveryAnswerAsInLocalMode() throws {
+        let redis = try RedisServerProcess()
+        let envoy = EnvoyTests()
+        let directory = try envoy.rulesDirectory(["shop.yaml": EnvoyTests.shopRules])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let (daemon, port) = try envoy.startDaemon(rules: directory, ["--redis", redis.url, "--redis-mode", "shared"])
+        let checks = try envoy.runChecks(port: port, phase: "before-reload")
+        #expect(checks.status == 0, "\(checks.output)\n\(daemon.log)")
+        let stats = try LineClient(port: daemon.port).statistics()
+        // 29 requests had a limit to decide (the others had none, an unknown domain, or were refused).
+        #expect(stats["shared_decided"] == 29 && stats["shared_fallbacks"] == 0, "\(stats)")
+        #expect(stats["envoy_requests"] == 35 && stats["envoy_over_limit"] == 8, "\(stats)")
+        #expect(try redis.integer("DBSIZE") > 0)
+    }
+
+    /// Envoy's requests while Redis is away are decided by on_error too, within the timeout.
+    @Test(
+        .enabled(if: ExternalTool.required || ProcessInfo.processInfo.environment["RATELIMITD_GRPC_PYTHONPATH"] != nil),
+        arguments: [("local", "OK 2"), ("allow", "OK 3"), ("deny", "OVER_LIMIT 0")])
+    func envoyRequestsWhileRedisIsGoneAreDecidedByOnError(_ onError: String, _ expected: String) throws {
+        let redis = try RedisServerProcess()
+        let envoy = EnvoyTests()
+        let directory = try envoy.rulesDirectory(["shop.yaml": EnvoyTests.shopRules])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let (daemon, port) = try envoy.startDaemon(
+            rules: directory, ["--redis", redis.url, "--redis-mode", "shared", "--redis-on-error", onError])
+        #expect(try envoy.runChecks(port: port, phase: "probe").output == "OK 2\n")
+        redis.stop()
+        let started = Date()
+        let probe = try envoy.runChecks(port: port, phase: "probe")
+        // Local: this daemon's own count, which starts afresh (Redis had the first request).
+        #expect(probe.output == expected + "\n", "\(probe.output) \(daemon.log)")
+        #expect(Date().timeIntervalSince(started) < 5, "python, grpcio and the call took \(Date().timeIntervalSince(started)) s")
+        #expect(try LineClient(port: daemon.port).statistics()["shared_fallbacks"] == 1)
     }
 }

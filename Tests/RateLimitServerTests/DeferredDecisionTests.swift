@@ -35,9 +35,10 @@ struct DeferredDecisionTests {
         }
 
         func decideAll(
-            _ items: [DecisionBatch.Item], now: Int64, accept: ([Decision]) -> Bool
-        ) -> (decisions: [Decision], applied: Bool) {
-            ([], false)
+            _ items: [DecisionBatch.Item], alwaysOver: Bool, now: Int64,
+            later: @escaping @Sendable (BatchOutcome) -> Void
+        ) -> BatchOutcome? {
+            BatchOutcome(decisions: [], applied: false)
         }
 
         var counters: [DeciderCounter] { [] }

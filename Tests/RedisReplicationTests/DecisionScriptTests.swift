@@ -37,8 +37,8 @@ struct DecisionScriptTests {
             var role: Int = 1
         }
 
-        /// Decides `items` at `now` (nil: Redis's clock), "each" or "all"; returns the decisions and, for
-        /// "all", whether they were applied.
+        /// Decides `items` at `now` (nil: Redis's clock), "each", "all" or "none"; returns the decisions and,
+        /// for "all" and "none", whether they were applied.
         func decide(_ items: [Item], now: Int64?, mode: String = "each") throws -> (decisions: [Decision], applied: Bool) {
             var limits: [Limit] = []
             for item in items where !limits.contains(item.limit) { limits.append(item.limit) }
@@ -66,7 +66,7 @@ struct DecisionScriptTests {
                 let at = index * 3
                 decisions.append(Decision(allowed: numbers[at] == 1, remaining: numbers[at + 1], resetMillis: numbers[at + 2]))
             }
-            return (decisions, mode == "all" ? numbers.last == 1 : true)
+            return (decisions, mode == "each" ? true : numbers.last == 1)
         }
     }
 
@@ -181,18 +181,14 @@ struct DecisionScriptTests {
                 let index = Int(rng.next() % 3)
                 return Script.Item(key: "b\(index)", limit: limits[index], cost: Int64(rng.next() % 3), role: Int(rng.next() % 3))
             }
-            let expected = batch.decide(items.map { .init(key: Array($0.key.utf8), cost: $0.cost, limit: $0.limit) }, now: now) { decisions in
-                var quota = (count: 0, over: 0)
-                for (item, decision) in zip(items, decisions) {
-                    if item.role == 1, !decision.allowed { return false }
-                    if item.role == 2 {
-                        quota.count += 1
-                        if !decision.allowed { quota.over += 1 }
-                    }
-                }
-                return !(quota.count > 0 && quota.over == quota.count)
+            // Every fifth batch in "none" mode: tried, never applied (a descriptor outside it is over).
+            let mode = step % 5 == 0 ? "none" : "all"
+            let batchItems = items.map { item in
+                DecisionBatch.Item(
+                    key: Array(item.key.utf8), cost: item.cost, limit: item.limit, role: DecisionBatch.Role(rawValue: item.role)!)
             }
-            let got = try script.decide(items, now: now, mode: "all")
+            let expected = batch.decide(batchItems, now: now) { mode == "all" && DecisionBatch.accepts(batchItems, $0) }
+            let got = try script.decide(items, now: now, mode: mode)
             #expect(got.applied == expected.applied && got.decisions == expected.decisions, "step \(step): \(items.map { ($0.key, $0.cost, $0.role) })")
             if got.applied != expected.applied || got.decisions != expected.decisions { return }
         }

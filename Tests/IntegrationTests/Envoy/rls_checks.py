@@ -1,8 +1,9 @@
 """Drives ratelimitd's Envoy rate limit service with stubs generated from envoyproxy/data-plane-api
 (PyPI xds-protos) and grpcio, as Envoy would call it, and checks every answer exactly.
 
-Usage: rls_checks.py PORT PHASE   (PHASE: before-reload | after-reload). Exits non-zero on the first
-failed check, naming it; prints one line per passed check. The rules are EnvoyTests.swift's.
+Usage: rls_checks.py PORT PHASE   (PHASE: before-reload | after-reload | probe). Exits non-zero on the
+first failed check, naming it; prints one line per passed check. The rules are EnvoyTests.swift's. The
+probe phase asks once for a /api/ path and prints the overall code and the descriptor's remaining.
 """
 import sys
 
@@ -92,6 +93,10 @@ if sys.argv[2] == "before-reload":
     check("all or nothing, two limits", answer(ask(descriptor(("path", "/api/n")), descriptor(("user", "u1"), ("action", "buy")))),
           (OVER, [(OK, 3, API), (OVER, 0, BUYS)]))
     check("the other kept its quota", answer(ask(descriptor(("path", "/api/n")))), (OK, [(OK, 2, API)]))
+    check("two limits, both consumed", answer(ask(descriptor(("path", "/api/t")), descriptor(("bucket", "b2")))),
+          (OK, [(OK, 2, API), (OK, 4, (5, DAY, ""))]))
+    check("both were consumed", answer(ask(descriptor(("bucket", "b2")), descriptor(("path", "/api/t")))),
+          (OK, [(OK, 3, (5, DAY, "")), (OK, 1, API)]))
     # share_threshold: every value the wildcard matches shares one counter.
     check("shared 1", answer(ask(descriptor(("group", "g1")))), (OK, [(OK, 1, (2, DAY, ""))]))
     check("shared 2", answer(ask(descriptor(("group", "g2")))), (OK, [(OK, 0, (2, DAY, ""))]))
@@ -144,5 +149,8 @@ elif sys.argv[2] == "after-reload":
     check("count kept", answer(ask(descriptor(("path", "/api/x")))), (OVER, [(OVER, 0, API)]))
     check("count kept (nested)", answer(ask(descriptor(("user", "u1"), ("action", "buy")))), (OVER, [(OVER, 0, BUYS)]))
     check("new rule", answer(ask(descriptor(("added", "a")))), (OK, [(OK, 4, (5, HOUR, "added"))]))
+elif sys.argv[2] == "probe":
+    response = ask(descriptor(("path", "/api/probe")))
+    print(rls_pb2.RateLimitResponse.Code.Name(response.overall_code), response.statuses[0].limit_remaining)
 else:
-    sys.exit("phase must be before-reload or after-reload")
+    sys.exit("phase must be before-reload, after-reload or probe")
