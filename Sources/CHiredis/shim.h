@@ -9,4 +9,9 @@ static inline const char *chiredis_error_text(const redisContext *context) {
     return context->errstr;
 }
 
+/* The same for a reply reader's error. */
+static inline const char *chiredis_reader_error_text(const redisReader *reader) {
+    return reader->errstr;
+}
+
 #endif

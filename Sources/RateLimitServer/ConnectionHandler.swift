@@ -18,6 +18,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// Set while `drain` runs: a write can change writability and call back into the handler, which must
     /// not write the same output a second time.
     private var draining = false
+    /// A drain is due at the end of the loop's turn (answers the decider owed have come).
+    private var drainScheduled = false
     /// The server is shutting down: no more reads.
     private var quiescing = false
     /// Where a decider that answers later sends its answers; it brings them back to this handler's loop.
@@ -46,10 +48,21 @@ final class ConnectionHandler: ChannelDuplexHandler {
         waiter.open.store(false, ordering: .relaxed)
     }
 
-    /// An answer the decider owed, on this handler's event loop: written with whatever it held back.
+    /// An answer the decider owed, on this handler's event loop: written with whatever it held back. The
+    /// write waits for the end of the loop's turn, so that the answers one reply from Redis brings go out
+    /// together.
     func resolved(ticket: UInt64, result: ShardResult) {
         guard let context, processor.state != .closed else { return }
         processor.resolve(ticket: ticket, result: result)
+        guard !drainScheduled else { return }
+        drainScheduled = true
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        context.eventLoop.execute { handler.value.scheduledDrain() }
+    }
+
+    private func scheduledDrain() {
+        drainScheduled = false
+        guard let context else { return }
         drain(context)
     }
 
@@ -169,6 +182,8 @@ final class ConnectionWaiter: DecisionWaiter, @unchecked Sendable {
         self.eventLoop = eventLoop
     }
 
+    /// Always through the loop's task queue, even from the loop itself: the decider may answer while the
+    /// handler is still inside the call that asked (a request decided by `on_error` at once).
     func resolve(ticket: UInt64, result: ShardResult) {
         guard open.load(ordering: .relaxed) else { return }
         eventLoop.execute { [self] in handler?.resolved(ticket: ticket, result: result) }

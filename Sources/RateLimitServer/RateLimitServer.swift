@@ -27,10 +27,13 @@ public final class RateLimitServer: Sendable {
     /// Where every protocol's requests are decided: this server's shards.
     public let decider: any Decider
 
-    /// `decider` makes where requests are decided, given the shards (by default from them alone).
+    /// `decider` makes where requests are decided, given the shards (by default from them alone) and the
+    /// event loops that will serve the connections.
     public init(
         configuration: ServerConfiguration, logger: Logger,
-        decider makeDecider: (_ shards: [LockedShard]) -> any Decider = { LocalDecider(shards: $0) }
+        decider makeDecider: (_ shards: [LockedShard], _ loops: MultiThreadedEventLoopGroup) -> any Decider = { shards, _ in
+            LocalDecider(shards: shards)
+        }
     ) {
         precondition(configuration.shards >= 1, "at least one shard")
         self.configuration = configuration
@@ -38,7 +41,7 @@ public final class RateLimitServer: Sendable {
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.shards)
         self.loopMetrics = LoopMetricsTable(loops: Array(group.makeIterator()))
         self.shards = (0..<configuration.shards).map { _ in LockedShard() }
-        self.decider = makeDecider(shards)
+        self.decider = makeDecider(shards, group)
         // Rounded down, so the shards together never hold more than max_keys (but each at least one key).
         let perShard = max(1, configuration.maxKeys / configuration.shards)
         for shard in shards { shard.setMaxKeys(perShard) }
@@ -52,6 +55,7 @@ public final class RateLimitServer: Sendable {
     /// Binds the listening socket and starts serving; returns the bound channel (its `localAddress` holds
     /// the port when 0 was asked for).
     public func start() async throws -> any Channel {
+        decider.start()
         let services = ConnectionServices(
             ruleBook: ruleBook,
             decider: decider,
@@ -110,8 +114,9 @@ public final class RateLimitServer: Sendable {
     /// The event loops that serve connections; the Envoy listener runs on them too.
     public var eventLoops: MultiThreadedEventLoopGroup { group }
 
-    /// Stops every event loop (closing any connection still open).
+    /// Stops the decider's own work, then every event loop (closing any connection still open).
     public func shutdown() async throws {
+        await decider.stop()
         try await group.shutdownGracefully()
     }
 

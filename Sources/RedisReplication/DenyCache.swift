@@ -13,6 +13,7 @@ import Synchronization
 /// can only make the wait longer; another cost or limit is always asked of Redis.
 final class DenyCache: Sendable {
     struct Entry {
+        let key: [UInt8]
         let cost: Int64
         let limit: Limit
         let until: Int64
@@ -23,13 +24,18 @@ final class DenyCache: Sendable {
     /// is remembered until some do.
     static let capacity = 65_536
 
-    private let entries = Mutex<[[UInt8]: Entry]>([:])
+    /// By the key's hash (`KeyHash`), the key kept in the entry to tell keys apart: hashing the bytes again
+    /// for every request would cost more than the decision.
+    private let entries = Mutex<[UInt64: Entry]>([:])
+    /// The number of entries, read without the lock: an empty cache (the usual case) costs one load.
+    private let size = Atomic<Int>(0)
     let hits = Atomic<Int>(0)
 
     /// The denial to answer `cost` of `limit` on `key` at `now` with, if one is remembered and still holds.
-    func denial(key: [UInt8], cost: Int64, limit: Limit, now: Int64) -> Decision? {
-        let entry = entries.withLock { $0[key] }
-        guard let entry, entry.cost == cost, entry.limit == limit, now < entry.until else { return nil }
+    func denial(key: UnsafeRawBufferPointer, hash: UInt64, cost: Int64, limit: Limit, now: Int64) -> Decision? {
+        guard size.load(ordering: .relaxed) > 0, let entry = entries.withLock({ $0[hash] }),
+            entry.cost == cost, entry.limit == limit, now < entry.until, entry.key.elementsEqual(key)
+        else { return nil }
         hits.add(1, ordering: .relaxed)
         let left = entry.until - now
         return Decision(allowed: false, remaining: entry.remaining, resetMillis: (left + 999_999) / 1_000_000)
@@ -37,25 +43,34 @@ final class DenyCache: Sendable {
 
     /// Remembers Redis's `decision` on `cost` of `limit` for `key`, answered at `now`: a denial that waiting
     /// ends; an allowed request forgets the key.
-    func remember(key: [UInt8], cost: Int64, limit: Limit, decision: Decision, now: Int64) {
+    func remember(key: some Collection<UInt8>, hash: UInt64, cost: Int64, limit: Limit, decision: Decision, now: Int64) {
         guard !decision.allowed else {
-            forget(key)
+            forget(hash: hash)
             return
         }
         guard decision.resetMillis > 0 else { return }
-        let entry = Entry(cost: cost, limit: limit, until: now + decision.resetMillis * 1_000_000, remaining: decision.remaining)
+        let entry = Entry(
+            key: Array(key), cost: cost, limit: limit, until: now + decision.resetMillis * 1_000_000,
+            remaining: decision.remaining)
         entries.withLock { entries in
-            if entries.count >= Self.capacity, entries[key] == nil {
+            if entries.count >= Self.capacity, entries[hash] == nil {
                 entries = entries.filter { $0.value.until > now }
                 guard entries.count < Self.capacity else { return }
             }
-            entries[key] = entry
+            entries[hash] = entry
+            size.store(entries.count, ordering: .relaxed)
         }
     }
 
-    func forget(_ key: [UInt8]) {
-        _ = entries.withLock { $0.removeValue(forKey: key) }
+    /// Forgets the key of `hash` (a RESET, an allowed request). Another key of the same hash is forgotten
+    /// with it: Redis is then asked, which is always right.
+    func forget(hash: UInt64) {
+        guard size.load(ordering: .relaxed) > 0 else { return }
+        entries.withLock { entries in
+            entries.removeValue(forKey: hash)
+            size.store(entries.count, ordering: .relaxed)
+        }
     }
 
-    var count: Int { entries.withLock { $0.count } }
+    var count: Int { size.load(ordering: .relaxed) }
 }

@@ -131,7 +131,7 @@ public final class RedisConnection {
         return Self.convert(raw.assumingMemoryBound(to: redisReply.self))
     }
 
-    private static func convert(_ reply: UnsafePointer<redisReply>) -> RedisReply {
+    static func convert(_ reply: UnsafePointer<redisReply>) -> RedisReply {
         let value = reply.pointee
         func bytes() -> [UInt8] {
             guard let text = value.str, value.len > 0 else { return [] }

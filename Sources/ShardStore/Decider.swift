@@ -25,6 +25,18 @@ public protocol Decider: Sendable {
 
     /// The decider's own counters, for STATS (none for local decisions).
     var counters: [DeciderCounter] { get }
+
+    /// Starts what the decider runs of its own (connections elsewhere), as the server starts listening.
+    func start()
+
+    /// Stops what the decider runs of its own, once the server's connections have closed and before its
+    /// event loops stop; later requests are decided at once.
+    func stop() async
+}
+
+extension Decider {
+    public func start() {}
+    public func stop() async {}
 }
 
 /// A batch's decisions, one per item, and whether they were applied.

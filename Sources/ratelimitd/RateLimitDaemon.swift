@@ -123,16 +123,13 @@ struct RateLimitDaemon: ParsableCommand {
             return handler
         }
         let logger = Logger(label: "ratelimitd")
-        var shared: SharedDecider?
-        let server = RateLimitServer(configuration: settings.server, logger: logger) { shards in
+        let server = RateLimitServer(configuration: settings.server, logger: logger) { shards, loops in
             guard let endpoint = settings.redis, settings.redisShared else { return LocalDecider(shards: shards) }
-            let decider = SharedDecider(
+            return SharedDecider(
                 settings: .init(
                     endpoint: endpoint, keyPrefix: settings.redisKeyPrefix,
                     timeoutMillis: Int(settings.redisTimeoutNanos / 1_000_000), onError: settings.redisOnError),
-                shards: shards, clock: settings.server.clock, logger: logger)
-            shared = decider
-            return decider
+                shards: shards, loops: loops, clock: settings.server.clock, logger: logger)
         }
         // Before anything is restored, so that a snapshot newer than Redis is written back to it. Shared
         // mode keeps no copy: Redis holds the state.
@@ -151,7 +148,7 @@ struct RateLimitDaemon: ParsableCommand {
             replicator?.restoreAtStart(snapshotSavedAt: snapshotSavedAt)
         }
         // Constants for the closure below, which may not capture variables.
-        let (finalSnapshotter, finalReplicator, finalShared) = (snapshotter, replicator, shared)
+        let (finalSnapshotter, finalReplicator) = (snapshotter, replicator)
         do {
             try runBlocking {
                 var metrics: MetricsEndpoint?
@@ -167,7 +164,7 @@ struct RateLimitDaemon: ParsableCommand {
                     envoy = (bound, rules)
                 }
                 let services = Self.services(
-                    server: server, snapshotter: finalSnapshotter, replicator: finalReplicator, shared: finalShared,
+                    server: server, snapshotter: finalSnapshotter, replicator: finalReplicator,
                     metrics: metrics, envoy: envoy, settings: settings, reload: self, logger: logger)
                 try await ServiceGroup(configuration: services).run()
             }
@@ -181,15 +178,13 @@ struct RateLimitDaemon: ParsableCommand {
     /// there is Redis, stopped gracefully by SIGTERM or SIGINT within the shutdown timeout. A group stops its
     /// services in reverse order, so the replicator, listed first, makes its final flush last.
     private static func services(
-        server: RateLimitServer, snapshotter: Snapshotter?, replicator: Replicator?, shared: SharedDecider?,
+        server: RateLimitServer, snapshotter: Snapshotter?, replicator: Replicator?,
         metrics: MetricsEndpoint?,
         envoy: (server: EnvoyServer, rules: EnvoyRulesBox)?, settings: ResolvedSettings, reload flags: RateLimitDaemon,
         logger: Logger
     ) -> ServiceGroupConfiguration {
         let notifier = SystemdNotifier.fromEnvironment()
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
-        // Listed first, so it stops last: connections get what Redis owes them before it goes.
-        if let shared { services.append(.init(service: SharedDecisionService(decider: shared))) }
         if let replicator {
             let interval = Duration.nanoseconds(settings.redisFlushIntervalNanos)
             services.append(.init(service: ReplicationService(

@@ -160,7 +160,7 @@ struct EnvoyTests {
     func aRealEnvoyCountsDownThenAnswers429AndEachClientHasItsOwnQuota(shared: Bool) throws {
         let redis = shared ? try RedisServerProcess() : nil
         let (daemon, port) = try startDaemon(
-            rules: "\(Self.root)/contrib/envoy/ratelimit.yaml", redis.map { ["--redis", $0.url, "--redis-mode", "shared"] } ?? [])
+            rules: "\(Self.root)/contrib/envoy/ratelimit.yaml", redis.map { ["--redis", $0.url, "--redis-mode", "shared", "--redis-timeout", "2s"] } ?? [])
         let envoy = try EnvoyProcess(configPath: "\(Self.root)/contrib/envoy/envoy.yaml", rateLimitPort: port)
         for remaining in ["2", "1", "0"] {
             let response = try envoy.get(headers: ["x-client": "alice"])

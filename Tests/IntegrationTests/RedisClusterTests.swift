@@ -9,7 +9,8 @@ import Testing
 @Suite("Redis Cluster shared mode", .serialized, .timeLimit(.minutes(4)), .enabled(if: ExternalTool.required || RedisClusterProcess.isAvailable))
 struct RedisClusterTests {
     func daemon(_ cluster: RedisClusterProcess, _ extra: [String] = []) throws -> DaemonProcess {
-        let daemon = try DaemonProcess(arguments: ["--redis", cluster.url, "--redis-mode", "shared"] + extra)
+        // A generous timeout: the tests run in parallel on a busy machine, and none is about the timeout.
+        let daemon = try DaemonProcess(arguments: ["--redis", cluster.url, "--redis-mode", "shared", "--redis-timeout", "2s"] + extra)
         // Connecting happens at start; the notice says it found the cluster.
         let deadline = Date().addingTimeInterval(15)
         while Date() < deadline, !daemon.log.contains("Redis Cluster found") { usleep(20_000) }
@@ -159,7 +160,8 @@ struct RedisClusterTests {
         let envoy = EnvoyTests()
         let directory = try envoy.rulesDirectory(["shop.yaml": EnvoyTests.shopRules])
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let (daemon, port) = try envoy.startDaemon(rules: directory, ["--redis", cluster.url, "--redis-mode", "shared"])
+        let (daemon, port) = try envoy.startDaemon(
+            rules: directory, ["--redis", cluster.url, "--redis-mode", "shared", "--redis-timeout", "2s"])
         let checks = try envoy.runChecks(port: port, phase: "before-reload")
         #expect(checks.status == 0, "\(checks.output)\n\(daemon.log)")
         let stats = try LineClient(port: daemon.port).statistics()

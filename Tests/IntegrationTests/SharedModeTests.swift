@@ -9,8 +9,10 @@ import Testing
 /// past the timeout nor gets an error to it.
 @Suite("Redis shared mode", .serialized, .timeLimit(.minutes(3)), .enabled(if: ExternalTool.required || RedisServerProcess.isAvailable))
 struct SharedModeTests {
+    /// A daemon in shared mode. Its timeout is generous (the tests run in parallel on a busy machine, and
+    /// only some are about the timeout); those that are give their own, which wins, coming last.
     func daemon(_ redis: RedisServerProcess, _ extra: [String] = []) throws -> DaemonProcess {
-        try DaemonProcess(arguments: ["--redis", redis.url, "--redis-mode", "shared"] + extra)
+        try DaemonProcess(arguments: ["--redis", redis.url, "--redis-mode", "shared", "--redis-timeout", "2s"] + extra)
     }
 
     func waitForLog(_ daemon: DaemonProcess, _ text: String) -> Bool {
@@ -209,7 +211,8 @@ struct SharedModeTests {
         let envoy = EnvoyTests()
         let directory = try envoy.rulesDirectory(["shop.yaml": EnvoyTests.shopRules])
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let (daemon, port) = try envoy.startDaemon(rules: directory, ["--redis", redis.url, "--redis-mode", "shared"])
+        let (daemon, port) = try envoy.startDaemon(
+            rules: directory, ["--redis", redis.url, "--redis-mode", "shared", "--redis-timeout", "2s"])
         let checks = try envoy.runChecks(port: port, phase: "before-reload")
         #expect(checks.status == 0, "\(checks.output)\n\(daemon.log)")
         let stats = try LineClient(port: daemon.port).statistics()

@@ -1,0 +1,95 @@
+import CHiredis
+import NIOCore
+
+/// Redis commands as RESP, written straight into a `ByteBuffer` (no array of words per command): an array
+/// header with the number of words, then each word as a bulk string.
+extension ByteBuffer {
+    mutating func writeRedisArrayHeader(_ count: Int) {
+        writeInteger(UInt8(ascii: "*"))
+        writeRedisDecimal(Int64(count))
+        writeStaticString("\r\n")
+    }
+
+    mutating func writeRedisBulk(_ bytes: some Collection<UInt8>) {
+        writeInteger(UInt8(ascii: "$"))
+        writeRedisDecimal(Int64(bytes.count))
+        writeStaticString("\r\n")
+        writeBytes(bytes)
+        writeStaticString("\r\n")
+    }
+
+    mutating func writeRedisBulk(_ text: String) {
+        writeRedisBulk(text.utf8)
+    }
+
+    mutating func writeRedisBulk(decimal value: Int64) {
+        var digits = value < 0 ? 2 : 1
+        var rest = value.magnitude / 10
+        while rest > 0 {
+            digits += 1
+            rest /= 10
+        }
+        writeInteger(UInt8(ascii: "$"))
+        writeRedisDecimal(Int64(digits))
+        writeStaticString("\r\n")
+        writeRedisDecimal(value)
+        writeStaticString("\r\n")
+    }
+
+    mutating func writeRedisCommand(_ words: [String]) {
+        writeRedisArrayHeader(words.count)
+        for word in words { writeRedisBulk(word) }
+    }
+
+    private mutating func writeRedisDecimal(_ value: Int64) {
+        if value < 0 { writeInteger(UInt8(ascii: "-")) }
+        var magnitude = value.magnitude
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
+        var count = 0
+        withUnsafeMutableBytes(of: &digits) { raw in
+            repeat {
+                raw[23 - count] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+                magnitude /= 10
+                count += 1
+            } while magnitude > 0
+        }
+        withUnsafeBytes(of: &digits) { raw in
+            _ = writeBytes(UnsafeRawBufferPointer(rebasing: raw[(24 - count)...]))
+        }
+    }
+}
+
+/// Replies read from a byte stream by hiredis's own parser (`redisReader`), which the connection feeds as
+/// bytes arrive; each complete reply is copied out as a `RedisReply`.
+final class RedisReplyReader {
+    private let reader: UnsafeMutablePointer<redisReader>
+
+    init() {
+        guard let reader = redisReaderCreate() else { fatalError("hiredis could not allocate a reply reader") }
+        self.reader = reader
+    }
+
+    deinit {
+        redisReaderFree(reader)
+    }
+
+    func feed(_ buffer: ByteBuffer) throws(RedisError) {
+        let status = buffer.withUnsafeReadableBytes { bytes in
+            redisReaderFeed(reader, bytes.baseAddress?.assumingMemoryBound(to: CChar.self), bytes.count)
+        }
+        guard status == REDIS_OK else { throw RedisError("cannot read Redis's reply: \(errorText)") }
+    }
+
+    /// The next complete reply, or nil until more bytes arrive; throws on a protocol error.
+    func next() throws(RedisError) -> RedisReply? {
+        var raw: UnsafeMutableRawPointer?
+        guard redisReaderGetReply(reader, &raw) == REDIS_OK else {
+            throw RedisError("cannot read Redis's reply: \(errorText)")
+        }
+        guard let raw else { return nil }
+        defer { freeReplyObject(raw) }
+        return RedisConnection.convert(raw.assumingMemoryBound(to: redisReply.self))
+    }
+
+    private var errorText: String { String(cString: chiredis_reader_error_text(reader)) }
+}
