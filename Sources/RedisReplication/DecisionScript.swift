@@ -544,6 +544,9 @@ if explicit then
   local text = ARGV[1]
   nowS, nowN = tonumber(string.sub(text, 1, #text - 9)) or 0, tonumber(string.sub(text, -9))
 else
+  -- Before Redis 5, a script that reads the clock may write only with effects replication on (Redis 7 has
+  -- REDIS_VERSION_NUM and needs nothing).
+  if not redis.REDIS_VERSION_NUM then redis.replicate_commands() end
   local time = redis.call('TIME')
   nowS, nowN = tonumber(time[1]), tonumber(time[2]) * 1000
 end
@@ -565,8 +568,9 @@ for j = 1, limitCount do
 end
 local itemBase = 3 + limitCount * 5
 
--- Per key: what Redis holds (text), and the state an earlier item of this batch left (limit, state).
-local stored, current = {}, {}
+-- Per key: what Redis holds (text), and the state an earlier item of this batch left (its limit and state,
+-- and the keys so changed, in order).
+local stored, currentL, currentS, changedKeys = {}, {}, {}, {}
 local allowedList, remainingList, resetList = {}, {}, {}
 local n = #KEYS
 -- MGET for the batch, in slices unpack can take: a call into Redis costs more than the bytes it reads.
@@ -587,14 +591,17 @@ for i = 1, n do
   -- The state this item finds: an earlier item's in this batch, else what Redis holds. State of another
   -- algorithm counts as none (the key's limit changed), as locally.
   local state
-  local earlier = current[key]
+  local earlier = currentL[key]
   if earlier then
-    if earlier[1].code == code then state = earlier[2] end
+    if earlier.code == code then state = currentS[key] end
   elseif text and string.byte(text, 1) == string.byte(code, 1) then
     state = L.algorithm.decode(text)
   end
   local allowed, remaining, reset, changed = L.algorithm.check(state, tonumber(ARGV[base + 2]), L)
-  if changed then current[key] = { L, changed } end
+  if changed then
+    if not earlier then changedKeys[#changedKeys + 1] = key end
+    currentL[key], currentS[key] = L, changed
+  end
   allowedList[i], remainingList[i], resetList[i] = allowed, remaining, reset
 end
 
@@ -614,14 +621,16 @@ if all then
 end
 
 if apply then
-  for key, entry in pairs(current) do
-    local L, state = entry[1], entry[2]
+  for k = 1, #changedKeys do
+    local key = changedKeys[k]
+    local L, state = currentL[key], currentS[key]
     local algorithm = L.algorithm
     local ttl = millis(algorithm.fresh(state, L.window))
     if explicit then
       redis.call('SET', key, algorithm.encode(state))
     elseif positive(ttl) then
-      redis.call('SET', key, algorithm.encode(state), 'PX', format(ttl))
+      -- A number below 1e14 goes to Redis as its digits (Lua's %.14g), with no format call.
+      redis.call('PSETEX', key, (type(ttl) == 'number' and ttl < 1e14) and ttl or format(ttl), algorithm.encode(state))
     else
       redis.call('DEL', key)
     end
@@ -642,16 +651,17 @@ local out = {}
 for i = 1, n do
   local remaining, reset = remainingList[i], resetList[i]
   if not positive(remaining) then remaining = 0 end
-  out[#out + 1] = allowedList[i] and 1 or 0
-  out[#out + 1] = type(remaining) == 'number' and remaining or format(remaining)
+  local at = i * 3
+  out[at - 2] = allowedList[i] and 1 or 0
+  out[at - 1] = type(remaining) == 'number' and remaining or format(remaining)
   if reset == false then
-    out[#out + 1] = -1
+    out[at] = -1
   else
     local ms = millis(reset)
-    out[#out + 1] = type(ms) == 'number' and ms or format(ms)
+    out[at] = type(ms) == 'number' and ms or format(ms)
   end
 end
-if all then out[#out + 1] = apply and 1 or 0 end
+if all then out[n * 3 + 1] = apply and 1 or 0 end
 return out
 """#
 }
