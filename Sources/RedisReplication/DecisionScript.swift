@@ -239,7 +239,8 @@ local function parse(s)
 end
 
 local function format(n)
-  if type(n) == 'number' then return string.format('%.0f', n) end
+  -- %d: Lua 5.1 formats through a C long, exact for every number below 2^53, and cheaper than %.0f.
+  if type(n) == 'number' then return string.format('%d', n) end
   local parts = { tostring(n[#n]) }
   for i = #n - 1, 1, -1 do parts[#parts + 1] = string.format('%07d', n[i]) end
   return (n.neg and '-' or '') .. table.concat(parts)
@@ -267,10 +268,12 @@ end
 -- A stored absolute time as an offset from now.
 local function offset(text)
   local length = #text
-  local s, n = 0, tonumber(text)
+  local s, n
   if length > 9 then
     s = tonumber(string.sub(text, 1, length - 9))
     n = tonumber(string.sub(text, length - 8))
+  else
+    s, n = 0, tonumber(text)
   end
   local ds, dn = s - nowS, n - nowN
   if ds < 9000000 and ds > -9000000 then return ds * G + dn end
@@ -284,7 +287,7 @@ local function absolute(off)
     local carry = floor(total / G)
     local n = total - carry * G
     if n < 0 then carry, n = carry - 1, n + G elseif n >= G then carry, n = carry + 1, n - G end
-    return string.format('%.0f%09d', nowS + carry, n)
+    return string.format('%d%09d', nowS + carry, n)
   end
   local total = add(off, nowN)
   local carry = floorDiv(total, G)
@@ -565,12 +568,16 @@ for j = 1, limitCount do
   L.r = L.limit / g
   L.w = type(L.window) == 'number' and L.window / g or div(L.window, g)
   limits[j] = L
+  -- Also by the text items name it with, so an item's limit is found without converting its number.
+  limits[tostring(j)] = L
 end
 local itemBase = 3 + limitCount * 5
 
 -- Per key: what Redis holds (text), and the state an earlier item of this batch left (its limit and state,
 -- and the keys so changed, in order).
 local stored, currentL, currentS, changedKeys = {}, {}, {}, {}
+-- Costs by their text: a batch repeats a few costs many times.
+local costs = {}
 local allowedList, remainingList, resetList = {}, {}, {}
 local n = #KEYS
 -- MGET for the batch, in slices unpack can take: a call into Redis costs more than the bytes it reads.
@@ -581,7 +588,7 @@ for first = 1, n, 1000 do
 end
 for i = 1, n do
   local base = itemBase + (i - 1) * 3
-  local key, L = KEYS[i], limits[tonumber(ARGV[base + 1])]
+  local key, L = KEYS[i], limits[ARGV[base + 1]]
   local code = L.code
   local text = stored[key]
   if text == nil then
@@ -597,7 +604,13 @@ for i = 1, n do
   elseif text and string.byte(text, 1) == string.byte(code, 1) then
     state = L.algorithm.decode(text)
   end
-  local allowed, remaining, reset, changed = L.algorithm.check(state, tonumber(ARGV[base + 2]), L)
+  local costText = ARGV[base + 2]
+  local cost = costs[costText]
+  if not cost then
+    cost = tonumber(costText)
+    costs[costText] = cost
+  end
+  local allowed, remaining, reset, changed = L.algorithm.check(state, cost, L)
   if changed then
     if not earlier then changedKeys[#changedKeys + 1] = key end
     currentL[key], currentS[key] = L, changed
@@ -639,7 +652,7 @@ else
   -- Nothing is consumed: an item that would have been allowed is answered as a peek of the stored state.
   for i = 1, n do
     if allowedList[i] then
-      local L = limits[tonumber(ARGV[itemBase + (i - 1) * 3 + 1])]
+      local L = limits[ARGV[itemBase + (i - 1) * 3 + 1]]
       local text = stored[KEYS[i]]
       local state = (text and string.byte(text, 1) == string.byte(L.code, 1)) and L.algorithm.decode(text) or nil
       allowedList[i], remainingList[i], resetList[i] = L.algorithm.check(state, 0, L)

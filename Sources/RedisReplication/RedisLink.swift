@@ -31,16 +31,22 @@ final class RedisLink: @unchecked Sendable {
     /// When bytes last came, or the connection was opened.
     private var lastHeard = NIODeadline.now()
     private let reader = RedisReplyReader()
-    private var timerArmed = false
+    /// The deadline the timer is set for, if one is; a timer whose generation is not the latest is stale.
+    private var timerDeadline: NIODeadline?
+    private var timerGeneration = 0
+    /// Entries still waiting for an answer (not given up).
+    private(set) var owed = 0
     /// The timer found the link silent once; it looks again after the loop has read what waits, before it
     /// calls the link failed (a busy loop can run a timer before reading replies that have arrived).
     private var seemsSilent = false
     private(set) var isClosed = false
     /// Called once, when the link fails (not when it is closed on purpose), after the callbacks.
     var onFailure: ((RedisError) -> Void)?
+    /// Called when a reply given up at its deadline arrives (and is dropped).
+    var onLateReply: (() -> Void)?
 
-    /// Starts connecting at once; the first commands written are the credentials and database, so the
-    /// caller's commands can follow straight away.
+    /// The first commands written are the credentials and database, so the caller's commands can follow
+    /// straight away; `connect` starts connecting (after `onFailure` is set: a connect can fail at once).
     init(endpoint: RedisEndpoint, loop: any EventLoop, timeoutMillis: Int) {
         self.endpoint = endpoint
         self.loop = loop
@@ -52,11 +58,7 @@ final class RedisLink: @unchecked Sendable {
         if endpoint.database != 0 {
             send(["SELECT", "\(endpoint.database)"], expectingOK: "cannot select database \(endpoint.database)")
         }
-        connect()
     }
-
-    /// Replies owed.
-    var owed: Int { waiting.count }
 
     /// Writes a command; `callback` gets its reply, or the link's failure. `deadline` bounds the wait.
     func send(_ command: ByteBuffer, deadline: NIODeadline, callback: @escaping Callback) {
@@ -65,6 +67,7 @@ final class RedisLink: @unchecked Sendable {
             return
         }
         waiting.append(Waiting(sent: .now(), deadline: deadline, callback: callback))
+        owed += 1
         if let channel {
             channel.writeAndFlush(command, promise: nil)
         } else {
@@ -87,10 +90,11 @@ final class RedisLink: @unchecked Sendable {
     func close() {
         guard !isClosed else { return }
         onFailure = nil
+        onLateReply = nil
         fail(RedisError("connection to \(endpoint) closed"))
     }
 
-    private func connect() {
+    func connect() {
         let bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(timeout)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
@@ -132,7 +136,13 @@ final class RedisLink: @unchecked Sendable {
                 guard let entry = waiting.popFirst() else {
                     throw RedisError("a reply from \(endpoint) that no command asked for")
                 }
-                entry.callback?(.success(reply))
+                if let callback = entry.callback {
+                    owed -= 1
+                    callback(.success(reply))
+                } else {
+                    // Given up at its deadline; the owner may be waiting for fewer replies owed.
+                    onLateReply?()
+                }
             }
         } catch {
             fail(error)
@@ -143,19 +153,26 @@ final class RedisLink: @unchecked Sendable {
         fail(RedisError("connection to \(endpoint) lost" + (error.map { ": \($0)" } ?? "")))
     }
 
-    /// One timer at a time: it gives up the replies past their deadline, fails the link when it has been
-    /// silent for the whole timeout with a reply owed that long, and is set again while replies are owed.
+    /// The timer is set for the earliest deadline of the replies still awaited (or, when all are given
+    /// up, a timeout ahead); when it fires it gives up the replies past their deadline, and fails the link
+    /// when it has been silent for the whole timeout with a reply owed that long.
     private func armTimer() {
-        guard !timerArmed, !waiting.isEmpty else { return }
+        guard !waiting.isEmpty else { return }
         let now = NIODeadline.now()
-        let next = waiting.first(where: { $0.callback != nil })?.deadline ?? now + timeout
-        schedule(at: max(next, now + .milliseconds(1)))
+        var next = now + timeout
+        for entry in waiting where entry.callback != nil && entry.deadline < next { next = entry.deadline }
+        next = max(next, now + .milliseconds(1))
+        if let armed = timerDeadline, armed <= next { return }
+        schedule(at: next)
     }
 
     private func schedule(at deadline: NIODeadline) {
-        timerArmed = true
+        timerGeneration += 1
+        let generation = timerGeneration
+        timerDeadline = deadline
         loop.scheduleTask(deadline: deadline) { [self] in
-            timerArmed = false
+            guard generation == timerGeneration else { return }
+            timerDeadline = nil
             checkDeadlines()
         }
     }
@@ -176,6 +193,7 @@ final class RedisLink: @unchecked Sendable {
         for index in waiting.indices where waiting[index].deadline <= now {
             guard let callback = waiting[index].callback else { continue }
             waiting[index].callback = nil
+            owed -= 1
             late.append(callback)
         }
         let error = RedisError("no reply from \(endpoint) within \(timeout.nanoseconds / 1_000_000)ms")
@@ -190,6 +208,8 @@ final class RedisLink: @unchecked Sendable {
         channel = nil
         let callbacks = waiting.compactMap(\.callback)
         waiting.removeAll()
+        owed = 0
+        onLateReply = nil
         for callback in callbacks { callback(.failure(error)) }
         let report = onFailure
         onFailure = nil

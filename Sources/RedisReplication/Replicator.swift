@@ -148,6 +148,10 @@ public final class Replicator: @unchecked Sendable {
     /// older state must not overwrite a newer one.
     private func open(deadline: Int64) throws(RedisError) {
         let opened = try RedisConnection.connect(to: settings.endpoint, timeoutMillis: timeoutMillis(until: deadline))
+        // A cluster node would refuse most keys (MOVED) and hold only its slots' share of a restore.
+        if case .array = try opened.command(["CLUSTER", "SLOTS"]) {
+            throw RedisError("replicate mode needs a single Redis server and this is a Redis Cluster node: use mode = \"shared\" with a cluster")
+        }
         connection = opened
         if let stale = abandonedClientID {
             // An error (no such client any more, or no permission to kill) leaves nothing to do.

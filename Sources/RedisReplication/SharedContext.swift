@@ -29,7 +29,7 @@ final class SharedContext: Sendable {
         self.local = local
         self.clock = clock
         self.logger = logger
-        health = SharedHealth(tally: tally, logger: logger, endpoint: settings.endpoint, onError: settings.onError)
+        health = SharedHealth(tally: tally, logger: logger, onError: settings.onError)
     }
 
     /// The first loop to find a cluster says so (each loop learns the slot map for itself).
@@ -83,51 +83,63 @@ final class SharedContext: Sendable {
     }
 }
 
-/// Whether Redis answers, for every loop at once: one back-off (so a Redis that is down is tried again
-/// with capped delays, not by every request), and one outage, logged when it starts and when it ends.
+/// Whether Redis answers, for every loop at once, node by node: each node has its own back-off (so a node
+/// that is down is tried again with capped delays, not by every request, while the others are used as
+/// usual) and its own outage, logged when it starts and when it ends. `shared_redis_down` is 1 while any
+/// node is down.
 final class SharedHealth: Sendable {
-    private let retry = Mutex(RedisRetry())
-    /// Set while the back-off is in force or an outage under way, so that a success costs one relaxed load
-    /// when all is well.
-    private let troubled = Atomic<Bool>(false)
+    private struct State {
+        var nodes: [RedisEndpoint: RedisRetry] = [:]
+        var down: Set<RedisEndpoint> = []
+    }
+
+    private let state = Mutex(State())
+    /// Nodes with a back-off in force or an outage under way, read without the lock: when all is well a
+    /// success or a connection costs one relaxed load.
+    private let troubled = Atomic<Int>(0)
     private let tally: SharedDecisionCounters
     private let logger: Logger
-    private let endpoint: RedisEndpoint
     private let onError: SharedDecider.OnError
 
-    init(tally: SharedDecisionCounters, logger: Logger, endpoint: RedisEndpoint, onError: SharedDecider.OnError) {
+    init(tally: SharedDecisionCounters, logger: Logger, onError: SharedDecider.OnError) {
         self.tally = tally
         self.logger = logger
-        self.endpoint = endpoint
         self.onError = onError
     }
 
-    func mayAttempt(at now: Int64) -> Bool {
-        guard troubled.load(ordering: .relaxed) else { return true }
-        return retry.withLock { $0.mayAttempt(at: now) }
+    func mayAttempt(_ node: RedisEndpoint, at now: Int64) -> Bool {
+        guard troubled.load(ordering: .relaxed) > 0 else { return true }
+        return state.withLock { $0.nodes[node]?.mayAttempt(at: now) ?? true }
     }
 
-    func failed(_ error: RedisError, at now: Int64) {
+    func failed(_ node: RedisEndpoint, _ error: RedisError, at now: Int64) {
         tally.errors.add(1, ordering: .relaxed)
-        troubled.store(true, ordering: .relaxed)
-        guard retry.withLock({ $0.failed(at: now) }) else { return }
-        tally.outage.store(true, ordering: .relaxed)
+        let started = state.withLock { state -> Bool in
+            let started = state.nodes[node, default: RedisRetry()].failed(at: now)
+            if started { state.down.insert(node) }
+            troubled.store(state.nodes.count, ordering: .relaxed)
+            tally.outage.store(!state.down.isEmpty, ordering: .relaxed)
+            return started
+        }
+        guard started else { return }
         logger.warning(
             "Redis unavailable for shared decisions; deciding by on_error until it answers",
-            metadata: ["redis": "\(endpoint)", "error": "\(error)", "on_error": "\(onError.rawValue)"])
+            metadata: ["redis": "\(node)", "error": "\(error)", "on_error": "\(onError.rawValue)"])
     }
 
-    /// Redis decided something: an outage, if one was under way, is over.
-    func succeeded(at now: Int64) {
-        guard troubled.load(ordering: .relaxed) else { return }
-        let ended = retry.withLock { retry -> Int64? in
+    /// `node` decided something: its outage, if one was under way, is over.
+    func succeeded(_ node: RedisEndpoint, at now: Int64) {
+        guard troubled.load(ordering: .relaxed) > 0 else { return }
+        let ended = state.withLock { state -> Int64? in
+            guard var retry = state.nodes.removeValue(forKey: node) else { return nil }
             let ended = retry.succeeded(at: now)
-            troubled.store(false, ordering: .relaxed)
+            state.down.remove(node)
+            troubled.store(state.nodes.count, ordering: .relaxed)
+            tally.outage.store(!state.down.isEmpty, ordering: .relaxed)
             return ended
         }
         guard let outage = ended else { return }
-        tally.outage.store(false, ordering: .relaxed)
         logger.notice(
-            "Redis answers shared decisions again", metadata: ["redis": "\(endpoint)", "outage_ms": "\(outage / 1_000_000)"])
+            "Redis answers shared decisions again", metadata: ["redis": "\(node)", "outage_ms": "\(outage / 1_000_000)"])
     }
 }

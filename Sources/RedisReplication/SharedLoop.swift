@@ -38,6 +38,7 @@ final class SharedLoop: @unchecked Sendable {
     private var sha: String?
     private var topology = Topology.unknown
     private var discovering = false
+    private var loadingScript = false
     private var refreshing = false
     private var stopped = false
 
@@ -64,8 +65,9 @@ final class SharedLoop: @unchecked Sendable {
             fallBack(work)
             return
         }
-        // Redis is down and not yet due for another try: waiting would only delay the answer.
-        if links.isEmpty, !context.health.mayAttempt(at: context.clock.nanosecondsNow()) {
+        // Redis is down and not yet due for another try: waiting would only delay the answer. (Only with
+        // nothing queued, which may hold this key's earlier requests.)
+        if queue.isEmpty, links.isEmpty, !context.health.mayAttempt(context.seed, at: context.clock.nanosecondsNow()) {
             fallBack(work)
             return
         }
@@ -100,7 +102,10 @@ final class SharedLoop: @unchecked Sendable {
         flushScheduled = false
         guard !stopped, !queue.isEmpty else { return }
         discoverIfNeeded()
-        guard let sha else { return }
+        guard let sha else {
+            if !loadingScript, let link = link(to: context.seed) { loadScript(on: link) }
+            return
+        }
         let map: SlotMap?
         switch topology {
         case .unknown: return
@@ -199,8 +204,14 @@ final class SharedLoop: @unchecked Sendable {
             finish(call, failure: RedisError("Redis is down; next try after the back-off"))
             return
         }
-        // The request's own deadline: no client waits past the timeout, however the call went.
-        let deadline = NIODeadline.now() + .nanoseconds(max(0, call.queuedAt + context.timeoutNanos - context.clock.nanosecondsNow()))
+        // The request's own deadline: no client waits past the timeout, however the call went. A call
+        // already past it is not sent (Redis would consume for an answer given by on_error).
+        let left = call.queuedAt + context.timeoutNanos - context.clock.nanosecondsNow()
+        guard left > 0 else {
+            finish(call, failure: RedisError("no answer from Redis within the timeout"))
+            return
+        }
+        let deadline = NIODeadline.now() + .nanoseconds(left)
         if asking {
             var command = ByteBufferAllocator().buffer(capacity: 24)
             command.writeRedisCommand(["ASKING"])
@@ -241,12 +252,12 @@ final class SharedLoop: @unchecked Sendable {
                 return
             }
             finish(call, failure: RedisError("Redis answered \(message)"))
-            context.health.failed(RedisError(message), at: context.clock.nanosecondsNow())
+            context.health.failed(node, RedisError(message), at: context.clock.nanosecondsNow())
             return
         }
         do throws(RedisError) {
             try complete(call, reply)
-            context.health.succeeded(at: context.clock.nanosecondsNow())
+            context.health.succeeded(node, at: context.clock.nanosecondsNow())
         } catch {
             finish(call, failure: error)
         }
@@ -292,6 +303,8 @@ final class SharedLoop: @unchecked Sendable {
         switch call.kind {
         case .reset(let request):
             guard case .integer = reply else { throw RedisError("unexpected reply to DEL: \(reply)") }
+            // A CHECK answered since the RESET was asked may have remembered a denial from before it.
+            context.denials.forget(hash: request.hash)
             unmark([request.hash])
             context.tally.decided.add(1, ordering: .relaxed)
             request.waiter.resolve(ticket: request.ticket, result: .reset)
@@ -407,32 +420,49 @@ final class SharedLoop: @unchecked Sendable {
     /// The link to `node`, opened (with the script loaded first) when there is none, or nil when Redis is
     /// down and the back-off does not allow a try yet.
     private func link(to node: RedisEndpoint) -> RedisLink? {
-        if let link = links[node] { return link }
-        guard context.health.mayAttempt(at: context.clock.nanosecondsNow()) else { return nil }
+        if let link = links[node], !link.isClosed { return link }
+        guard context.health.mayAttempt(node, at: context.clock.nanosecondsNow()) else { return nil }
         let link = RedisLink(endpoint: node, loop: loop, timeoutMillis: context.timeoutMillis)
         link.onFailure = { [self] error in
-            links[node] = nil
-            context.health.failed(error, at: context.clock.nanosecondsNow())
+            if links[node] === link { links[node] = nil }
+            context.health.failed(node, error, at: context.clock.nanosecondsNow())
             if case .cluster = topology { refreshTopology() }
+        }
+        link.onLateReply = { [self] in
+            if !queue.isEmpty { scheduleFlush() }
         }
         links[node] = link
         loadScript(on: link)
-        return link
+        link.connect()
+        // A connect can fail at once (a unix socket that is not there): onFailure has run.
+        return link.isClosed ? nil : link
     }
 
     private func loadScript(on link: RedisLink) {
         var command = ByteBufferAllocator().buffer(capacity: DecisionScript.source.utf8.count + 64)
         command.writeRedisCommand(["SCRIPT", "LOAD", DecisionScript.source])
+        if sha == nil { loadingScript = true }
         link.send(command, deadline: .now() + .milliseconds(Int64(context.timeoutMillis))) { [self] result in
-            guard case .success(let reply) = result else { return }
+            guard case .success(let reply) = result else {
+                // Given up or the link failed: the next flush loads it again.
+                if sha == nil {
+                    loadingScript = false
+                    if !queue.isEmpty { scheduleFlush() }
+                }
+                return
+            }
             guard case .string(let digest) = reply else {
-                context.health.failed(RedisError("Redis refused to load the decision script: \(reply)"), at: context.clock.nanosecondsNow())
+                loadingScript = false
+                context.health.failed(
+                    link.endpoint, RedisError("Redis refused to load the decision script: \(reply)"),
+                    at: context.clock.nanosecondsNow())
                 link.close()
-                links[link.endpoint] = nil
+                if links[link.endpoint] === link { links[link.endpoint] = nil }
                 return
             }
             let known = sha != nil
             sha = String(decoding: digest, as: UTF8.self)
+            loadingScript = false
             if !known { scheduleFlush() }
         }
     }
@@ -458,9 +488,9 @@ final class SharedLoop: @unchecked Sendable {
                     topology = .cluster(map)
                     context.clusterFound(primaries: map.primaries.count)
                 } catch {
-                    context.health.failed(error, at: context.clock.nanosecondsNow())
+                    context.health.failed(link.endpoint, error, at: context.clock.nanosecondsNow())
                     link.close()
-                    links[link.endpoint] = nil
+                    if links[link.endpoint] === link { links[link.endpoint] = nil }
                     return
                 }
             case .failure:
@@ -520,10 +550,12 @@ final class SharedLoop: @unchecked Sendable {
         for hash in hashes { busy[hash, default: 0] += 1 }
     }
 
+    /// Frees keys; work held behind them goes in the next flush.
     private func unmark(_ hashes: [UInt64]) {
         for hash in hashes {
             if let count = busy[hash], count > 1 { busy[hash] = count - 1 } else { busy[hash] = nil }
         }
+        if !queue.isEmpty { scheduleFlush() }
     }
 
     // MARK: Replies

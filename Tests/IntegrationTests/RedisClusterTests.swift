@@ -169,4 +169,15 @@ struct RedisClusterTests {
         let perNode = try cluster.keyCounts()
         #expect(perNode.filter { $0 > 0 }.count >= 2, "the descriptors' keys are spread over the primaries: \(perNode)")
     }
+
+    /// Replication writes keys of every slot through one connection: pointed at a cluster, it says what to
+    /// do instead, and the daemon serves on from its own state.
+    @Test func replicateModeOnAClusterSaysToUseSharedModeAndServesOn() throws {
+        let cluster = try RedisClusterProcess()
+        let daemon = try DaemonProcess(arguments: ["--redis", cluster.url, "--redis-mode", "replicate"])
+        let deadline = Date().addingTimeInterval(15)
+        while Date() < deadline, !daemon.log.contains("use mode = \\\"shared\\\" with a cluster") { usleep(20_000) }
+        #expect(daemon.log.contains("use mode = \\\"shared\\\" with a cluster"), "\(daemon.log)")
+        #expect(try LineClient(port: daemon.port).request("CHECK local 1 5/1h").hasPrefix("ALLOW 4 "))
+    }
 }
