@@ -396,10 +396,40 @@ local function bucketRemaining(backlog, burst, r, w)
   if type(queued) ~= 'number' or queued >= burst then return 0 end
   return burst - queued
 end
+-- floor(a / b) for integers 0 <= a < 2^53, b > 0: exact (the quotient's rounding is corrected).
+local function fdiv(a, b)
+  local q = floor(a / b)
+  local rem = a - q * b
+  if rem < 0 then return q - 1 elseif rem >= b then return q + 1 end
+  return q
+end
+-- bucketRemaining when every product is below 2^53 (see bucket.check).
+local function fastRemaining(backlog, burst, r, w)
+  if backlog == 0 then return burst end
+  local p = backlog * r
+  local queued = fdiv(p, w)
+  if queued * w ~= p then queued = queued + 1 end
+  if queued >= burst then return 0 end
+  return burst - queued
+end
 function bucket.check(s, cost, L)
   local burst, r, w = L.burst, L.r, L.w
   local backlog = 0
   if s and positive(s) then backlog = s end
+  -- The common case, in doubles: with backlog * r below L.span, every product here (and the new backlog
+  -- times r) stays below 2^53, so the arithmetic is exact without the general helpers' checks.
+  local span = L.span
+  if span and type(backlog) == 'number' and backlog * r < span then
+    if cost == 0 then return true, fastRemaining(backlog, burst, r, w), backlog end
+    if cost > burst then return false, fastRemaining(backlog, burst, r, w), false end
+    if backlog * r > (burst - cost) * w then
+      return false, fastRemaining(backlog, burst, r, w), backlog - fdiv((burst - cost) * w, r)
+    end
+    local step = fdiv(cost * w, r)
+    if step < 1 then step = 1 end
+    local newBacklog = backlog + step
+    return true, fastRemaining(newBacklog, burst, r, w), newBacklog, newBacklog
+  end
   if cost == 0 then return true, bucketRemaining(backlog, burst, r, w), backlog end
   if cost > burst then return false, bucketRemaining(backlog, burst, r, w), false end
   if mulCmp(backlog, r, burst - cost, w) > 0 then
@@ -567,6 +597,10 @@ for j = 1, limitCount do
   local g = tonumber(ARGV[base + 5])
   L.r = L.limit / g
   L.w = type(L.window) == 'number' and L.window / g or div(L.window, g)
+  -- Room for a bucket's backlog * r below 2^53 once burst * w and r are added (nil: no fast path).
+  if L.code == 'B' and type(L.w) == 'number' and L.burst * L.w + L.r < MAXN then
+    L.span = MAXN - L.burst * L.w - L.r
+  end
   limits[j] = L
   -- Also by the text items name it with, so an item's limit is found without converting its number.
   limits[tostring(j)] = L
