@@ -86,7 +86,7 @@ let package = Package(
         .target(
             name: "RedisReplication",
             dependencies: [
-                "CHiredis", "DaemonConfig", "ServiceTicks", "ShardStore", "RateLimiting",
+                "CHiredis", "DaemonConfig", "ServiceTicks", "ShardStore", "RateLimiting", "WireProtocol",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

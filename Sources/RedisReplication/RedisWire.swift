@@ -1,28 +1,22 @@
 import CHiredis
 import NIOCore
+import WireProtocol
 
 /// Redis commands as RESP, written straight into a `ByteBuffer` (no array of words per command): an array
-/// header with the number of words, then each word as a bulk string.
+/// header with the number of words, then each word as a bulk string (`writeRESPBulk`, shared with the
+/// server's RESP replies).
 extension ByteBuffer {
     mutating func writeRedisArrayHeader(_ count: Int) {
         writeInteger(UInt8(ascii: "*"))
-        writeRedisDecimal(Int64(count))
+        writeDecimal(Int64(count))
         writeStaticString("\r\n")
     }
 
-    mutating func writeRedisBulk(_ bytes: some Collection<UInt8>) {
-        writeInteger(UInt8(ascii: "$"))
-        writeRedisDecimal(Int64(bytes.count))
-        writeStaticString("\r\n")
-        writeBytes(bytes)
-        writeStaticString("\r\n")
+    mutating func writeRESPBulk(_ text: String) {
+        writeRESPBulk(text.utf8)
     }
 
-    mutating func writeRedisBulk(_ text: String) {
-        writeRedisBulk(text.utf8)
-    }
-
-    mutating func writeRedisBulk(decimal value: Int64) {
+    mutating func writeRESPBulk(decimal value: Int64) {
         var digits = value < 0 ? 2 : 1
         var rest = value.magnitude / 10
         while rest > 0 {
@@ -30,32 +24,15 @@ extension ByteBuffer {
             rest /= 10
         }
         writeInteger(UInt8(ascii: "$"))
-        writeRedisDecimal(Int64(digits))
+        writeDecimal(Int64(digits))
         writeStaticString("\r\n")
-        writeRedisDecimal(value)
+        writeDecimal(value)
         writeStaticString("\r\n")
     }
 
     mutating func writeRedisCommand(_ words: [String]) {
         writeRedisArrayHeader(words.count)
-        for word in words { writeRedisBulk(word) }
-    }
-
-    private mutating func writeRedisDecimal(_ value: Int64) {
-        if value < 0 { writeInteger(UInt8(ascii: "-")) }
-        var magnitude = value.magnitude
-        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
-        var count = 0
-        withUnsafeMutableBytes(of: &digits) { raw in
-            repeat {
-                raw[23 - count] = UInt8(ascii: "0") + UInt8(magnitude % 10)
-                magnitude /= 10
-                count += 1
-            } while magnitude > 0
-        }
-        withUnsafeBytes(of: &digits) { raw in
-            _ = writeBytes(UnsafeRawBufferPointer(rebasing: raw[(24 - count)...]))
-        }
+        for word in words { writeRESPBulk(word) }
     }
 }
 

@@ -1,4 +1,5 @@
 import NIOCore
+import WireProtocol
 import RateLimiting
 import ShardStore
 
@@ -134,8 +135,8 @@ struct Call {
         case .reset(let request):
             var command = ByteBufferAllocator().buffer(capacity: request.stateKey.count + 32)
             command.writeRedisArrayHeader(2)
-            command.writeRedisBulk("DEL")
-            command.writeRedisBulk(request.stateKey)
+            command.writeRESPBulk("DEL")
+            command.writeRESPBulk(request.stateKey)
             return command
         case .checks(let requests):
             return Self.script(
@@ -174,25 +175,25 @@ struct Call {
         }
         var command = ByteBufferAllocator().buffer(capacity: 64 + count * 48 + limits.count * 64)
         command.writeRedisArrayHeader(3 + count + 3 + 5 * limits.count + 3 * count)
-        command.writeRedisBulk("EVALSHA")
-        command.writeRedisBulk(sha)
-        command.writeRedisBulk(decimal: Int64(count))
-        for index in 0..<count { command.writeRedisBulk(keys(index)) }
-        command.writeRedisBulk("")
-        command.writeRedisBulk(mode.rawValue)
-        command.writeRedisBulk(decimal: Int64(limits.count))
+        command.writeRESPBulk("EVALSHA")
+        command.writeRESPBulk(sha)
+        command.writeRESPBulk(decimal: Int64(count))
+        for index in 0..<count { command.writeRESPBulk(keys(index)) }
+        command.writeRESPBulk("")
+        command.writeRESPBulk(mode.rawValue)
+        command.writeRESPBulk(decimal: Int64(limits.count))
         for limit in limits {
-            command.writeRedisBulk(DecisionScript.code(limit.algorithm))
-            command.writeRedisBulk(decimal: limit.limit)
-            command.writeRedisBulk(decimal: limit.windowNanos)
-            command.writeRedisBulk(decimal: limit.burst)
-            command.writeRedisBulk(decimal: DecisionScript.reduction(limit))
+            command.writeRESPBulk(DecisionScript.code(limit.algorithm))
+            command.writeRESPBulk(decimal: limit.limit)
+            command.writeRESPBulk(decimal: limit.windowNanos)
+            command.writeRESPBulk(decimal: limit.burst)
+            command.writeRESPBulk(decimal: DecisionScript.reduction(limit))
         }
         for index in 0..<count {
             let (cost, _, role) = item(index)
-            command.writeRedisBulk(decimal: Int64(numbers[index]))
-            command.writeRedisBulk(decimal: cost)
-            command.writeRedisBulk(decimal: Int64(role.rawValue))
+            command.writeRESPBulk(decimal: Int64(numbers[index]))
+            command.writeRESPBulk(decimal: cost)
+            command.writeRESPBulk(decimal: Int64(role.rawValue))
         }
         return command
     }

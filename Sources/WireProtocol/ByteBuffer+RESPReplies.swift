@@ -44,7 +44,8 @@ extension ByteBuffer {
         }
     }
 
-    mutating func writeRESPBulk(_ bytes: some Collection<UInt8>) {
+    /// A RESP bulk string: `$<length>\r\n<bytes>\r\n` (replies here; commands to Redis in shared mode).
+    public mutating func writeRESPBulk(_ bytes: some Collection<UInt8>) {
         writeInteger(UInt8(ascii: "$"))
         writeDecimal(Int64(bytes.count))
         writeStaticString("\r\n")
