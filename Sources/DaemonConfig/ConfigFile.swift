@@ -10,7 +10,7 @@ import TOMLKit
 /// and the field; unknown settings are mistakes too, so a typo cannot silently leave a default in force.
 public enum ConfigFile {
     static let topLevelKeys: Set<String> = ["server", "store", "redis", "metrics", "envoy", "rules"]
-    static let serverKeys: Set<String> = ["listen", "shards", "log_level", "shutdown_timeout"]
+    static let serverKeys: Set<String> = ["listen", "shards", "log_level", "shutdown_timeout", "max_connections"]
     static let storeKeys: Set<String> = ["snapshot_path", "snapshot_interval", "max_keys", "sweep_interval"]
     static let redisKeys: Set<String> = ["url", "mode", "key_prefix", "flush_interval", "on_error", "timeout"]
     static let metricsKeys: Set<String> = ["listen"]
@@ -83,6 +83,14 @@ public enum ConfigFile {
         }
         if let value = server["shutdown_timeout"] {
             settings.shutdownTimeoutNanos = try duration(value, file: file, location: location, field: "shutdown_timeout")
+        }
+        if let value = server["max_connections"] {
+            let range = DaemonSettings.maxConnectionsRange
+            guard let count = value.int, range.contains(count) else {
+                throw ConfigError(file: file, location: location, field: "max_connections",
+                                  message: "must be an integer from \(range.lowerBound) to \(range.upperBound), got \(value.debugDescription)")
+            }
+            settings.maxConnections = count
         }
         if let value = server["log_level"] {
             guard let text = value.string, let level = LogLevelName(rawValue: text) else {

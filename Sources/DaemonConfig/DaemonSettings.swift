@@ -15,6 +15,8 @@ public struct DaemonSettings: Sendable {
     public var snapshotIntervalNanos: Int64?
     /// The most keys held; past it, new keys evict old ones.
     public var maxKeys: Int?
+    /// `[server] max_connections`: connections open at once over every listener.
+    public var maxConnections: Int?
     public var sweepIntervalNanos: Int64?
     /// `[redis]`: where changes are replicated; nil for no replication.
     public var redisEndpoint: RedisEndpoint?
@@ -46,6 +48,8 @@ public struct DaemonSettings: Sendable {
 
     public static let defaultMetricsListen = ListenAddress(host: "127.0.0.1", port: 9283)
     public static let defaultRedisKeyPrefix = "ratelimitd:"
+    /// What `max_connections` may be.
+    public static let maxConnectionsRange = 1...1_000_000
     public static let defaultRedisFlushIntervalNanos: Int64 = 50_000_000
     /// `replicate`: this daemon decides, Redis keeps a copy for failover. `shared`: Redis decides, so every
     /// daemon on it enforces one limit.

@@ -36,6 +36,7 @@ public final class EnvoyServer: Sendable {
             let channel = try await ServerBootstrap(group: server.eventLoops)
                 .serverChannelOption(.backlog, value: 1024)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .serverChannelInitializer { server.connectionSetup.setUpListener($0, listener: .envoy) }
                 .childChannelInitializer { channel in
                     server.connectionSetup.setUp(channel, listener: .envoy) { channel in
                         let calls = GRPCConnectionHandler(maxMessageBytes: maxRequestBytes, logger: logger) {

@@ -23,6 +23,7 @@ public final class MetricsEndpoint: Sendable {
         do {
             let channel = try await ServerBootstrap(group: group)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .serverChannelInitializer { server.connectionSetup.setUpListener($0, listener: .metrics) }
                 .childChannelInitializer { channel in
                     server.connectionSetup.setUp(channel, listener: .metrics) { channel in
                         try channel.pipeline.syncOperations.configureHTTPServerPipeline()

@@ -64,6 +64,10 @@ public final class PrometheusPublisher: Sendable {
             for (listener, count) in reading.connectionSetupFailures {
                 state.advance("ratelimitd_connection_setup_failures_total", [("listener", listener)], to: Int64(count))
             }
+            for (listener, count) in reading.rejectedConnections {
+                state.advance("ratelimitd_rejected_connections_total", [("listener", listener)], to: Int64(count))
+            }
+            state.advance("ratelimitd_accept_pauses_total", to: Int64(reading.acceptPauses))
             state.set("ratelimitd_keys", to: Double(reading.keys))
             state.set("ratelimitd_connections", to: Double(reading.connections))
             state.set("ratelimitd_uptime_seconds", to: reading.uptimeSeconds)

@@ -36,6 +36,8 @@ struct ConnectionServices: Sendable {
             Statistic("connections", Int64(statistics.openConnections.load(ordering: .relaxed))),
             Statistic("total_connections", Int64(statistics.lastConnectionID.load(ordering: .relaxed))),
             Statistic("connection_setup_failures", Int64(statistics.connectionSetup.totalFailures)),
+            Statistic("rejected_connections", Int64(statistics.connectionSetup.totalRefusals)),
+            Statistic("accept_pauses", Int64(statistics.connectionSetup.acceptPauses)),
             Statistic("keys", Int64(keys)),
             Statistic("allowed", allowed),
             Statistic("denied", denied),

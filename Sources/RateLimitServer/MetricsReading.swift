@@ -21,6 +21,10 @@ public struct MetricsReading: Sendable {
     public var envoyDecisions: [(labels: EnvoyDecisionCounts.Labels, count: Int64)] = []
     /// Connections accepted but never served, by listener.
     public var connectionSetupFailures: [(listener: String, count: Int)] = []
+    /// Connections refused for `max_connections`, by listener.
+    public var rejectedConnections: [(listener: String, count: Int)] = []
+    /// Times accepting paused for want of descriptors.
+    public var acceptPauses = 0
     /// Error replies by code word.
     public var errors: [(code: String, count: Int64)] = []
     /// The decision latency histogram: cumulative counts per upper bound in seconds (the last is +Inf).
@@ -59,6 +63,8 @@ extension RateLimitServer {
         reading.totalConnections = statistics.lastConnectionID.load(ordering: .relaxed)
         reading.envoyDecisions = envoyDecisions.all()
         reading.connectionSetupFailures = Listener.allCases.map { ($0.rawValue, connectionSetup.failures(on: $0)) }
+        reading.rejectedConnections = Listener.allCases.map { ($0.rawValue, connectionSetup.refusals(on: $0)) }
+        reading.acceptPauses = connectionSetup.acceptPauses
         reading.uptimeSeconds = Double(now - statistics.startedAt) / 1e9
 
         let loops = loopMetrics.all

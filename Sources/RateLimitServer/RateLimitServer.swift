@@ -49,7 +49,8 @@ public final class RateLimitServer: Sendable {
         let clock = configuration.clock
         self.statistics = ServerStatistics(
             startedAt: clock.nanosecondsNow(), snapshot: SnapshotStatus(),
-            connectionSetup: ConnectionSetup(logger: logger, now: { clock.nanosecondsNow() }))
+            connectionSetup: ConnectionSetup(
+                logger: logger, now: { clock.nanosecondsNow() }, maxConnections: configuration.maxConnections))
     }
 
     /// Binds the listening socket and starts serving; returns the bound channel (its `localAddress` holds
@@ -69,6 +70,7 @@ public final class RateLimitServer: Sendable {
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { [connectionSetup] channel in connectionSetup.setUpListener(channel, listener: .client) }
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { [connections, loopMetrics, connectionSetup] channel in
                 connectionSetup.setUp(channel, listener: .client) { channel in

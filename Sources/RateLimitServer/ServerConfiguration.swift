@@ -6,6 +6,8 @@ import WireProtocol
 public struct ServerConfiguration: Sendable {
     /// Ten million keys: about a gigabyte at the measured 100 bytes per key.
     public static let defaultMaxKeys = 10_000_000
+    /// Connections open at once over every listener; past it one more is refused (`ConnectionSetup`).
+    public static let defaultMaxConnections = 10_000
 
     public var host: String
     public var port: Int
@@ -15,6 +17,7 @@ public struct ServerConfiguration: Sendable {
     /// The most keys held over all shards; past it, new keys evict old ones.
     public var maxKeys: Int
     public var maxLineLength: Int
+    public var maxConnections: Int
     public var clock: any DecisionClock
 
     public init(
@@ -24,6 +27,7 @@ public struct ServerConfiguration: Sendable {
         rules: RuleSet = .defaults,
         maxKeys: Int = ServerConfiguration.defaultMaxKeys,
         maxLineLength: Int = LineFramer.defaultMaxLineLength,
+        maxConnections: Int = ServerConfiguration.defaultMaxConnections,
         clock: any DecisionClock = SystemDecisionClock()
     ) {
         self.host = host
@@ -32,6 +36,7 @@ public struct ServerConfiguration: Sendable {
         self.rules = rules
         self.maxKeys = maxKeys
         self.maxLineLength = maxLineLength
+        self.maxConnections = maxConnections
         self.clock = clock
     }
 }

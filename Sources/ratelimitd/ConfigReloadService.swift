@@ -59,6 +59,7 @@ struct ConfigReloadService: Service {
             ("snapshot_interval", "\(running.snapshotIntervalNanos)", "\(next.snapshotIntervalNanos)"),
             ("shutdown_timeout", "\(running.shutdownTimeoutNanos)", "\(next.shutdownTimeoutNanos)"),
             ("max_keys", "\(running.maxKeys)", "\(next.maxKeys)"),
+            ("max_connections", "\(running.maxConnections)", "\(next.maxConnections)"),
             ("sweep_interval", "\(running.sweepIntervalNanos)", "\(next.sweepIntervalNanos)"),
             ("metrics listen", running.metricsListen.map { "\($0)" } ?? "none", next.metricsListen.map { "\($0)" } ?? "none"),
             ("redis url", running.redis.map { "\($0)" } ?? "none", next.redis.map { "\($0)" } ?? "none"),

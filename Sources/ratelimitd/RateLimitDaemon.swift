@@ -51,6 +51,11 @@ struct RateLimitDaemon: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Most keys held; past it new keys evict old ones (default 10000000).", valueName: "n"))
     var maxKeys: Int?
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Most connections open at once over every listener; one more is told ERR busy and closed (default 10000).",
+        valueName: "n"))
+    var maxConnections: Int?
+
     @Option(name: .long, help: ArgumentHelp("How often every key is checked for freshness (default 10s).", valueName: "duration"))
     var sweepInterval: String?
 

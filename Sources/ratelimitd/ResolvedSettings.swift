@@ -23,6 +23,7 @@ struct ResolvedSettings {
     var snapshotPath: String?
     var snapshotIntervalNanos: Int64
     var maxKeys: Int
+    var maxConnections = ServerConfiguration.defaultMaxConnections
     var sweepIntervalNanos: Int64
     var redis: RedisEndpoint?
     var redisKeyPrefix: String
@@ -40,7 +41,9 @@ struct ResolvedSettings {
     var envoyRules: EnvoyRuleSet = .empty
 
     var server: ServerConfiguration {
-        ServerConfiguration(host: listen.host, port: listen.port, shards: shards, rules: rules, maxKeys: maxKeys)
+        ServerConfiguration(
+            host: listen.host, port: listen.port, shards: shards, rules: rules, maxKeys: maxKeys,
+            maxConnections: maxConnections)
     }
 
     static func resolve(_ flags: RateLimitDaemon) throws -> ResolvedSettings {
@@ -70,6 +73,14 @@ struct ResolvedSettings {
         }
         try resolveEnvoy(flags, file: file, into: &resolved)
         try resolveRedis(flags, into: &resolved)
+        resolved.maxConnections = file.maxConnections ?? ServerConfiguration.defaultMaxConnections
+        if let count = flags.maxConnections {
+            let range = DaemonSettings.maxConnectionsRange
+            guard range.contains(count) else {
+                throw FlagError("--max-connections must be from \(range.lowerBound) to \(range.upperBound), got \(count)")
+            }
+            resolved.maxConnections = count
+        }
         if let maxKeys = flags.maxKeys {
             guard maxKeys >= 1 else { throw FlagError("--max-keys must be a positive integer, got \(maxKeys)") }
             resolved.maxKeys = maxKeys
@@ -206,6 +217,7 @@ struct ResolvedSettings {
         lines.append("shards = \(shards)")
         lines.append("log_level = \(logLevel.rawValue)")
         lines.append("shutdown_timeout = \(WindowDuration.format(shutdownTimeoutNanos))")
+        lines.append("max_connections = \(maxConnections)")
         lines.append("max_keys = \(maxKeys), swept every \(WindowDuration.format(sweepIntervalNanos))")
         if let snapshotPath {
             lines.append("snapshot_path = \(snapshotPath), every \(WindowDuration.format(snapshotIntervalNanos))")

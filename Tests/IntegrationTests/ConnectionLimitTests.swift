@@ -1,0 +1,111 @@
+import Foundation
+import TestSupport
+import Testing
+
+/// Connections a hostile (or merely careless) client opens cannot take the daemon over: past
+/// `max_connections` one more is told so and closed while those inside are served, and running out of
+/// descriptors pauses accepting instead of spinning on `accept`.
+@Suite("connection limits", .serialized, .timeLimit(.minutes(2)))
+struct ConnectionLimitTests {
+    func waitForLog(_ daemon: DaemonProcess, _ text: String) -> Bool {
+        let deadline = Date().addingTimeInterval(15)
+        while Date() < deadline {
+            if daemon.log.contains(text) { return true }
+            usleep(20_000)
+        }
+        return false
+    }
+
+    @Test func oneConnectionOverTheLimitIsToldBusyInItsProtocolAndTheOthersServeOn() throws {
+        let daemon = try DaemonProcess(arguments: ["--max-connections", "3"])
+        var inside = try (0..<3).map { _ in try LineClient(port: daemon.port) }
+        for client in inside { #expect(try client.request("PING") == "PONG") }
+
+        let line = try LineClient(port: daemon.port)
+        #expect(try line.request("PING") == "ERR busy too many connections")
+        #expect(try line.readLine() == nil, "closed after the reply")
+        let resp = try LineClient(port: daemon.port)
+        #expect(try resp.request("*1\r\n$4\r\nPING\r") == "-ERR busy too many connections\r")
+        #expect(try resp.readLine() == nil)
+        // The metrics listener counts too: HTTP 503.
+        let metricsURL = "http://127.0.0.1:\(try daemon.metricsPort())/metrics"
+        let refused = try ExternalTool.run("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", metricsURL])
+        #expect(refused.output == "503", "\(refused.output)")
+
+        // Those inside are unaffected.
+        for client in inside { #expect(try client.request("CHECK inside 1 100/1h").hasPrefix("ALLOW")) }
+        let stats = try inside[0].statistics()
+        #expect(stats["rejected_connections"] == 3 && stats["connections"] == 3, "\(stats)")
+
+        // A freed place is usable as soon as the daemon has seen the close.
+        inside.removeLast()
+        let deadline = Date().addingTimeInterval(10)
+        var reply = ""
+        while Date() < deadline {
+            reply = (try? LineClient(port: daemon.port).request("PING")) ?? ""
+            if reply == "PONG" { break }
+            usleep(20_000)
+        }
+        #expect(reply == "PONG")
+        // Tries made before the daemon saw the close were refused too: STATS and /metrics agree on them.
+        let total = try #require(try inside[0].statistics()["rejected_connections"])
+        inside.removeAll()
+        let metrics = try ExternalTool.run("curl", ["-fsS", metricsURL]).output
+        #expect(metrics.contains("ratelimitd_rejected_connections_total{listener=\"client\"} \(total - 1)"), "\(metrics)")
+        #expect(metrics.contains("ratelimitd_rejected_connections_total{listener=\"metrics\"} 1"), "\(metrics)")
+    }
+
+    @Test func theLimitIsValidatedLikeEverySetting() throws {
+        let flag = try DaemonProcess.runToExit(["--max-connections", "0", "--check-config"])
+        #expect(flag.status == 1 && flag.output.contains("--max-connections must be from 1 to 1000000, got 0"), "\(flag.output)")
+        let file = try DaemonProcess.runToExit(["--config", try temporaryFile("[server]\nmax_connections = \"many\"\n"), "--check-config"])
+        #expect(file.status == 1 && file.output.contains("max_connections: must be an integer from 1 to 1000000"), "\(file.output)")
+        let shown = try DaemonProcess.runToExit(["--max-connections", "250", "--check-config"])
+        #expect(shown.status == 0 && shown.output.contains("max_connections = 250"), "\(shown.output)")
+    }
+
+    /// Under `prlimit --nofile=64`, 80 connections at once: accepting pauses (logged once, no CPU spent
+    /// spinning), the connection already open is served meanwhile, and accepting resumes once they go.
+    @Test(.enabled(if: ExternalTool.required || ExternalTool.available("prlimit")))
+    func runningOutOfDescriptorsPausesAcceptingWithoutSpinning() throws {
+        let port = try RedisServerProcess.freePort()
+        let daemon = try DaemonProcess(arguments: [
+            "--nofile=64:64", DaemonProcess.binaryPath, "--listen", "127.0.0.1:\(port)", "--shards", "1",
+        ], listen: false, executable: try #require(ExternalTool.find("prlimit")))
+        let first = try LineClient(port: port)
+        #expect(try first.request("PING") == "PONG")
+
+        var flood: [LineClient] = []
+        for _ in 0..<80 { flood.append(try LineClient(port: port)) }
+        #expect(waitForLog(daemon, "cannot accept connections: out of descriptors"), "\(daemon.log)")
+        // Paused, not spinning: well under a second of CPU over two seconds.
+        let pid = daemon.process.processIdentifier
+        let before = try Self.cpuSeconds(pid)
+        usleep(2_000_000)
+        let used = try Self.cpuSeconds(pid) - before
+        #expect(used < 0.5, "used \(used) s of CPU in 2 s")
+        #expect(daemon.log.components(separatedBy: "cannot accept connections").count == 2, "logged once: \(daemon.log)")
+        #expect(try first.request("PING") == "PONG", "a connection already open is served")
+        #expect(try first.statistics()["accept_pauses"] == 1)
+
+        flood.removeAll()
+        let deadline = Date().addingTimeInterval(15)
+        var reply = ""
+        while Date() < deadline {
+            reply = (try? LineClient(port: port, timeoutSeconds: 2).request("PING")) ?? ""
+            if reply == "PONG" { break }
+            usleep(50_000)
+        }
+        #expect(reply == "PONG")
+        #expect(waitForLog(daemon, "accepting connections again"), "\(daemon.log)")
+    }
+
+    /// User plus system CPU time of `pid`, from /proc.
+    static func cpuSeconds(_ pid: Int32) throws -> Double {
+        let stat = try String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let fields = stat[stat.index(after: stat.lastIndex(of: ")")!)...].split(separator: " ")
+        let ticks = (Double(fields[11]) ?? 0) + (Double(fields[12]) ?? 0)
+        return ticks / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+}
