@@ -7,14 +7,6 @@ import Testing
 /// descriptors pauses accepting instead of spinning on `accept`.
 @Suite("connection limits", .serialized, .timeLimit(.minutes(2)))
 struct ConnectionLimitTests {
-    func waitForLog(_ daemon: DaemonProcess, _ text: String) -> Bool {
-        let deadline = Date().addingTimeInterval(15)
-        while Date() < deadline {
-            if daemon.log.contains(text) { return true }
-            usleep(20_000)
-        }
-        return false
-    }
 
     @Test func oneConnectionOverTheLimitIsToldBusyInItsProtocolAndTheOthersServeOn() throws {
         let daemon = try DaemonProcess(arguments: ["--max-connections", "3"])
@@ -69,15 +61,16 @@ struct ConnectionLimitTests {
     @Test(.enabled(if: ExternalTool.required || ExternalTool.available("prlimit")))
     func runningOutOfDescriptorsPausesAcceptingWithoutSpinning() throws {
         let port = try RedisServerProcess.freePort()
+        let prlimit: String = try #require(ExternalTool.find("prlimit"))
         let daemon = try DaemonProcess(arguments: [
             "--nofile=64:64", DaemonProcess.binaryPath, "--listen", "127.0.0.1:\(port)", "--shards", "1",
-        ], listen: false, executable: try #require(ExternalTool.find("prlimit")))
+        ], listen: false, executable: prlimit)
         let first = try LineClient(port: port)
         #expect(try first.request("PING") == "PONG")
 
         var flood: [LineClient] = []
         for _ in 0..<80 { flood.append(try LineClient(port: port)) }
-        #expect(waitForLog(daemon, "cannot accept connections: out of descriptors"), "\(daemon.log)")
+        #expect(daemon.waitForLog("cannot accept connections: out of descriptors"), "\(daemon.log)")
         // Paused, not spinning: well under a second of CPU over two seconds.
         let pid = daemon.process.processIdentifier
         let before = try Self.cpuSeconds(pid)
@@ -97,7 +90,7 @@ struct ConnectionLimitTests {
             usleep(50_000)
         }
         #expect(reply == "PONG")
-        #expect(waitForLog(daemon, "accepting connections again"), "\(daemon.log)")
+        #expect(daemon.waitForLog("accepting connections again"), "\(daemon.log)")
     }
 
     /// User plus system CPU time of `pid`, from /proc.

@@ -49,21 +49,13 @@ struct EnvoyTests {
         return directory
     }
 
-    func waitForLog(_ daemon: DaemonProcess, _ text: String, occurrences: Int = 1) -> Bool {
-        let deadline = Date().addingTimeInterval(20)
-        while Date() < deadline {
-            if daemon.log.components(separatedBy: text).count > occurrences { return true }
-            usleep(20_000)
-        }
-        return false
-    }
 
     func startDaemon(rules: String, _ extra: [String] = []) throws -> (DaemonProcess, port: Int) {
         let port = try RedisServerProcess.freePort()
         let daemon = try DaemonProcess(arguments: [
             "--envoy-listen", "127.0.0.1:\(port)", "--envoy-config", rules, "--config", try temporaryFile(slowRuleConfig),
         ] + extra)
-        #expect(waitForLog(daemon, "envoy rate limit service (gRPC) on 127.0.0.1:\(port)"), "\(daemon.log)")
+        #expect(daemon.waitForLog("envoy rate limit service (gRPC) on 127.0.0.1:\(port)"), "\(daemon.log)")
         return (daemon, port)
     }
 
@@ -107,7 +99,7 @@ struct EnvoyTests {
 
             """).write(toFile: "\(directory)/shop.yaml", atomically: true, encoding: .utf8)
         kill(daemon.process.processIdentifier, SIGHUP)
-        #expect(waitForLog(daemon, "reloaded Envoy rules"), "\(daemon.log)")
+        #expect(daemon.waitForLog("reloaded Envoy rules"), "\(daemon.log)")
         let after = try runChecks(port: port, phase: "after-reload")
         #expect(after.status == 0, "\(after.output)\n\(daemon.log)")
 
@@ -115,7 +107,7 @@ struct EnvoyTests {
         try "domain: shop\ndescriptors:\n  - key: x\n    ratelimit: {}\n".write(
             toFile: "\(directory)/shop.yaml", atomically: true, encoding: .utf8)
         kill(daemon.process.processIdentifier, SIGHUP)
-        #expect(waitForLog(daemon, "configuration not reloaded"), "\(daemon.log)")
+        #expect(daemon.waitForLog("configuration not reloaded"), "\(daemon.log)")
         #expect(daemon.log.contains("shop.yaml:4: descriptor shop: unknown field 'ratelimit'"), "\(daemon.log)")
         let still = try runChecks(port: port, phase: "before-reload")
         #expect(still.output.contains("FAILED nested 1"), "the old counts and rules are still in force: \(still.output)")

@@ -16,14 +16,6 @@ struct ReloadTests {
         """
     }
 
-    func waitForLog(_ daemon: DaemonProcess, _ text: String, occurrences: Int = 1) -> Bool {
-        let deadline = Date().addingTimeInterval(10)
-        while Date() < deadline {
-            if daemon.log.components(separatedBy: text).count - 1 >= occurrences { return true }
-            usleep(20_000)
-        }
-        return false
-    }
 
     @Test func aChangedLimitTakesEffectAndKeepsState() throws {
         let config = try temporaryFile(Self.rules(limit: 5))
@@ -34,14 +26,14 @@ struct ReloadTests {
 
         try Self.rules(limit: 10).write(toFile: config, atomically: true, encoding: .utf8)
         kill(daemon.process.processIdentifier, SIGHUP)
-        #expect(waitForLog(daemon, "reloaded configuration"))
+        #expect(daemon.waitForLog("reloaded configuration"))
         // The same connection, the same key: 3 already used of the new 10.
         #expect(try client.request("CHECK user:1 1").hasPrefix("ALLOW 6 "))
 
         try "[[rules]]\nname = \"users\"\nmatch = \"user:*\"\nalgorithm = \"magic\"\n"
             .write(toFile: config, atomically: true, encoding: .utf8)
         kill(daemon.process.processIdentifier, SIGHUP)
-        #expect(waitForLog(daemon, "configuration not reloaded"))
+        #expect(daemon.waitForLog("configuration not reloaded"))
         #expect(daemon.log.contains("magic"))
         #expect(try client.request("CHECK user:1 1").hasPrefix("ALLOW 5 "))
     }
@@ -53,7 +45,7 @@ struct ReloadTests {
         try ("[server]\nshards = 2\nshutdown_timeout = \"3s\"\n" + Self.rules(limit: 5))
             .write(toFile: config, atomically: true, encoding: .utf8)
         kill(daemon.process.processIdentifier, SIGHUP)
-        #expect(waitForLog(daemon, "reloaded configuration"))
+        #expect(daemon.waitForLog("reloaded configuration"))
         // --shards on the command line still overrides the file, so only the timeout changed.
         #expect(daemon.log.contains("shutdown_timeout changed"))
         #expect(!daemon.log.contains("shards changed"))

@@ -15,14 +15,6 @@ struct SharedModeTests {
         try DaemonProcess(arguments: ["--redis", redis.url, "--redis-mode", "shared", "--redis-timeout", "2s"] + extra)
     }
 
-    func waitForLog(_ daemon: DaemonProcess, _ text: String) -> Bool {
-        let deadline = Date().addingTimeInterval(15)
-        while Date() < deadline {
-            if daemon.log.contains(text) { return true }
-            usleep(20_000)
-        }
-        return false
-    }
 
     /// Each algorithm, and what it admits of 240 requests at once under 50 an hour: 50, but the leaky bucket
     /// (a burst of 1) admits 1.
@@ -101,7 +93,7 @@ struct SharedModeTests {
         #expect(Date().timeIntervalSince(started) < 2, "answered in \(Date().timeIntervalSince(started)) s")
         // Local: this daemon's own count, which started afresh (Redis had the first request).
         #expect(reply.hasPrefix(expected), "\(reply)")
-        #expect(waitForLog(daemon, "Redis unavailable for shared decisions"), "\(daemon.log)")
+        #expect(daemon.waitForLog("Redis unavailable for shared decisions"), "\(daemon.log)")
         #expect(try client.statistics()["shared_fallbacks"] ?? 0 >= 1)
         try redis.start()
         // Back to Redis (after its restart it holds nothing, so the count starts afresh there).

@@ -85,6 +85,17 @@ public final class DaemonProcess: @unchecked Sendable {
         throw LineClient.Failure(description: "ratelimitd did not \(what) within 30 s: \(log)")
     }
 
+    /// Waits until the log holds `text` at least `occurrences` times (the event a test synchronises on);
+    /// false if it does not within `timeoutSeconds`.
+    public func waitForLog(_ text: String, occurrences: Int = 1, timeoutSeconds: Double = 20) -> Bool {
+        let deadline = Date().addingTimeInterval(timeoutSeconds)
+        while Date() < deadline {
+            if log.components(separatedBy: text).count - 1 >= occurrences { return true }
+            usleep(20_000)
+        }
+        return false
+    }
+
     /// Sends `signal` and waits for the daemon to exit; returns its exit status (or the signal that ended
     /// it, as 128 + signal, the way a shell reports it).
     @discardableResult
