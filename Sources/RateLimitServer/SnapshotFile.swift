@@ -55,12 +55,24 @@ public enum SnapshotFile {
 
     /// The file's bytes, or nil when there is no file.
     public static func read(_ path: String) throws(Failure) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // Non-blocking, so that a FIFO without a writer cannot hold start-up; only a regular file is read (a
+        // device such as /dev/zero would never end).
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         if fd < 0 {
-            if errno == ENOENT { return nil }
-            throw failure("cannot open \(path)")
+            guard errno == ENOENT else { throw failure("cannot open \(path)") }
+            // Absent, or a symbolic link to nothing: the latter is a mistake to report, not a fresh start.
+            var link = stat()
+            if lstat(path, &link) == 0 {
+                throw Failure(description: "\(path) is a symbolic link to a file that does not exist")
+            }
+            return nil
         }
         defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw failure("cannot examine \(path)") }
+        guard info.st_mode & S_IFMT == S_IFREG else {
+            throw Failure(description: "\(path) is not a regular file (\(Self.kind(info.st_mode)))")
+        }
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 1 << 20)
         while true {
@@ -77,6 +89,17 @@ public enum SnapshotFile {
         let destination = path + suffix
         guard rename(path, destination) == 0 else { throw failure("cannot rename \(path) to \(destination)") }
         return destination
+    }
+
+    private static func kind(_ mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFDIR: "a directory"
+        case S_IFCHR: "a character device"
+        case S_IFBLK: "a block device"
+        case S_IFIFO: "a FIFO"
+        case S_IFSOCK: "a socket"
+        default: "not a file"
+        }
     }
 
     private static func failure(_ what: String) -> Failure {

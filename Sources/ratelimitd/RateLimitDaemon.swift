@@ -121,6 +121,10 @@ struct RateLimitDaemon: ParsableCommand {
         // hiredis writes with write(2): a Redis that went away must be an error to retry, not a SIGPIPE that
         // kills the daemon. (NIO ignores it too, but only once it opens its first socket, after the restore.)
         signal(SIGPIPE, SIG_IGN)
+        // Their default action ends the process; the daemon gives them no meaning, so a stray signal (a
+        // script meant for another service) must not stop the rate limiter.
+        signal(SIGUSR1, SIG_IGN)
+        signal(SIGUSR2, SIG_IGN)
         let journal = KeyValueLogHandler.standardErrorIsJournal
         LoggingSystem.bootstrap { _ in
             var handler = KeyValueLogHandler(journal: journal)
