@@ -10,7 +10,9 @@ import TOMLKit
 /// and the field; unknown settings are mistakes too, so a typo cannot silently leave a default in force.
 public enum ConfigFile {
     static let topLevelKeys: Set<String> = ["server", "store", "redis", "metrics", "envoy", "rules"]
-    static let serverKeys: Set<String> = ["listen", "shards", "log_level", "shutdown_timeout", "max_connections"]
+    static let serverKeys: Set<String> = [
+        "listen", "shards", "log_level", "shutdown_timeout", "max_connections", "idle_timeout",
+    ]
     static let storeKeys: Set<String> = ["snapshot_path", "snapshot_interval", "max_keys", "sweep_interval"]
     static let redisKeys: Set<String> = ["url", "mode", "key_prefix", "flush_interval", "on_error", "timeout"]
     static let metricsKeys: Set<String> = ["listen"]
@@ -83,6 +85,13 @@ public enum ConfigFile {
         }
         if let value = server["shutdown_timeout"] {
             settings.shutdownTimeoutNanos = try duration(value, file: file, location: location, field: "shutdown_timeout")
+        }
+        if let value = server["idle_timeout"] {
+            guard let text = value.string, let nanos = DaemonSettings.parseIdleTimeout(text) else {
+                throw ConfigError(file: file, location: location, field: "idle_timeout",
+                                  message: "must be \"0\" (never) or a duration string from \"1ms\" to \"365d\", such as \"300s\", got \(value.debugDescription)")
+            }
+            settings.idleTimeoutNanos = nanos
         }
         if let value = server["max_connections"] {
             let range = DaemonSettings.maxConnectionsRange

@@ -68,6 +68,7 @@ public final class PrometheusPublisher: Sendable {
                 state.advance("ratelimitd_rejected_connections_total", [("listener", listener)], to: Int64(count))
             }
             state.advance("ratelimitd_accept_pauses_total", to: Int64(reading.acceptPauses))
+            state.advance("ratelimitd_idle_closed_total", to: Int64(reading.idleClosed))
             state.set("ratelimitd_keys", to: Double(reading.keys))
             state.set("ratelimitd_connections", to: Double(reading.connections))
             state.set("ratelimitd_uptime_seconds", to: reading.uptimeSeconds)

@@ -38,6 +38,7 @@ struct ConnectionServices: Sendable {
             Statistic("connection_setup_failures", Int64(statistics.connectionSetup.totalFailures)),
             Statistic("rejected_connections", Int64(statistics.connectionSetup.totalRefusals)),
             Statistic("accept_pauses", Int64(statistics.connectionSetup.acceptPauses)),
+            Statistic("idle_closed", Int64(statistics.connectionSetup.idleCloses)),
             Statistic("keys", Int64(keys)),
             Statistic("allowed", allowed),
             Statistic("denied", denied),

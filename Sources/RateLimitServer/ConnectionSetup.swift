@@ -28,7 +28,10 @@ public final class ConnectionSetup: Sendable {
     private let open = ManagedAtomic(0)
     /// Times accepting paused because the process or system ran out of descriptors (or memory for them).
     private let acceptPauseCount = ManagedAtomic(0)
+    private let idleCloseCount = ManagedAtomic(0)
     public let maxConnections: Int
+    /// 0: connections are never closed for being idle.
+    public let idleTimeoutNanos: Int64
     private let logState = NIOLockedValueBox(LogState())
     private let logger: Logger
     private let now: @Sendable () -> Int64
@@ -38,10 +41,14 @@ public final class ConnectionSetup: Sendable {
         var suppressed = 0
     }
 
-    init(logger: Logger, now: @escaping @Sendable () -> Int64, maxConnections: Int = ServerConfiguration.defaultMaxConnections) {
+    init(
+        logger: Logger, now: @escaping @Sendable () -> Int64,
+        maxConnections: Int = ServerConfiguration.defaultMaxConnections, idleTimeoutNanos: Int64 = 0
+    ) {
         self.failures = Listener.allCases.map { _ in ManagedAtomic(0) }
         self.refusals = Listener.allCases.map { _ in ManagedAtomic(0) }
         self.maxConnections = maxConnections
+        self.idleTimeoutNanos = idleTimeoutNanos
         self.logger = logger
         self.now = now
     }
@@ -59,6 +66,9 @@ public final class ConnectionSetup: Sendable {
     }
 
     public var acceptPauses: Int { acceptPauseCount.load(ordering: .relaxed) }
+
+    /// Connections closed for having been idle `idleTimeoutNanos`, since start.
+    public var idleCloses: Int { idleCloseCount.load(ordering: .relaxed) }
 
     /// Connections of `listener` that were accepted but could not be set up, since start.
     public func failures(on listener: Listener) -> Int {
@@ -88,6 +98,12 @@ public final class ConnectionSetup: Sendable {
         do {
             if let options = channel.syncOptions {
                 try options.setOption(.tcpOption(.tcp_nodelay), value: 1)
+            }
+            if idleTimeoutNanos > 0 {
+                // Reads only: a timeout on writes too would allocate a promise for every write (replies follow
+                // requests here, so a connection that sends nothing has nothing in flight but answers owed).
+                try channel.pipeline.syncOperations.addHandlers(
+                    IdleStateHandler(readTimeout: .nanoseconds(idleTimeoutNanos)), IdleClose(closes: idleCloseCount))
             }
             try configure(channel)
             return channel.eventLoop.makeSucceededVoidFuture()
@@ -187,6 +203,26 @@ final class AcceptPause: ChannelInboundHandler {
             handler.value.resumeScheduled = false
             try? channel.syncOptions?.setOption(.autoRead, value: true)
         }
+    }
+}
+
+/// Closes a connection once `IdleStateHandler` says nothing has come from it for the idle timeout.
+final class IdleClose: ChannelInboundHandler {
+    typealias InboundIn = NIOAny
+
+    private let closes: ManagedAtomic<Int>
+
+    init(closes: ManagedAtomic<Int>) {
+        self.closes = closes
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        closes.wrappingIncrement(ordering: .relaxed)
+        context.close(promise: nil)
     }
 }
 

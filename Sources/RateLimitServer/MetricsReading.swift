@@ -25,6 +25,8 @@ public struct MetricsReading: Sendable {
     public var rejectedConnections: [(listener: String, count: Int)] = []
     /// Times accepting paused for want of descriptors.
     public var acceptPauses = 0
+    /// Connections closed for being idle.
+    public var idleClosed = 0
     /// Error replies by code word.
     public var errors: [(code: String, count: Int64)] = []
     /// The decision latency histogram: cumulative counts per upper bound in seconds (the last is +Inf).
@@ -65,6 +67,7 @@ extension RateLimitServer {
         reading.connectionSetupFailures = Listener.allCases.map { ($0.rawValue, connectionSetup.failures(on: $0)) }
         reading.rejectedConnections = Listener.allCases.map { ($0.rawValue, connectionSetup.refusals(on: $0)) }
         reading.acceptPauses = connectionSetup.acceptPauses
+        reading.idleClosed = connectionSetup.idleCloses
         reading.uptimeSeconds = Double(now - statistics.startedAt) / 1e9
 
         let loops = loopMetrics.all

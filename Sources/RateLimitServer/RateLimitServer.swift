@@ -50,7 +50,8 @@ public final class RateLimitServer: Sendable {
         self.statistics = ServerStatistics(
             startedAt: clock.nanosecondsNow(), snapshot: SnapshotStatus(),
             connectionSetup: ConnectionSetup(
-                logger: logger, now: { clock.nanosecondsNow() }, maxConnections: configuration.maxConnections))
+                logger: logger, now: { clock.nanosecondsNow() }, maxConnections: configuration.maxConnections,
+                idleTimeoutNanos: configuration.idleTimeoutNanos))
     }
 
     /// Binds the listening socket and starts serving; returns the bound channel (its `localAddress` holds

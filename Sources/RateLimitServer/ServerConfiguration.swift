@@ -18,6 +18,8 @@ public struct ServerConfiguration: Sendable {
     public var maxKeys: Int
     public var maxLineLength: Int
     public var maxConnections: Int
+    /// A connection that sends nothing for this long is closed; 0: never.
+    public var idleTimeoutNanos: Int64
     public var clock: any DecisionClock
 
     public init(
@@ -28,6 +30,7 @@ public struct ServerConfiguration: Sendable {
         maxKeys: Int = ServerConfiguration.defaultMaxKeys,
         maxLineLength: Int = LineFramer.defaultMaxLineLength,
         maxConnections: Int = ServerConfiguration.defaultMaxConnections,
+        idleTimeoutNanos: Int64 = 0,
         clock: any DecisionClock = SystemDecisionClock()
     ) {
         self.host = host
@@ -37,6 +40,7 @@ public struct ServerConfiguration: Sendable {
         self.maxKeys = maxKeys
         self.maxLineLength = maxLineLength
         self.maxConnections = maxConnections
+        self.idleTimeoutNanos = idleTimeoutNanos
         self.clock = clock
     }
 }

@@ -60,6 +60,7 @@ struct ConfigReloadService: Service {
             ("shutdown_timeout", "\(running.shutdownTimeoutNanos)", "\(next.shutdownTimeoutNanos)"),
             ("max_keys", "\(running.maxKeys)", "\(next.maxKeys)"),
             ("max_connections", "\(running.maxConnections)", "\(next.maxConnections)"),
+            ("idle_timeout", "\(running.idleTimeoutNanos)", "\(next.idleTimeoutNanos)"),
             ("sweep_interval", "\(running.sweepIntervalNanos)", "\(next.sweepIntervalNanos)"),
             ("metrics listen", running.metricsListen.map { "\($0)" } ?? "none", next.metricsListen.map { "\($0)" } ?? "none"),
             ("redis url", running.redis.map { "\($0)" } ?? "none", next.redis.map { "\($0)" } ?? "none"),

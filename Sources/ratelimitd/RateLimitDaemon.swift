@@ -56,6 +56,10 @@ struct RateLimitDaemon: ParsableCommand {
         valueName: "n"))
     var maxConnections: Int?
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Close a connection that sends nothing for this long; 0 for never (default 300s).", valueName: "duration"))
+    var idleTimeout: String?
+
     @Option(name: .long, help: ArgumentHelp("How often every key is checked for freshness (default 10s).", valueName: "duration"))
     var sweepInterval: String?
 

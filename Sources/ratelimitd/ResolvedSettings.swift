@@ -24,6 +24,8 @@ struct ResolvedSettings {
     var snapshotIntervalNanos: Int64
     var maxKeys: Int
     var maxConnections = ServerConfiguration.defaultMaxConnections
+    /// 0: never.
+    var idleTimeoutNanos = DaemonSettings.defaultIdleTimeoutNanos
     var sweepIntervalNanos: Int64
     var redis: RedisEndpoint?
     var redisKeyPrefix: String
@@ -43,7 +45,7 @@ struct ResolvedSettings {
     var server: ServerConfiguration {
         ServerConfiguration(
             host: listen.host, port: listen.port, shards: shards, rules: rules, maxKeys: maxKeys,
-            maxConnections: maxConnections)
+            maxConnections: maxConnections, idleTimeoutNanos: idleTimeoutNanos)
     }
 
     static func resolve(_ flags: RateLimitDaemon) throws -> ResolvedSettings {
@@ -73,6 +75,13 @@ struct ResolvedSettings {
         }
         try resolveEnvoy(flags, file: file, into: &resolved)
         try resolveRedis(flags, into: &resolved)
+        resolved.idleTimeoutNanos = file.idleTimeoutNanos ?? DaemonSettings.defaultIdleTimeoutNanos
+        if let text = flags.idleTimeout {
+            guard let nanos = DaemonSettings.parseIdleTimeout(text) else {
+                throw FlagError("--idle-timeout must be 0 (never) or a duration from 1ms to 365d, such as 300s, got \"\(text)\"")
+            }
+            resolved.idleTimeoutNanos = nanos
+        }
         resolved.maxConnections = file.maxConnections ?? ServerConfiguration.defaultMaxConnections
         if let count = flags.maxConnections {
             let range = DaemonSettings.maxConnectionsRange
@@ -218,6 +227,7 @@ struct ResolvedSettings {
         lines.append("log_level = \(logLevel.rawValue)")
         lines.append("shutdown_timeout = \(WindowDuration.format(shutdownTimeoutNanos))")
         lines.append("max_connections = \(maxConnections)")
+        lines.append("idle_timeout = \(idleTimeoutNanos == 0 ? "never" : WindowDuration.format(idleTimeoutNanos))")
         lines.append("max_keys = \(maxKeys), swept every \(WindowDuration.format(sweepIntervalNanos))")
         if let snapshotPath {
             lines.append("snapshot_path = \(snapshotPath), every \(WindowDuration.format(snapshotIntervalNanos))")

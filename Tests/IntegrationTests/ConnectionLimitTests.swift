@@ -56,6 +56,34 @@ struct ConnectionLimitTests {
         #expect(shown.status == 0 && shown.output.contains("max_connections = 250"), "\(shown.output)")
     }
 
+    @Test func anIdleConnectionIsClosedAndABusyOneIsNot() throws {
+        let daemon = try DaemonProcess(arguments: ["--idle-timeout", "300ms"])
+        let idle = try LineClient(port: daemon.port)
+        let busy = try LineClient(port: daemon.port)
+        #expect(try idle.request("PING") == "PONG")
+        let started = Date()
+        // Traffic every 100 ms keeps a connection open past the timeout.
+        for _ in 0..<12 {
+            #expect(try busy.request("PING") == "PONG")
+            usleep(100_000)
+        }
+        #expect(try idle.readLine() == nil, "the idle connection was closed")
+        #expect(Date().timeIntervalSince(started) < 5)
+        #expect(try busy.request("PING") == "PONG")
+        #expect(try LineClient(port: daemon.port).statistics()["idle_closed"] == 1)
+    }
+
+    @Test func theIdleTimeoutIsValidatedAndZeroMeansNever() throws {
+        let never = try DaemonProcess.runToExit(["--idle-timeout", "0", "--check-config"])
+        #expect(never.status == 0 && never.output.contains("idle_timeout = never"), "\(never.output)")
+        let byDefault = try DaemonProcess.runToExit(["--check-config"])
+        #expect(byDefault.output.contains("idle_timeout = 5m"), "\(byDefault.output)")
+        let bad = try DaemonProcess.runToExit(["--idle-timeout", "soon", "--check-config"])
+        #expect(bad.status == 1 && bad.output.contains("--idle-timeout must be 0 (never) or a duration"), "\(bad.output)")
+        let file = try DaemonProcess.runToExit(["--config", try temporaryFile("[server]\nidle_timeout = 30\n"), "--check-config"])
+        #expect(file.status == 1 && file.output.contains("idle_timeout: must be \"0\" (never) or a duration string"), "\(file.output)")
+    }
+
     /// Under `prlimit --nofile=64`, 80 connections at once: accepting pauses (logged once, no CPU spent
     /// spinning), the connection already open is served meanwhile, and accepting resumes once they go.
     @Test(.enabled(if: ExternalTool.required || ExternalTool.available("prlimit")))
