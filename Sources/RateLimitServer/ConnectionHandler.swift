@@ -26,10 +26,14 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private let waiter: ConnectionWaiter
     private var context: ChannelHandlerContext?
 
+    /// Closes the connection when it has sent nothing for the idle timeout (nil: never).
+    private let idle: IdleWatch?
+
     init(
         services: ConnectionServices, allocator: ByteBufferAllocator, loopMetrics: LoopMetrics, eventLoop: any EventLoop,
-        logger: Logger
+        logger: Logger, idle: IdleWatch? = nil
     ) {
+        self.idle = idle
         let waiter = ConnectionWaiter(eventLoop: eventLoop)
         self.waiter = waiter
         self.processor = RequestProcessor(
@@ -42,7 +46,13 @@ final class ConnectionHandler: ChannelDuplexHandler {
         waiter.handler = self
     }
 
+    func channelActive(context: ChannelHandlerContext) {
+        idle?.start(context)
+        context.fireChannelActive()
+    }
+
     func handlerRemoved(context: ChannelHandlerContext) {
+        idle?.stop()
         self.context = nil
         waiter.handler = nil
         waiter.open.store(false, ordering: .relaxed)
@@ -67,6 +77,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        idle?.heard = true
         var incoming = unwrapInboundIn(data)
         processor.receive(&incoming)
     }

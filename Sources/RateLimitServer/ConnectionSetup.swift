@@ -67,6 +67,12 @@ public final class ConnectionSetup: Sendable {
 
     public var acceptPauses: Int { acceptPauseCount.load(ordering: .relaxed) }
 
+    /// A watch that closes a connection idle for `idleTimeoutNanos`, or nil when it is 0 (never). The client
+    /// listener's handler keeps its own; the others get an `IdleClose` handler from `setUp`.
+    func idleWatch() -> IdleWatch? {
+        idleTimeoutNanos > 0 ? IdleWatch(timeoutNanos: idleTimeoutNanos, closes: idleCloseCount) : nil
+    }
+
     /// Connections closed for having been idle `idleTimeoutNanos`, since start.
     public var idleCloses: Int { idleCloseCount.load(ordering: .relaxed) }
 
@@ -99,8 +105,8 @@ public final class ConnectionSetup: Sendable {
             if let options = channel.syncOptions {
                 try options.setOption(.tcpOption(.tcp_nodelay), value: 1)
             }
-            if idleTimeoutNanos > 0 {
-                try channel.pipeline.syncOperations.addHandler(IdleClose(timeoutNanos: idleTimeoutNanos, closes: idleCloseCount))
+            if listener != .client, let watch = idleWatch() {
+                try channel.pipeline.syncOperations.addHandler(IdleClose(watch))
             }
             try configure(channel)
             return channel.eventLoop.makeSucceededVoidFuture()
@@ -205,16 +211,16 @@ final class AcceptPause: ChannelInboundHandler {
 
 /// Closes a connection that has sent nothing for the idle timeout: every half timeout a timer looks whether
 /// anything came since it last looked, so a connection is closed after between one and one and a half
-/// timeouts of silence. A read costs one flag store: NIO's `IdleStateHandler` reads the clock for every
-/// read burst (and with a write timeout allocates a promise for every write), which measured 9 % more
-/// instructions per unpipelined request. Only what a client sends counts: replies follow requests, so a
-/// quiet connection owes nothing but answers Redis has not given yet, which `[redis] timeout` bounds.
-final class IdleClose: ChannelInboundHandler {
-    typealias InboundIn = NIOAny
-
+/// timeouts of silence. A read costs one flag store, and the client connection's own handler keeps the watch
+/// (no handler of its own in the pipeline): NIO's `IdleStateHandler` reads the clock for every read burst
+/// (and with a write timeout allocates a promise for every write), which measured 9 % more instructions per
+/// unpipelined request. Only what a client sends counts: replies follow requests, so a quiet connection
+/// owes nothing but answers Redis has not given yet, which `[redis] timeout` bounds.
+final class IdleWatch {
     private let half: TimeAmount
     private let closes: ManagedAtomic<Int>
-    private var heard = true
+    /// Input came since the last look.
+    var heard = true
     /// Looks in a row that found nothing had come.
     private var silentLooks = 0
     private var timer: Scheduled<Void>?
@@ -224,41 +230,58 @@ final class IdleClose: ChannelInboundHandler {
         self.closes = closes
     }
 
-    func channelActive(context: ChannelHandlerContext) {
-        schedule(context)
-        context.fireChannelActive()
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        heard = true
-        context.fireChannelRead(data)
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        timer?.cancel()
-        timer = nil
-        context.fireChannelInactive()
-    }
-
-    private func schedule(_ context: ChannelHandlerContext) {
-        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+    /// Starts watching (the channel is active).
+    func start(_ context: ChannelHandlerContext) {
+        let watch = NIOLoopBound(self, eventLoop: context.eventLoop)
         let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
         timer = context.eventLoop.scheduleTask(in: half) {
-            handler.value.check(bound.value)
+            watch.value.look(bound.value)
         }
     }
 
-    private func check(_ context: ChannelHandlerContext) {
+    func stop() {
+        timer?.cancel()
+        timer = nil
+    }
+
+    private func look(_ context: ChannelHandlerContext) {
         guard context.channel.isActive else { return }
         silentLooks = heard ? 0 : silentLooks + 1
         heard = false
         // Two looks in a row without input: silent for at least one timeout.
         guard silentLooks >= 2 else {
-            schedule(context)
+            start(context)
             return
         }
         closes.wrappingIncrement(ordering: .relaxed)
         context.close(promise: nil)
+    }
+}
+
+/// The idle watch as a handler of its own, for the listeners whose handlers are not ours to extend (metrics,
+/// gRPC).
+final class IdleClose: ChannelInboundHandler {
+    typealias InboundIn = NIOAny
+
+    private let watch: IdleWatch
+
+    init(_ watch: IdleWatch) {
+        self.watch = watch
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        watch.start(context)
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        watch.heard = true
+        context.fireChannelRead(data)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        watch.stop()
+        context.fireChannelInactive()
     }
 }
 

@@ -78,7 +78,7 @@ public final class RateLimitServer: Sendable {
                     let handler = ConnectionHandler(
                         services: services, allocator: channel.allocator,
                         loopMetrics: loopMetrics.metrics(for: channel.eventLoop), eventLoop: channel.eventLoop,
-                        logger: logger)
+                        logger: logger, idle: connectionSetup.idleWatch())
                     try channel.pipeline.syncOperations.addHandler(handler)
                     connections.register(channel)
                 }
