@@ -136,6 +136,9 @@ struct RateLimitDaemon: ParsableCommand {
             return handler
         }
         let logger = Logger(label: "ratelimitd")
+        for warning in settings.exposureWarnings {
+            logger.warning("\(warning.dropFirst("warning: ".count))")
+        }
         let server = RateLimitServer(configuration: settings.server, logger: logger) { shards, loops in
             guard let endpoint = settings.redis, settings.redisShared else { return LocalDecider(shards: shards) }
             return SharedDecider(

@@ -219,9 +219,20 @@ struct ResolvedSettings {
         return nanos
     }
 
+    /// Listeners other machines may reach while nothing authenticates clients: anyone who reaches them can
+    /// `RESET` any key or check it under any limit. Logged at start and printed by `--check-config`.
+    var exposureWarnings: [String] {
+        var exposed = [("client port", listen)]
+        if let envoyListen { exposed.append(("Envoy gRPC port", envoyListen)) }
+        return exposed.filter { !$0.1.isLoopback }.map { name, address in
+            "warning: the \(name) listens on \(address), beyond loopback, and nothing authenticates clients: anyone who reaches it can reset any key or check it under any limit; listen on loopback or a private network"
+        }
+    }
+
     /// What `--check-config` prints.
     var summary: String {
         var lines = ["configuration OK" + (configPath.map { " (\($0))" } ?? " (built-in defaults)")]
+        lines += exposureWarnings
         lines.append("listen = \(listen)")
         lines.append("shards = \(shards)")
         lines.append("log_level = \(logLevel.rawValue)")

@@ -43,4 +43,22 @@ struct HardeningTests {
         #expect(run.output.contains(expected), "\(run.output)")
         #expect(Date().timeIntervalSince(started) < 10)
     }
+
+    /// Nothing authenticates clients yet, so a port other machines may reach is worth a warning, at start
+    /// and in --check-config (checked there, so the test binds nothing beyond loopback).
+    @Test func listeningBeyondLoopbackIsWarnedAbout() throws {
+        let rules = "\(EnvoyTests.root)/contrib/envoy/ratelimit.yaml"
+        let exposed = try DaemonProcess.runToExit([
+            "--listen", "0.0.0.0:7283", "--envoy-listen", "[::]:8081", "--envoy-config", rules, "--check-config",
+        ])
+        #expect(exposed.status == 0)
+        #expect(exposed.output.contains("warning: the client port listens on 0.0.0.0:7283, beyond loopback, and nothing authenticates clients"), "\(exposed.output)")
+        #expect(exposed.output.contains("warning: the Envoy gRPC port listens on [::]:8081, beyond loopback"), "\(exposed.output)")
+        for (listen, envoy) in [("127.0.0.1:7283", "127.0.0.2:8081"), ("[::1]:7283", "localhost:8081")] {
+            let local = try DaemonProcess.runToExit([
+                "--listen", listen, "--envoy-listen", envoy, "--envoy-config", rules, "--check-config",
+            ])
+            #expect(local.status == 0 && !local.output.contains("warning"), "\(local.output)")
+        }
+    }
 }
