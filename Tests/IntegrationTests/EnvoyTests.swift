@@ -59,6 +59,18 @@ struct EnvoyTests {
         return (daemon, port)
     }
 
+    /// `rls_checks.py`'s before-reload phase against a daemon in shared mode on `redisURL`: every answer
+    /// checked, then the daemon's STATS.
+    func checksInSharedMode(redisURL: String) throws -> [String: Int64] {
+        let directory = try rulesDirectory(["shop.yaml": Self.shopRules])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let (daemon, port) = try startDaemon(
+            rules: directory, ["--redis", redisURL, "--redis-mode", "shared", "--redis-timeout", "2s"])
+        let checks = try runChecks(port: port, phase: "before-reload")
+        #expect(checks.status == 0, "\(checks.output)\n\(daemon.log)")
+        return try LineClient(port: daemon.port).statistics()
+    }
+
     func runChecks(port: Int, phase: String) throws -> (status: Int32, output: String) {
         let path = try #require(ProcessInfo.processInfo.environment["RATELIMITD_GRPC_PYTHONPATH"])
         return try ExternalTool.run(

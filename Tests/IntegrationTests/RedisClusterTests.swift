@@ -157,14 +157,7 @@ struct RedisClusterTests {
     @Test(.enabled(if: ExternalTool.required || ProcessInfo.processInfo.environment["RATELIMITD_GRPC_PYTHONPATH"] != nil))
     func envoyRequestsAreDecidedOnTheClusterWithEveryAnswerAsInLocalMode() throws {
         let cluster = try RedisClusterProcess()
-        let envoy = EnvoyTests()
-        let directory = try envoy.rulesDirectory(["shop.yaml": EnvoyTests.shopRules])
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let (daemon, port) = try envoy.startDaemon(
-            rules: directory, ["--redis", cluster.url, "--redis-mode", "shared", "--redis-timeout", "2s"])
-        let checks = try envoy.runChecks(port: port, phase: "before-reload")
-        #expect(checks.status == 0, "\(checks.output)\n\(daemon.log)")
-        let stats = try LineClient(port: daemon.port).statistics()
+        let stats = try EnvoyTests().checksInSharedMode(redisURL: cluster.url)
         #expect(stats["shared_decided"] == 29 && stats["shared_fallbacks"] == 0 && stats["shared_errors"] == 0, "\(stats)")
         let perNode = try cluster.keyCounts()
         #expect(perNode.filter { $0 > 0 }.count >= 2, "the descriptors' keys are spread over the primaries: \(perNode)")

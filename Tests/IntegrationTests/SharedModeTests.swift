@@ -200,14 +200,7 @@ struct SharedModeTests {
     @Test(.enabled(if: ExternalTool.required || ProcessInfo.processInfo.environment["RATELIMITD_GRPC_PYTHONPATH"] != nil))
     func envoyRequestsAreDecidedInRedisWithEveryAnswerAsInLocalMode() throws {
         let redis = try RedisServerProcess()
-        let envoy = EnvoyTests()
-        let directory = try envoy.rulesDirectory(["shop.yaml": EnvoyTests.shopRules])
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let (daemon, port) = try envoy.startDaemon(
-            rules: directory, ["--redis", redis.url, "--redis-mode", "shared", "--redis-timeout", "2s"])
-        let checks = try envoy.runChecks(port: port, phase: "before-reload")
-        #expect(checks.status == 0, "\(checks.output)\n\(daemon.log)")
-        let stats = try LineClient(port: daemon.port).statistics()
+        let stats = try EnvoyTests().checksInSharedMode(redisURL: redis.url)
         // 29 requests had a limit to decide (the others had none, an unknown domain, or were refused).
         #expect(stats["shared_decided"] == 29 && stats["shared_fallbacks"] == 0, "\(stats)")
         #expect(stats["envoy_requests"] == 35 && stats["envoy_over_limit"] == 8, "\(stats)")
