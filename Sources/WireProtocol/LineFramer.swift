@@ -30,16 +30,24 @@ public struct LineFramer: Sendable {
 
     public func next(in buffer: inout ByteBuffer) -> Frame {
         // Only the first maxLineLength + 2 bytes can hold the end of an acceptable line (`\r\n`).
+        let maxLineLength = self.maxLineLength
         let scanned = buffer.withUnsafeReadableBytes { bytes -> (newline: Int?, count: Int, carriageReturn: Bool) in
             let searched = min(bytes.count, maxLineLength + 2)
             guard searched > 0, let base = bytes.baseAddress,
                 let found = memchr(base, Int32(UInt8(ascii: "\n")), searched)
-            else { return (nil, bytes.count, false) }
+            else {
+                // No end yet: past the longest line, only a `\r` (of a closing `\r\n`) may still come.
+                let hopeless = bytes.count > maxLineLength + 1
+                    || (bytes.count == maxLineLength + 1 && bytes[maxLineLength] != UInt8(ascii: "\r"))
+                return (nil, hopeless ? .max : bytes.count, false)
+            }
             let newline = base.distance(to: UnsafeRawPointer(found))
             return (newline, bytes.count, newline > 0 && bytes[newline - 1] == UInt8(ascii: "\r"))
         }
         guard let newline = scanned.newline else {
-            return scanned.count > maxLineLength + 1 ? .tooLong : .needMoreData
+            // A line is refused as soon as the byte after its longest allowed length arrives (unless that
+            // byte is the `\r` of its end).
+            return scanned.count == .max ? .tooLong : .needMoreData
         }
         let length = scanned.carriageReturn ? newline - 1 : newline
         guard length <= maxLineLength else { return .tooLong }

@@ -126,7 +126,10 @@ struct FramingTests {
         guard case .tooLong = framer.next(in: &partial) else { Issue.record("partial overlong accepted"); return }
         var complete = ByteBuffer(string: String(repeating: "x", count: 11) + "\n")
         guard case .tooLong = framer.next(in: &complete) else { Issue.record("overlong accepted"); return }
-        var waiting = ByteBuffer(string: String(repeating: "x", count: 11))
+        // Refused at the 11th byte, unless it is the \r of a closing \r\n.
+        var eleventh = ByteBuffer(string: String(repeating: "x", count: 11))
+        guard case .tooLong = framer.next(in: &eleventh) else { Issue.record("11th byte accepted"); return }
+        var waiting = ByteBuffer(string: String(repeating: "x", count: 10) + "\r")
         guard case .needMoreData = framer.next(in: &waiting) else { Issue.record("may still end in \\r\\n"); return }
     }
 
