@@ -184,13 +184,17 @@ local function max(a, b) return cmp(a, b) >= 0 and a or b end
 local function min(a, b) return cmp(a, b) <= 0 and a or b end
 
 -- floor(a / b) for a >= 0, b > 0.
+-- floor(a / b) for numbers, integers below 2^53 in size, b > 0: exact (the quotient's rounding is
+-- corrected).
+local function fdiv(a, b)
+  local q = floor(a / b)
+  local rem = a - q * b
+  if rem < 0 then return q - 1 elseif rem >= b then return q + 1 end
+  return q
+end
+
 local function div(a, b)
-  if type(a) == 'number' and type(b) == 'number' then
-    local q = floor(a / b)
-    local r = a - q * b
-    if r < 0 then q = q - 1 elseif r >= b then q = q + 1 end
-    return q
-  end
+  if type(a) == 'number' and type(b) == 'number' then return fdiv(a, b) end
   a, b = tobig(a), tobig(b)
   local q, r = {}, { 0 }
   for i = #a, 1, -1 do
@@ -252,12 +256,7 @@ local G = 1000000000
 local nowS, nowN
 
 local function floorDiv(a, b)
-  if type(a) == 'number' then
-    local q = floor(a / b)
-    local r = a - q * b
-    if r < 0 then q = q - 1 elseif r >= b then q = q + 1 end
-    return q
-  end
+  if type(a) == 'number' then return fdiv(a, b) end
   if not a.neg then return div(a, b) end
   local m = negate(a)
   local q = div(m, b)
@@ -307,12 +306,6 @@ end
 local function positive(n)
   if type(n) == 'number' then return n > 0 end
   return not n.neg
-end
-
--- Milliseconds for a reply's reset: rounded up, 0 for nothing to wait.
-local function millis(nanos)
-  if not positive(nanos) then return 0 end
-  return add(div(sub(nanos, 1), 1000000), 1)
 end
 
 -- a*b/c and a*b <=> c*d, exact: computed in doubles, and again with big integers only when the doubles'
@@ -369,10 +362,7 @@ end
 local function millis(nanos)
   if type(nanos) == 'number' then
     if nanos <= 0 then return 0 end
-    local q = floor((nanos - 1) / 1000000)
-    local r = nanos - 1 - q * 1000000
-    if r < 0 then q = q - 1 elseif r >= 1000000 then q = q + 1 end
-    return q + 1
+    return fdiv(nanos - 1, 1000000) + 1
   end
   if nanos.neg then return 0 end
   return add(div(sub(nanos, 1), 1000000), 1)
@@ -395,13 +385,6 @@ local function bucketRemaining(backlog, burst, r, w)
   local queued = mulDivCeil(backlog, r, w)
   if type(queued) ~= 'number' or queued >= burst then return 0 end
   return burst - queued
-end
--- floor(a / b) for integers 0 <= a < 2^53, b > 0: exact (the quotient's rounding is corrected).
-local function fdiv(a, b)
-  local q = floor(a / b)
-  local rem = a - q * b
-  if rem < 0 then return q - 1 elseif rem >= b then return q + 1 end
-  return q
 end
 -- bucketRemaining when every product is below 2^53 (see bucket.check).
 local function fastRemaining(backlog, burst, r, w)
