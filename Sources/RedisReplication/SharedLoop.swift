@@ -117,23 +117,24 @@ final class SharedLoop: @unchecked Sendable {
         // Keys of held work (later work on them waits too) and of this round, with whether it RESETs them.
         var blocked = Set<UInt64>()
         var inRound: [UInt64: Bool] = [:]
-        var requestsPerNode: [RedisEndpoint: [Request]] = [:]
+        // Each request with its slot (0 on a single server), found once.
+        var requestsPerNode: [RedisEndpoint: [(slot: Int, request: Request)]] = [:]
         var nodeOrder: [RedisEndpoint] = []
         var batchesPerNode: [RedisEndpoint: [BatchJob]] = [:]
         while let work = queue.popFirst() {
             let conflicts: Bool
-            let firstKey: [UInt8]
+            let slot: Int
             switch work {
             case .request(let request):
                 let isReset = work.isReset
                 conflicts = busy[request.hash] != nil || blocked.contains(request.hash)
                     || inRound[request.hash].map { $0 || isReset } ?? false
-                firstKey = request.stateKey
+                slot = map == nil ? 0 : ClusterSlot.of(request.stateKey)
             case .batch(let job):
                 conflicts = job.hashes.contains { busy[$0] != nil || blocked.contains($0) || inRound[$0] != nil }
-                firstKey = job.stateKeys[0]
+                slot = map == nil ? 0 : ClusterSlot.of(job.stateKeys[0])
             }
-            let node = map.map { $0.endpoint(forSlot: ClusterSlot.of(firstKey)) } ?? context.seed
+            let node = map?.endpoint(forSlot: slot) ?? context.seed
             if conflicts || (links[node]?.owed ?? 0) >= Self.maxOwedPerLink {
                 switch work {
                 case .request(let request): blocked.insert(request.hash)
@@ -146,7 +147,7 @@ final class SharedLoop: @unchecked Sendable {
             switch work {
             case .request(let request):
                 inRound[request.hash] = (inRound[request.hash] ?? false) || work.isReset
-                requestsPerNode[node, default: []].append(request)
+                requestsPerNode[node, default: []].append((slot, request))
             case .batch(let job):
                 for hash in job.hashes { inRound[hash] = true }
                 batchesPerNode[node, default: []].append(job)
@@ -168,15 +169,12 @@ final class SharedLoop: @unchecked Sendable {
 
     /// A node's requests as calls: by slot (stably, so a key's requests keep their order), runs of CHECKs
     /// of at most `maxKeysPerCall` keys, a call per RESET.
-    private static func calls(for requests: [Request], cluster: Bool) -> [Call] {
+    private static func calls(for requests: [(slot: Int, request: Request)], cluster: Bool) -> [Call] {
         guard !requests.isEmpty else { return [] }
-        let ordered: [Request]
-        if cluster {
-            ordered = requests.enumerated().map { (ClusterSlot.of($0.element.stateKey), $0.offset, $0.element) }
-                .sorted { ($0.0, $0.1) < ($1.0, $1.1) }.map(\.2)
-        } else {
-            ordered = requests
-        }
+        // Stable: by slot, then arrival. On a single server every slot is 0 and arrival order is the order.
+        let ordered = cluster
+            ? requests.enumerated().sorted { ($0.element.slot, $0.offset) < ($1.element.slot, $1.offset) }.map(\.element)
+            : requests
         var calls: [Call] = []
         var run: [Request] = []
         var runSlot = -1
@@ -184,8 +182,7 @@ final class SharedLoop: @unchecked Sendable {
             if !run.isEmpty { calls.append(Call(kind: .checks(run), slot: runSlot)) }
             run = []
         }
-        for request in ordered {
-            let slot = cluster ? ClusterSlot.of(request.stateKey) : 0
+        for (slot, request) in ordered {
             if !run.isEmpty, slot != runSlot || run.count == SharedDecider.maxKeysPerCall { cut() }
             if case .reset = request.operation {
                 cut()

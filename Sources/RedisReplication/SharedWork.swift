@@ -14,11 +14,6 @@ enum Work: Sendable {
         return false
     }
 
-    var isBatch: Bool {
-        if case .batch = self { return true }
-        return false
-    }
-
     var queuedAt: Int64 {
         switch self {
         case .request(let request): request.queuedAt
