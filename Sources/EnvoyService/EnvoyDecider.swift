@@ -76,15 +76,6 @@ public struct EnvoyDecider: Sendable {
         var now: Int64
     }
 
-    /// Decides `request` at once, through a decider that answers at once.
-    func decide(_ request: RateLimitRequest) throws(GRPCStatus) -> RateLimitResponse {
-        let prepared = try prepare(request)
-        guard let outcome = decider.decideAll(prepared.items, alwaysOver: prepared.alwaysOver, now: prepared.now, later: { _ in }) else {
-            throw GRPCStatus(.internalError, "the decider did not answer at once")
-        }
-        return respond(prepared, outcome)
-    }
-
     func prepare(_ request: RateLimitRequest) throws(GRPCStatus) -> Prepared {
         guard !request.domain.isEmpty else {
             throw GRPCStatus(.invalidArgument, "rate limit domain must not be empty")

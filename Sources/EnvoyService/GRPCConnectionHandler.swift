@@ -113,7 +113,7 @@ final class GRPCConnectionHandler: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
                 respond(.failure(error), on: stream, context)
             }
         case .fail(let stream, let status, let reset):
-            write(.headers(.init(headers: Self.trailersOnly(status), endStream: true)), on: stream, context)
+            respond(.failure(status), on: stream, context)
             if reset { write(.rstStream(.noError), on: stream, context) }
         case .refuse(let stream, let httpStatus, let reset):
             write(.headers(.init(headers: [":status": "\(httpStatus)"], endStream: true)), on: stream, context)

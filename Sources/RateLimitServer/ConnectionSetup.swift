@@ -23,8 +23,8 @@ public final class ConnectionSetup: Sendable {
     /// One log line per this many nanoseconds at most; the next line says how many were not logged.
     static let logInterval: Int64 = 10_000_000_000
 
-    private let failures: [ManagedAtomic<Int>]
-    private let refusals: [ManagedAtomic<Int>]
+    private let failures = ListenerCounts()
+    private let refusals = ListenerCounts()
     private let open = ManagedAtomic(0)
     /// Times accepting paused because the process or system ran out of descriptors (or memory for them).
     private let acceptPauseCount = ManagedAtomic(0)
@@ -45,24 +45,19 @@ public final class ConnectionSetup: Sendable {
         logger: Logger, now: @escaping @Sendable () -> Int64,
         maxConnections: Int = ServerConfiguration.defaultMaxConnections, idleTimeoutNanos: Int64 = 0
     ) {
-        self.failures = Listener.allCases.map { _ in ManagedAtomic(0) }
-        self.refusals = Listener.allCases.map { _ in ManagedAtomic(0) }
         self.maxConnections = maxConnections
         self.idleTimeoutNanos = idleTimeoutNanos
         self.logger = logger
         self.now = now
     }
 
-    /// Connections open now, over every listener (refused ones not counted).
-    public var openConnections: Int { open.load(ordering: .relaxed) }
-
     /// Connections of `listener` refused for `maxConnections`, since start.
     public func refusals(on listener: Listener) -> Int {
-        refusals[Self.index(listener)].load(ordering: .relaxed)
+        refusals.count(on: listener)
     }
 
     public var totalRefusals: Int {
-        Listener.allCases.reduce(0) { $0 + refusals(on: $1) }
+        refusals.total
     }
 
     public var acceptPauses: Int { acceptPauseCount.load(ordering: .relaxed) }
@@ -78,12 +73,12 @@ public final class ConnectionSetup: Sendable {
 
     /// Connections of `listener` that were accepted but could not be set up, since start.
     public func failures(on listener: Listener) -> Int {
-        failures[Self.index(listener)].load(ordering: .relaxed)
+        failures.count(on: listener)
     }
 
     /// All such connections, over every listener.
     public var totalFailures: Int {
-        Listener.allCases.reduce(0) { $0 + failures(on: $1) }
+        failures.total
     }
 
     /// Sets up `channel`, accepted on `listener`: TCP_NODELAY (at the TCP level: the SOL_SOCKET option of
@@ -95,7 +90,7 @@ public final class ConnectionSetup: Sendable {
         // Taken before the check, so two loops accepting at once cannot both take the last place.
         guard open.loadThenWrappingIncrement(ordering: .relaxed) < maxConnections else {
             open.wrappingDecrement(ordering: .relaxed)
-            refusals[Self.index(listener)].wrappingIncrement(ordering: .relaxed)
+            refusals.add(on: listener)
             return channel.eventLoop.makeCompletedFuture {
                 try channel.pipeline.syncOperations.addHandler(RefusedConnection(listener: listener))
             }
@@ -118,7 +113,7 @@ public final class ConnectionSetup: Sendable {
 
     /// Counts a connection that could not be set up and logs it, at most once per `logInterval`.
     func record(_ error: any Error, listener: Listener, peer: SocketAddress?) {
-        failures[Self.index(listener)].wrappingIncrement(ordering: .relaxed)
+        failures.add(on: listener)
         let time = now()
         let suppressed: Int? = logState.withLockedValue { state in
             // A clock that stepped back logs at once rather than staying quiet until it catches up.
@@ -146,6 +141,22 @@ public final class ConnectionSetup: Sendable {
                 AcceptPause(listener: listener, logger: logger, pauses: acceptPauseCount))
         }
     }
+
+}
+
+/// A count per listener, read one by one or in total.
+struct ListenerCounts: Sendable {
+    private let counts = Listener.allCases.map { _ in ManagedAtomic(0) }
+
+    func add(on listener: Listener) {
+        counts[Self.index(listener)].wrappingIncrement(ordering: .relaxed)
+    }
+
+    func count(on listener: Listener) -> Int {
+        counts[Self.index(listener)].load(ordering: .relaxed)
+    }
+
+    var total: Int { counts.reduce(0) { $0 + $1.load(ordering: .relaxed) } }
 
     private static func index(_ listener: Listener) -> Int {
         Listener.allCases.firstIndex(of: listener)!
