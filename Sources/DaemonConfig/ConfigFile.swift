@@ -12,6 +12,7 @@ public enum ConfigFile {
     static let topLevelKeys: Set<String> = ["server", "store", "redis", "metrics", "envoy", "rules"]
     static let serverKeys: Set<String> = [
         "listen", "shards", "log_level", "shutdown_timeout", "max_connections", "idle_timeout",
+        "request_timeout",
     ]
     static let storeKeys: Set<String> = ["snapshot_path", "snapshot_interval", "max_keys", "sweep_interval"]
     static let redisKeys: Set<String> = ["url", "mode", "key_prefix", "flush_interval", "on_error", "timeout"]
@@ -87,11 +88,10 @@ public enum ConfigFile {
             settings.shutdownTimeoutNanos = try duration(value, file: file, location: location, field: "shutdown_timeout")
         }
         if let value = server["idle_timeout"] {
-            guard let text = value.string, let nanos = DaemonSettings.parseIdleTimeout(text) else {
-                throw ConfigError(file: file, location: location, field: "idle_timeout",
-                                  message: "must be \"0\" (never) or a duration string from \"1ms\" to \"365d\", such as \"300s\", got \(value.debugDescription)")
-            }
-            settings.idleTimeoutNanos = nanos
+            settings.idleTimeoutNanos = try timeout(value, file: file, location: location, field: "idle_timeout", example: "300s")
+        }
+        if let value = server["request_timeout"] {
+            settings.requestTimeoutNanos = try timeout(value, file: file, location: location, field: "request_timeout", example: "10s")
         }
         if let value = server["max_connections"] {
             let range = DaemonSettings.maxConnectionsRange
@@ -108,6 +108,17 @@ public enum ConfigFile {
             }
             settings.logLevel = level
         }
+    }
+
+    /// A connection timeout: "0" (never) or a duration string.
+    private static func timeout(
+        _ value: any TOMLValueConvertible, file: String, location: String, field: String, example: String
+    ) throws(ConfigError) -> Int64 {
+        guard let text = value.string, let nanos = DaemonSettings.parseTimeout(text) else {
+            throw ConfigError(file: file, location: location, field: field,
+                              message: "must be \"0\" (never) or a duration string from \"1ms\" to \"365d\", such as \"\(example)\", got \(value.debugDescription)")
+        }
+        return nanos
     }
 
     private static func parseStore(_ store: TOMLTable, into settings: inout DaemonSettings, file: String) throws(ConfigError) {

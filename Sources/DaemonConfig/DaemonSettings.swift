@@ -19,6 +19,8 @@ public struct DaemonSettings: Sendable {
     public var maxConnections: Int?
     /// `[server] idle_timeout`: a connection that sends nothing for this long is closed; 0: never.
     public var idleTimeoutNanos: Int64?
+    /// `[server] request_timeout`: a request incomplete, or replies unread, this long: closed; 0: never.
+    public var requestTimeoutNanos: Int64?
     public var sweepIntervalNanos: Int64?
     /// `[redis]`: where changes are replicated; nil for no replication.
     public var redisEndpoint: RedisEndpoint?
@@ -51,9 +53,10 @@ public struct DaemonSettings: Sendable {
     public static let defaultMetricsListen = ListenAddress(host: "127.0.0.1", port: 9283)
     public static let defaultRedisKeyPrefix = "ratelimitd:"
     public static let defaultIdleTimeoutNanos: Int64 = 300_000_000_000
+    public static let defaultRequestTimeoutNanos: Int64 = 10_000_000_000
 
-    /// An idle timeout: "0" (never) or a duration from 1ms to 365d.
-    public static func parseIdleTimeout(_ text: String) -> Int64? {
+    /// A connection timeout: "0" (never) or a duration from 1ms to 365d.
+    public static func parseTimeout(_ text: String) -> Int64? {
         text == "0" ? 0 : WindowDuration.parseSetting(text)
     }
 

@@ -69,6 +69,8 @@ public final class PrometheusPublisher: Sendable {
             }
             state.advance("ratelimitd_accept_pauses_total", to: Int64(reading.acceptPauses))
             state.advance("ratelimitd_idle_closed_total", to: Int64(reading.idleClosed))
+            state.advance("ratelimitd_request_timeouts_total", to: Int64(reading.requestTimeouts))
+            state.advance("ratelimitd_reply_timeouts_total", to: Int64(reading.replyTimeouts))
             state.set("ratelimitd_keys", to: Double(reading.keys))
             state.set("ratelimitd_connections", to: Double(reading.connections))
             state.set("ratelimitd_uptime_seconds", to: reading.uptimeSeconds)

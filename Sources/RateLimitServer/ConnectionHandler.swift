@@ -12,32 +12,34 @@ final class ConnectionHandler: ChannelDuplexHandler {
     typealias OutboundOut = ByteBuffer
 
     private var processor: RequestProcessor
+    private var lifecycle: ConnectionLifecycle
     private let logger: Logger
-    /// A read NIO asked for while the client was not reading its replies.
-    private var readPending = false
     /// Set while `drain` runs: a write can change writability and call back into the handler, which must
     /// not write the same output a second time.
     private var draining = false
     /// A drain is due at the end of the loop's turn (answers the decider owed have come).
     private var drainScheduled = false
-    /// The server is shutting down: no more reads.
-    private var quiescing = false
     /// Where a decider that answers later sends its answers; it brings them back to this handler's loop.
     private let waiter: ConnectionWaiter
     private var context: ChannelHandlerContext?
 
-    /// Closes the connection when it has sent nothing for the idle timeout (nil: never).
-    private let idle: IdleWatch?
+    /// What the timeouts look at: flags set as things happen, so a read costs no clock read.
+    private var activity = ConnectionActivity()
+    private let timeouts: ConnectionTimeouts
+    private let timeoutCounts: TimeoutCounts?
+    private var timer: RepeatedTask?
 
     init(
         services: ConnectionServices, allocator: ByteBufferAllocator, loopMetrics: LoopMetrics, eventLoop: any EventLoop,
-        logger: Logger, idle: IdleWatch? = nil
+        logger: Logger, timeouts: ConnectionTimeouts = .never, timeoutCounts: TimeoutCounts? = nil
     ) {
-        self.idle = idle
         let waiter = ConnectionWaiter(eventLoop: eventLoop)
         self.waiter = waiter
         self.processor = RequestProcessor(
             services: services, allocator: allocator, loopMetrics: loopMetrics, waiter: waiter)
+        self.lifecycle = ConnectionLifecycle(timeouts: timeouts)
+        self.timeouts = timeouts
+        self.timeoutCounts = timeoutCounts
         self.logger = logger
     }
 
@@ -47,12 +49,18 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        idle?.start(context)
+        if let interval = timeouts.lookIntervalNanos {
+            let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+            timer = context.eventLoop.scheduleRepeatedTask(
+                initialDelay: .nanoseconds(interval), delay: .nanoseconds(interval)
+            ) { _ in handler.value.look() }
+        }
         context.fireChannelActive()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        idle?.stop()
+        timer?.cancel()
+        timer = nil
         self.context = nil
         waiter.handler = nil
         waiter.open.store(false, ordering: .relaxed)
@@ -62,7 +70,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// write waits for the end of the loop's turn, so that the answers one reply from Redis brings go out
     /// together.
     func resolved(ticket: UInt64, result: ShardResult) {
-        guard let context, processor.state != .closed else { return }
+        guard let context, !lifecycle.isClosed else { return }
         processor.resolve(ticket: ticket, result: result)
         guard !drainScheduled else { return }
         drainScheduled = true
@@ -77,7 +85,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        idle?.heard = true
+        activity.heard = true
         var incoming = unwrapInboundIn(data)
         processor.receive(&incoming)
     }
@@ -90,15 +98,14 @@ final class ConnectionHandler: ChannelDuplexHandler {
         if let event = event as? ChannelEvent, event == .inputClosed {
             // The client sent all it will (e.g. `nc -N`): answer everything it sent, then close. A trailing
             // partial line is not a request.
-            processor.inputClosed = true
+            lifecycle.inputClosed()
             drain(context)
             return
         }
         if event is ChannelShouldQuiesceEvent {
             // The server is shutting down: read nothing more, answer every request already read (including
             // any held back by a stall), then close once the replies are written.
-            quiescing = true
-            processor.inputClosed = true
+            lifecycle.quiesce()
             drain(context)
             return
         }
@@ -106,14 +113,14 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        processor.state = .closed
+        lifecycle.closed()
         processor.services.statistics.connectionClosed()
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         logger.debug("connection error", metadata: ["error": "\(error)"])
-        processor.state = .closed
+        lifecycle.closed()
         context.close(promise: nil)
     }
 
@@ -121,16 +128,14 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// stops reading from it (and answering what it has read) until it catches up, instead of buffering
     /// replies without bound.
     func read(context: ChannelHandlerContext) {
-        guard !quiescing else { return }
-        if context.channel.isWritable, !processor.stalled {
+        if lifecycle.readRequested(canRead: context.channel.isWritable && !processor.stalled) {
             context.read()
-        } else {
-            readPending = true
         }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable {
+            activity.drained = true
             drain(context)
         }
         context.fireChannelWritabilityChanged()
@@ -139,7 +144,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// Writes this burst's replies with one flush, answers requests held back by a stall while the client
     /// keeps reading, closes once the connection is done, and otherwise resumes reading if it was paused.
     private func drain(_ context: ChannelHandlerContext) {
-        guard processor.state != .closed, !draining else { return }
+        guard !lifecycle.isClosed, !draining else { return }
         draining = true
         defer { draining = false }
         processor.endBurst()
@@ -148,11 +153,33 @@ final class ConnectionHandler: ChannelDuplexHandler {
             processor.processBuffered()
             writeOutput(context)
         }
-        if processor.isFinished {
-            closeAfterWrites(context)
-        } else if readPending, context.channel.isWritable, !processor.stalled {
-            readPending = false
-            context.read()
+        let progress = ConnectionLifecycle.Progress(
+            ended: processor.state == .closingAfterReplies, stalled: processor.stalled, owed: processor.owed)
+        switch lifecycle.drained(progress, canRead: context.channel.isWritable && !processor.stalled) {
+        case .closeAfterWrites: closeAfterWrites(context)
+        case .read: context.read()
+        case .wait: break
+        }
+    }
+
+    /// Every half of the shortest timeout: closes the connection if one has run out.
+    private func look() {
+        guard let context else { return }
+        activity.requests = processor.requestsAnswered
+        activity.partial = processor.holdsPartialRequest
+        activity.repliesWaiting = !context.channel.isWritable
+        let action = lifecycle.look(at: Int64(context.eventLoop.now.uptimeNanoseconds), activity)
+        activity = ConnectionActivity()
+        switch action {
+        case nil:
+            return
+        case .failRequest:
+            timeoutCounts?.add(.incompleteRequest)
+            processor.timeOut(afterNanos: timeouts.requestNanos)
+            drain(context)
+        case .close(let timeout):
+            timeoutCounts?.add(timeout)
+            context.close(promise: nil)
         }
     }
 
@@ -167,7 +194,6 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// Closes once everything written so far has gone out: an empty write completes after every earlier
     /// one, whereas closing at once would discard replies still queued.
     private func closeAfterWrites(_ context: ChannelHandlerContext) {
-        processor.state = .closed
         let written = context.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0)), promise: written)
         written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }

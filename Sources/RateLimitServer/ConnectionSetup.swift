@@ -28,10 +28,9 @@ public final class ConnectionSetup: Sendable {
     private let open = ManagedAtomic(0)
     /// Times accepting paused because the process or system ran out of descriptors (or memory for them).
     private let acceptPauseCount = ManagedAtomic(0)
-    private let idleCloseCount = ManagedAtomic(0)
+    public let timeoutCounts = TimeoutCounts()
     public let maxConnections: Int
-    /// 0: connections are never closed for being idle.
-    public let idleTimeoutNanos: Int64
+    public let timeouts: ConnectionTimeouts
     private let logState = NIOLockedValueBox(LogState())
     private let logger: Logger
     private let now: @Sendable () -> Int64
@@ -43,10 +42,10 @@ public final class ConnectionSetup: Sendable {
 
     init(
         logger: Logger, now: @escaping @Sendable () -> Int64,
-        maxConnections: Int = ServerConfiguration.defaultMaxConnections, idleTimeoutNanos: Int64 = 0
+        maxConnections: Int = ServerConfiguration.defaultMaxConnections, timeouts: ConnectionTimeouts = .never
     ) {
         self.maxConnections = maxConnections
-        self.idleTimeoutNanos = idleTimeoutNanos
+        self.timeouts = timeouts
         self.logger = logger
         self.now = now
     }
@@ -61,15 +60,6 @@ public final class ConnectionSetup: Sendable {
     }
 
     public var acceptPauses: Int { acceptPauseCount.load(ordering: .relaxed) }
-
-    /// A watch that closes a connection idle for `idleTimeoutNanos`, or nil when it is 0 (never). The client
-    /// listener's handler keeps its own; the others get an `IdleClose` handler from `setUp`.
-    func idleWatch() -> IdleWatch? {
-        idleTimeoutNanos > 0 ? IdleWatch(timeoutNanos: idleTimeoutNanos, closes: idleCloseCount) : nil
-    }
-
-    /// Connections closed for having been idle `idleTimeoutNanos`, since start.
-    public var idleCloses: Int { idleCloseCount.load(ordering: .relaxed) }
 
     /// Connections of `listener` that were accepted but could not be set up, since start.
     public func failures(on listener: Listener) -> Int {
@@ -100,8 +90,10 @@ public final class ConnectionSetup: Sendable {
             if let options = channel.syncOptions {
                 try options.setOption(.tcpOption(.tcp_nodelay), value: 1)
             }
-            if listener != .client, let watch = idleWatch() {
-                try channel.pipeline.syncOperations.addHandler(IdleClose(watch))
+            if listener != .client,
+                let timeouts = TimeoutClose(timeouts, timesRequests: listener == .metrics, counts: timeoutCounts)
+            {
+                try channel.pipeline.syncOperations.addHandler(timeouts)
             }
             try configure(channel)
             return channel.eventLoop.makeSucceededVoidFuture()
@@ -217,82 +209,6 @@ final class AcceptPause: ChannelInboundHandler {
             handler.value.resumeScheduled = false
             try? channel.syncOptions?.setOption(.autoRead, value: true)
         }
-    }
-}
-
-/// Closes a connection that has sent nothing for the idle timeout: every half timeout a timer looks whether
-/// anything came since it last looked, so a connection is closed after between one and one and a half
-/// timeouts of silence. A read costs one flag store, and the client connection's own handler keeps the watch
-/// (no handler of its own in the pipeline): NIO's `IdleStateHandler` reads the clock for every read burst
-/// (and with a write timeout allocates a promise for every write), which measured 9 % more instructions per
-/// unpipelined request. Only what a client sends counts: replies follow requests, so a quiet connection
-/// owes nothing but answers Redis has not given yet, which `[redis] timeout` bounds.
-final class IdleWatch {
-    private let half: TimeAmount
-    private let closes: ManagedAtomic<Int>
-    /// Input came since the last look.
-    var heard = true
-    /// Looks in a row that found nothing had come.
-    private var silentLooks = 0
-    private var timer: Scheduled<Void>?
-
-    init(timeoutNanos: Int64, closes: ManagedAtomic<Int>) {
-        self.half = .nanoseconds(max(1, timeoutNanos / 2))
-        self.closes = closes
-    }
-
-    /// Starts watching (the channel is active).
-    func start(_ context: ChannelHandlerContext) {
-        let watch = NIOLoopBound(self, eventLoop: context.eventLoop)
-        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
-        timer = context.eventLoop.scheduleTask(in: half) {
-            watch.value.look(bound.value)
-        }
-    }
-
-    func stop() {
-        timer?.cancel()
-        timer = nil
-    }
-
-    private func look(_ context: ChannelHandlerContext) {
-        guard context.channel.isActive else { return }
-        silentLooks = heard ? 0 : silentLooks + 1
-        heard = false
-        // Two looks in a row without input: silent for at least one timeout.
-        guard silentLooks >= 2 else {
-            start(context)
-            return
-        }
-        closes.wrappingIncrement(ordering: .relaxed)
-        context.close(promise: nil)
-    }
-}
-
-/// The idle watch as a handler of its own, for the listeners whose handlers are not ours to extend (metrics,
-/// gRPC).
-final class IdleClose: ChannelInboundHandler {
-    typealias InboundIn = NIOAny
-
-    private let watch: IdleWatch
-
-    init(_ watch: IdleWatch) {
-        self.watch = watch
-    }
-
-    func channelActive(context: ChannelHandlerContext) {
-        watch.start(context)
-        context.fireChannelActive()
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        watch.heard = true
-        context.fireChannelRead(data)
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        watch.stop()
-        context.fireChannelInactive()
     }
 }
 

@@ -27,6 +27,10 @@ public struct MetricsReading: Sendable {
     public var acceptPauses = 0
     /// Connections closed for being idle.
     public var idleClosed = 0
+    /// Connections closed for a request still incomplete `request_timeout` after its first byte.
+    public var requestTimeouts = 0
+    /// Connections closed for leaving replies unread for `request_timeout`.
+    public var replyTimeouts = 0
     /// Error replies by code word.
     public var errors: [(code: String, count: Int64)] = []
     /// The decision latency histogram: cumulative counts per upper bound in seconds (the last is +Inf).
@@ -67,7 +71,9 @@ extension RateLimitServer {
         reading.connectionSetupFailures = Listener.allCases.map { ($0.rawValue, connectionSetup.failures(on: $0)) }
         reading.rejectedConnections = Listener.allCases.map { ($0.rawValue, connectionSetup.refusals(on: $0)) }
         reading.acceptPauses = connectionSetup.acceptPauses
-        reading.idleClosed = connectionSetup.idleCloses
+        reading.idleClosed = connectionSetup.timeoutCounts.idleCloses
+        reading.requestTimeouts = connectionSetup.timeoutCounts.requestTimeouts
+        reading.replyTimeouts = connectionSetup.timeoutCounts.replyTimeouts
         reading.uptimeSeconds = Double(now - statistics.startedAt) / 1e9
 
         let loops = loopMetrics.all

@@ -51,7 +51,7 @@ public final class RateLimitServer: Sendable {
             startedAt: clock.nanosecondsNow(), snapshot: SnapshotStatus(),
             connectionSetup: ConnectionSetup(
                 logger: logger, now: { clock.nanosecondsNow() }, maxConnections: configuration.maxConnections,
-                idleTimeoutNanos: configuration.idleTimeoutNanos))
+                timeouts: configuration.timeouts))
     }
 
     /// Binds the listening socket and starts serving; returns the bound channel (its `localAddress` holds
@@ -78,7 +78,7 @@ public final class RateLimitServer: Sendable {
                     let handler = ConnectionHandler(
                         services: services, allocator: channel.allocator,
                         loopMetrics: loopMetrics.metrics(for: channel.eventLoop), eventLoop: channel.eventLoop,
-                        logger: logger, idle: connectionSetup.idleWatch())
+                        logger: logger, timeouts: connectionSetup.timeouts, timeoutCounts: connectionSetup.timeoutCounts)
                     try channel.pipeline.syncOperations.addHandler(handler)
                     connections.register(channel)
                 }

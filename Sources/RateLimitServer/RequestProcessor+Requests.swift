@@ -61,6 +61,7 @@ extension RequestProcessor {
     private mutating func handle(
         _ parsed: Result<Request?, ProtocolError>, _ dialect: WireDialect, _ bytes: UnsafeRawBufferPointer
     ) {
+        requestsAnswered &+= 1
         let request: Request
         switch parsed {
         case .failure(let error):

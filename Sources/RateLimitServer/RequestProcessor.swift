@@ -13,9 +13,8 @@ import WireProtocol
 struct RequestProcessor {
     enum State {
         case open
-        /// QUIT or a fatal error was seen: write what came before, then close.
+        /// QUIT, a fatal error or a timeout was answered: write what came before, then close.
         case closingAfterReplies
-        case closed
     }
 
     let services: ConnectionServices
@@ -39,7 +38,9 @@ struct RequestProcessor {
     /// Decisions in the current burst, and where its latency and error replies are counted.
     var decisionsInBurst = 0
     let loopMetrics: LoopMetrics
-    var inputClosed = false
+    /// Requests answered (or sent to the decider) so far: the timeouts tell by it that a partial request
+    /// is a new one.
+    var requestsAnswered: UInt64 = 0
     /// Parsing stopped because a burst's replies reached `maxOutputPerBurst`, or `maxDeferred` answers are
     /// awaited; `input` may hold complete requests still to answer.
     var stalled = false
@@ -148,10 +149,17 @@ struct RequestProcessor {
         }
     }
 
-    /// Whether the connection should close once the output is written: after QUIT or a fatal error, or once
-    /// the client has closed its side and every request it sent is answered.
-    var isFinished: Bool {
-        owed == 0 && (state == .closingAfterReplies || (inputClosed && !stalled))
+    /// Part of a request is held, waiting for its rest (complete requests held by a stall are not).
+    var holdsPartialRequest: Bool { state == .open && !stalled && input.readableBytes > 0 }
+
+    /// The partial request held took `request_timeout`: answered `ERR timeout` (in the protocol its first
+    /// byte names), after every reply before it, and the connection closes.
+    mutating func timeOut(afterNanos nanos: Int64) {
+        let dialect: WireDialect = input.readableBytesView.first == UInt8(ascii: "*") ? .resp : .line
+        input.clear()
+        reply(.error(ProtocolError(
+            .timeout, "request incomplete after \(WindowDuration.format(nanos)); closing the connection")), dialect)
+        state = .closingAfterReplies
     }
 
     /// Parsing waits for the decider, not for the client.

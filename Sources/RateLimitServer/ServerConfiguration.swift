@@ -18,8 +18,7 @@ public struct ServerConfiguration: Sendable {
     public var maxKeys: Int
     public var maxLineLength: Int
     public var maxConnections: Int
-    /// A connection that sends nothing for this long is closed; 0: never.
-    public var idleTimeoutNanos: Int64
+    public var timeouts: ConnectionTimeouts
     public var clock: any DecisionClock
 
     public init(
@@ -30,7 +29,7 @@ public struct ServerConfiguration: Sendable {
         maxKeys: Int = ServerConfiguration.defaultMaxKeys,
         maxLineLength: Int = LineFramer.defaultMaxLineLength,
         maxConnections: Int = ServerConfiguration.defaultMaxConnections,
-        idleTimeoutNanos: Int64 = 0,
+        timeouts: ConnectionTimeouts = .never,
         clock: any DecisionClock = SystemDecisionClock()
     ) {
         self.host = host
@@ -40,7 +39,7 @@ public struct ServerConfiguration: Sendable {
         self.maxKeys = maxKeys
         self.maxLineLength = maxLineLength
         self.maxConnections = maxConnections
-        self.idleTimeoutNanos = idleTimeoutNanos
+        self.timeouts = timeouts
         self.clock = clock
     }
 }

@@ -14,9 +14,11 @@ public enum ErrorCode: String, Sendable, CaseIterable {
     /// `HELLO` with a protocol version other than 2 or 3; sent as `-NOPROTO <message>`, the form Redis
     /// clients recognise to fall back to RESP2.
     case noproto = "noproto"
+    /// A request still incomplete `request_timeout` after its first byte; the server closes after it.
+    case timeout
     /// Reserved for authentication; this version never sends it.
     case noauth
-    /// Reserved for overload shedding; this version never sends it.
+    /// `max_connections` are open: the only reply to one more connection, which is then closed.
     case busy
 }
 

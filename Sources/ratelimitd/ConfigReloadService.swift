@@ -61,6 +61,7 @@ struct ConfigReloadService: Service {
             ("max_keys", "\(running.maxKeys)", "\(next.maxKeys)"),
             ("max_connections", "\(running.maxConnections)", "\(next.maxConnections)"),
             ("idle_timeout", "\(running.idleTimeoutNanos)", "\(next.idleTimeoutNanos)"),
+            ("request_timeout", "\(running.requestTimeoutNanos)", "\(next.requestTimeoutNanos)"),
             ("sweep_interval", "\(running.sweepIntervalNanos)", "\(next.sweepIntervalNanos)"),
             ("metrics listen", running.metricsListen.map { "\($0)" } ?? "none", next.metricsListen.map { "\($0)" } ?? "none"),
             ("redis url", running.redis.map { "\($0)" } ?? "none", next.redis.map { "\($0)" } ?? "none"),

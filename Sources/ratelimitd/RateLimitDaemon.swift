@@ -60,6 +60,11 @@ struct RateLimitDaemon: ParsableCommand {
         "Close a connection that sends nothing for this long; 0 for never (default 300s).", valueName: "duration"))
     var idleTimeout: String?
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Close a connection whose request is still incomplete this long after its first byte, or whose replies wait unread this long; 0 for never (default 10s).",
+        valueName: "duration"))
+    var requestTimeout: String?
+
     @Option(name: .long, help: ArgumentHelp("How often every key is checked for freshness (default 10s).", valueName: "duration"))
     var sweepInterval: String?
 

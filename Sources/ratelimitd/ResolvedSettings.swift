@@ -26,6 +26,7 @@ struct ResolvedSettings {
     var maxConnections = ServerConfiguration.defaultMaxConnections
     /// 0: never.
     var idleTimeoutNanos = DaemonSettings.defaultIdleTimeoutNanos
+    var requestTimeoutNanos = DaemonSettings.defaultRequestTimeoutNanos
     var sweepIntervalNanos: Int64
     var redis: RedisEndpoint?
     var redisKeyPrefix: String
@@ -45,7 +46,8 @@ struct ResolvedSettings {
     var server: ServerConfiguration {
         ServerConfiguration(
             host: listen.host, port: listen.port, shards: shards, rules: rules, maxKeys: maxKeys,
-            maxConnections: maxConnections, idleTimeoutNanos: idleTimeoutNanos)
+            maxConnections: maxConnections,
+            timeouts: ConnectionTimeouts(idleNanos: idleTimeoutNanos, requestNanos: requestTimeoutNanos))
     }
 
     static func resolve(_ flags: RateLimitDaemon) throws -> ResolvedSettings {
@@ -75,13 +77,12 @@ struct ResolvedSettings {
         }
         try resolveEnvoy(flags, file: file, into: &resolved)
         try resolveRedis(flags, into: &resolved)
-        resolved.idleTimeoutNanos = file.idleTimeoutNanos ?? DaemonSettings.defaultIdleTimeoutNanos
-        if let text = flags.idleTimeout {
-            guard let nanos = DaemonSettings.parseIdleTimeout(text) else {
-                throw FlagError("--idle-timeout must be 0 (never) or a duration from 1ms to 365d, such as 300s, got \"\(text)\"")
-            }
-            resolved.idleTimeoutNanos = nanos
-        }
+        resolved.idleTimeoutNanos = try flags.idleTimeout.map { text throws(FlagError) in
+            try timeout(text, flag: "--idle-timeout", example: "300s")
+        } ?? file.idleTimeoutNanos ?? DaemonSettings.defaultIdleTimeoutNanos
+        resolved.requestTimeoutNanos = try flags.requestTimeout.map { text throws(FlagError) in
+            try timeout(text, flag: "--request-timeout", example: "10s")
+        } ?? file.requestTimeoutNanos ?? DaemonSettings.defaultRequestTimeoutNanos
         resolved.maxConnections = file.maxConnections ?? ServerConfiguration.defaultMaxConnections
         if let count = flags.maxConnections {
             let range = DaemonSettings.maxConnectionsRange
@@ -219,6 +220,14 @@ struct ResolvedSettings {
         return nanos
     }
 
+    /// A connection timeout flag: 0 (never) or a duration.
+    private static func timeout(_ text: String, flag: String, example: String) throws(FlagError) -> Int64 {
+        guard let nanos = DaemonSettings.parseTimeout(text) else {
+            throw FlagError("\(flag) must be 0 (never) or a duration from 1ms to 365d, such as \(example), got \"\(text)\"")
+        }
+        return nanos
+    }
+
     /// Listeners other machines may reach while nothing authenticates clients: anyone who reaches them can
     /// `RESET` any key or check it under any limit. Logged at start and printed by `--check-config`.
     var exposureWarnings: [String] {
@@ -239,6 +248,7 @@ struct ResolvedSettings {
         lines.append("shutdown_timeout = \(WindowDuration.format(shutdownTimeoutNanos))")
         lines.append("max_connections = \(maxConnections)")
         lines.append("idle_timeout = \(idleTimeoutNanos == 0 ? "never" : WindowDuration.format(idleTimeoutNanos))")
+        lines.append("request_timeout = \(requestTimeoutNanos == 0 ? "never" : WindowDuration.format(requestTimeoutNanos))")
         lines.append("max_keys = \(maxKeys), swept every \(WindowDuration.format(sweepIntervalNanos))")
         if let snapshotPath {
             lines.append("snapshot_path = \(snapshotPath), every \(WindowDuration.format(snapshotIntervalNanos))")

@@ -76,6 +76,64 @@ struct ConnectionLimitTests {
         #expect(try LineClient(port: daemon.port).statistics()["idle_closed"] == 2)
     }
 
+    /// Slowloris: 50 line and 50 RESP clients trickle a byte of an endless request every 200 ms, and a
+    /// metrics client stops halfway through its headers. Each is told `ERR timeout` in its protocol (the HTTP
+    /// one is closed) between one and two timeouts after its first byte, while a client beside them is served.
+    @Test func requestsThatNeverCompleteAreClosedAfterTheRequestTimeout() throws {
+        let daemon = try DaemonProcess(arguments: ["--request-timeout", "1s"])
+        let started = Date()
+        let line = try (0..<50).map { _ in try LineClient(port: daemon.port) }
+        let resp = try (0..<50).map { _ in try LineClient(port: daemon.port) }
+        let metrics = try LineClient(port: try daemon.metricsPort())
+        try metrics.send("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        for client in line { try client.send("CHECK slow:") }
+        for client in resp { try client.send("*3\r\n$5\r\nCHECK\r\n$4000\r\n") }
+        let bystander = try LineClient(port: daemon.port)
+        for _ in 0..<15 {
+            for client in line + resp { try? client.send("x") }
+            #expect(try bystander.request("CHECK bystander 1 1000/1h").hasPrefix("ALLOW"))
+            usleep(200_000)
+        }
+        for client in line {
+            #expect(try client.readUntilClosed() == ["ERR timeout request incomplete after 1s; closing the connection"])
+        }
+        for client in resp {
+            #expect(try client.readUntilClosed() == ["-ERR timeout request incomplete after 1s; closing the connection\r"])
+        }
+        #expect(try metrics.readUntilClosed() == [])
+        let elapsed = Date().timeIntervalSince(started)
+        #expect(elapsed >= 1 && elapsed < 10, "\(elapsed)")
+        let stats = try bystander.statistics()
+        #expect(stats["request_timeouts"] == 101 && stats["idle_closed"] == 0 && stats["connections"] == 1, "\(stats)")
+    }
+
+    /// A client that pipelines `STATS` and never reads the replies is closed once they have waited the
+    /// request timeout, which frees the kernel's buffers it held.
+    @Test func repliesLeftUnreadCloseTheConnection() throws {
+        let daemon = try DaemonProcess(arguments: ["--request-timeout", "1s"])
+        let greedy = try LineClient(port: daemon.port)
+        let chunk = String(repeating: "STATS\n", count: 100_000)
+        var sent = 0
+        // The daemon stops reading once its replies back up, so a send blocks until the close ends it.
+        while sent < 100, (try? greedy.send(chunk)) != nil { sent += 1 }
+        #expect(sent < 100, "the connection was never closed")
+        let stats = try LineClient(port: daemon.port).statistics()
+        #expect(stats["reply_timeouts"] == 1 && stats["request_timeouts"] == 0, "\(stats)")
+        let metrics = try ExternalTool.run("curl", ["-fsS", "http://127.0.0.1:\(try daemon.metricsPort())/metrics"]).output
+        #expect(metrics.contains("ratelimitd_reply_timeouts_total 1"), "\(metrics)")
+    }
+
+    @Test func theRequestTimeoutIsValidatedAndZeroMeansNever() throws {
+        let never = try DaemonProcess.runToExit(["--request-timeout", "0", "--check-config"])
+        #expect(never.status == 0 && never.output.contains("request_timeout = never"), "\(never.output)")
+        let byDefault = try DaemonProcess.runToExit(["--check-config"])
+        #expect(byDefault.output.contains("request_timeout = 10s"), "\(byDefault.output)")
+        let bad = try DaemonProcess.runToExit(["--request-timeout", "ages", "--check-config"])
+        #expect(bad.status == 1 && bad.output.contains("--request-timeout must be 0 (never) or a duration from 1ms to 365d, such as 10s"), "\(bad.output)")
+        let file = try DaemonProcess.runToExit(["--config", try temporaryFile("[server]\nrequest_timeout = \"forever\"\n"), "--check-config"])
+        #expect(file.status == 1 && file.output.contains("request_timeout: must be \"0\" (never) or a duration string"), "\(file.output)")
+    }
+
     @Test func theIdleTimeoutIsValidatedAndZeroMeansNever() throws {
         let never = try DaemonProcess.runToExit(["--idle-timeout", "0", "--check-config"])
         #expect(never.status == 0 && never.output.contains("idle_timeout = never"), "\(never.output)")

@@ -11,7 +11,9 @@ import WireProtocol
 /// connection does, without a socket.
 enum EmbeddedConnection {
     /// `decider` nil decides from the shard.
-    static func make(decider: (any Decider)? = nil) throws -> EmbeddedChannel {
+    static func make(
+        decider: (any Decider)? = nil, timeouts: ConnectionTimeouts = .never, timeoutCounts: TimeoutCounts? = nil
+    ) throws -> EmbeddedChannel {
         let shards = [LockedShard()]
         let services = ConnectionServices(
             ruleBook: RuleBook(.defaults), decider: decider ?? LocalDecider(shards: shards), shards: shards,
@@ -23,7 +25,7 @@ enum EmbeddedConnection {
         try channel.pipeline.syncOperations.addHandler(
             ConnectionHandler(
                 services: services, allocator: channel.allocator, loopMetrics: LoopMetrics(), eventLoop: channel.eventLoop,
-                logger: Logger(label: "test")))
+                logger: Logger(label: "test"), timeouts: timeouts, timeoutCounts: timeoutCounts))
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         return channel
     }
