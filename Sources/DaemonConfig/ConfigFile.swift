@@ -12,7 +12,7 @@ public enum ConfigFile {
     static let topLevelKeys: Set<String> = ["server", "store", "redis", "metrics", "envoy", "rules"]
     static let serverKeys: Set<String> = [
         "listen", "shards", "log_level", "shutdown_timeout", "max_connections", "idle_timeout",
-        "request_timeout",
+        "request_timeout", "auth_token_file",
     ]
     static let storeKeys: Set<String> = ["snapshot_path", "snapshot_interval", "max_keys", "sweep_interval"]
     static let redisKeys: Set<String> = ["url", "mode", "key_prefix", "flush_interval", "on_error", "timeout"]
@@ -89,6 +89,13 @@ public enum ConfigFile {
         }
         if let value = server["idle_timeout"] {
             settings.idleTimeoutNanos = try timeout(value, file: file, location: location, field: "idle_timeout", example: "300s")
+        }
+        if let value = server["auth_token_file"] {
+            guard let path = value.string, !path.isEmpty else {
+                throw ConfigError(file: file, location: location, field: "auth_token_file",
+                                  message: "must be a file path, got \(value.debugDescription)")
+            }
+            settings.authTokenFile = path
         }
         if let value = server["request_timeout"] {
             settings.requestTimeoutNanos = try timeout(value, file: file, location: location, field: "request_timeout", example: "10s")

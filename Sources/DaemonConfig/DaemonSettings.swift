@@ -19,6 +19,8 @@ public struct DaemonSettings: Sendable {
     public var maxConnections: Int?
     /// `[server] idle_timeout`: a connection that sends nothing for this long is closed; 0: never.
     public var idleTimeoutNanos: Int64?
+    /// `[server] auth_token_file`: the file holding the token clients must give (`AUTH`, gRPC `Bearer`).
+    public var authTokenFile: String?
     /// `[server] request_timeout`: a request incomplete, or replies unread, this long: closed; 0: never.
     public var requestTimeoutNanos: Int64?
     public var sweepIntervalNanos: Int64?
@@ -90,4 +92,32 @@ public enum LogLevelName: String, Sendable, CaseIterable {
     case trace, debug, info, notice, warning, error, critical
 
     public static let namesList = allCases.map(\.rawValue).joined(separator: ", ")
+}
+
+/// The auth token file's rules: what its contents may be, and when its permissions deserve a warning.
+public enum AuthTokenRules {
+    public static let maxLength = 512
+
+    /// Why a token file's contents are not a token.
+    public struct Problem: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// The token in a file's bytes (one trailing newline, `\n` or `\r\n`, is not part of it), or why there
+    /// is none: 1 to 512 printable ASCII bytes without spaces, so it is one word of `AUTH <token>`.
+    public static func token(in bytes: [UInt8]) -> Result<[UInt8], Problem> {
+        var token = bytes[...]
+        if token.last == UInt8(ascii: "\n") { token = token.dropLast() }
+        if token.last == UInt8(ascii: "\r") { token = token.dropLast() }
+        guard (1...maxLength).contains(token.count), token.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+            return .failure(Problem(description:
+                "must hold one token of 1 to \(maxLength) printable ASCII bytes without spaces (a trailing newline is ignored); it holds \(bytes.count) bytes"))
+        }
+        return .success(Array(token))
+    }
+
+    /// Whether a file of these permission bits can be read by users other than its owner.
+    public static func readableByOthers(mode: UInt32) -> Bool {
+        mode & 0o044 != 0
+    }
 }

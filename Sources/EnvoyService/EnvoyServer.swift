@@ -39,7 +39,9 @@ public final class EnvoyServer: Sendable {
                 .serverChannelInitializer { server.connectionSetup.setUpListener($0, listener: .envoy) }
                 .childChannelInitializer { channel in
                     server.connectionSetup.setUp(channel, listener: .envoy) { channel in
-                        let calls = GRPCConnectionHandler(maxMessageBytes: maxRequestBytes, logger: logger) {
+                        let calls = GRPCConnectionHandler(
+                            maxMessageBytes: maxRequestBytes, logger: logger, auth: server.auth
+                        ) {
                             method, message, later throws(GRPCStatus) in
                             switch method {
                             case .shouldRateLimit: try decider.answer(message, later: later)

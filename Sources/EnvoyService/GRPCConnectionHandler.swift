@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOHPACK
 import NIOHTTP2
+import RateLimitServer
 
 /// Serves unary gRPC calls on one HTTP/2 connection, on its event loop: it sits behind `NIOHTTP2Handler`
 /// (which owns the connection's HTTP/2 state: settings, HPACK, streams, flow control, pings), feeds the
@@ -33,9 +34,12 @@ final class GRPCConnectionHandler: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
     /// resets the stream.
     private var owed: Set<HTTP2StreamID> = []
     private var context: ChannelHandlerContext?
+    private let auth: AuthToken?
 
-    init(maxMessageBytes: Int, logger: Logger, answer: @escaping Answer) {
-        self.calls = GRPCUnaryCalls(maxMessageBytes: maxMessageBytes)
+    init(maxMessageBytes: Int, logger: Logger, auth: AuthToken? = nil, answer: @escaping Answer) {
+        self.auth = auth
+        self.calls = GRPCUnaryCalls(
+            maxMessageBytes: maxMessageBytes, authorize: auth.map { auth in { auth.matches(authorization: $0) } })
         self.answer = answer
         self.logger = logger
     }
@@ -113,6 +117,9 @@ final class GRPCConnectionHandler: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
                 respond(.failure(error), on: stream, context)
             }
         case .fail(let stream, let status, let reset):
+            if status.code == .unauthenticated {
+                auth?.recordFailure(on: .envoy, peer: context.channel.remoteAddress, reason: "missing or wrong bearer token")
+            }
             respond(.failure(status), on: stream, context)
             if reset { write(.rstStream(.noError), on: stream, context) }
         case .refuse(let stream, let httpStatus, let reset):

@@ -10,6 +10,7 @@ public struct GRPCStatus: Error, Equatable, Sendable, CustomStringConvertible {
         case unimplemented = 12
         case internalError = 13
         case unavailable = 14
+        case unauthenticated = 16
     }
 
     public let code: Code

@@ -42,15 +42,19 @@ struct GRPCUnaryCalls {
     /// for a `WINDOW_UPDATE`, topped up once it is half used (requests are consumed at once, so nothing is
     /// buffered against it for long).
     static let connectionWindow = 1 << 20
+    static let unauthenticated = GRPCStatus(.unauthenticated, "missing or wrong authorization: Bearer <token>")
     /// The longest `grpc-message` sent back: an error may quote what the client sent.
     static let maxStatusMessage = 256
 
     let maxMessageBytes: Int
+    /// Whether a call's `authorization` header (nil when absent) lets it in; nil when no token is set.
+    let authorize: ((String?) -> Bool)?
     private var calls: [HTTP2StreamID: Call] = [:]
     private(set) var quiescing = false
 
-    init(maxMessageBytes: Int) {
+    init(maxMessageBytes: Int, authorize: ((String?) -> Bool)? = nil) {
         self.maxMessageBytes = maxMessageBytes
+        self.authorize = authorize
     }
 
     /// Calls that have started and not yet been answered.
@@ -86,6 +90,10 @@ struct GRPCUnaryCalls {
         guard let method = Method(rawValue: path) else {
             let quoted = path.utf8.count > Self.maxStatusMessage ? String(path.prefix(Self.maxStatusMessage)) + "…" : path
             return .fail(stream, GRPCStatus(.unimplemented, "unknown method \(quoted)"), reset: reset)
+        }
+        // Health checks stay open, as PING does on the client port: probes send no credentials.
+        if method == .shouldRateLimit, let authorize, !authorize(headers.first(name: "authorization")) {
+            return .fail(stream, Self.unauthenticated, reset: reset)
         }
         guard !endStream else {
             return .fail(stream, GRPCStatus(.internalError, "no request message"), reset: false)

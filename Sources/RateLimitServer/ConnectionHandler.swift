@@ -45,6 +45,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        if processor.services.auth != nil { processor.peer = context.channel.remoteAddress }
         waiter.handler = self
     }
 

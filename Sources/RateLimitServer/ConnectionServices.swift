@@ -15,6 +15,8 @@ struct ConnectionServices: Sendable {
     let framer: LineFramer
     let respLimits: RESPDecoder
     let statistics: ServerStatistics
+    /// nil: no token is configured, and every connection may do everything.
+    var auth: AuthToken? = nil
 
     /// What `STATS` reports.
     func collectStatistics() -> [Statistic] {
@@ -39,6 +41,7 @@ struct ConnectionServices: Sendable {
             Statistic("rejected_connections", Int64(statistics.connectionSetup.totalRefusals)),
             Statistic("accept_pauses", Int64(statistics.connectionSetup.acceptPauses)),
             Statistic("idle_closed", Int64(statistics.connectionSetup.timeoutCounts.idleCloses)),
+            Statistic("auth_failures", Int64(auth?.totalFailures ?? 0)),
             Statistic("request_timeouts", Int64(statistics.connectionSetup.timeoutCounts.requestTimeouts)),
             Statistic("reply_timeouts", Int64(statistics.connectionSetup.timeoutCounts.replyTimeouts)),
             Statistic("keys", Int64(keys)),

@@ -20,9 +20,6 @@ public enum Listener: String, CaseIterable, Sendable {
 /// handler that cannot be added) closes the connection, as NIO would, but is also counted and logged:
 /// silently reset clients once hid a socket option that only root could set.
 public final class ConnectionSetup: Sendable {
-    /// One log line per this many nanoseconds at most; the next line says how many were not logged.
-    static let logInterval: Int64 = 10_000_000_000
-
     private let failures = ListenerCounts()
     private let refusals = ListenerCounts()
     private let open = ManagedAtomic(0)
@@ -31,14 +28,8 @@ public final class ConnectionSetup: Sendable {
     public let timeoutCounts = TimeoutCounts()
     public let maxConnections: Int
     public let timeouts: ConnectionTimeouts
-    private let logState = NIOLockedValueBox(LogState())
+    private let logThrottle: LogThrottle
     private let logger: Logger
-    private let now: @Sendable () -> Int64
-
-    private struct LogState {
-        var lastLoggedAt: Int64?
-        var suppressed = 0
-    }
 
     init(
         logger: Logger, now: @escaping @Sendable () -> Int64,
@@ -47,7 +38,7 @@ public final class ConnectionSetup: Sendable {
         self.maxConnections = maxConnections
         self.timeouts = timeouts
         self.logger = logger
-        self.now = now
+        self.logThrottle = LogThrottle(now: now)
     }
 
     /// Connections of `listener` refused for `maxConnections`, since start.
@@ -103,21 +94,10 @@ public final class ConnectionSetup: Sendable {
         }
     }
 
-    /// Counts a connection that could not be set up and logs it, at most once per `logInterval`.
+    /// Counts a connection that could not be set up and logs it, at most once per `LogThrottle.interval`.
     func record(_ error: any Error, listener: Listener, peer: SocketAddress?) {
         failures.add(on: listener)
-        let time = now()
-        let suppressed: Int? = logState.withLockedValue { state in
-            // A clock that stepped back logs at once rather than staying quiet until it catches up.
-            if let last = state.lastLoggedAt, time >= last, time - last < Self.logInterval {
-                state.suppressed += 1
-                return nil
-            }
-            defer { state.suppressed = 0 }
-            state.lastLoggedAt = time
-            return state.suppressed
-        }
-        guard let suppressed else { return }
+        guard let suppressed = logThrottle.admit() else { return }
         var metadata: Logger.Metadata = ["listener": "\(listener.rawValue)", "cause": "\(error)"]
         if let peer { metadata["peer"] = "\(RateLimitServer.describe(peer))" }
         if suppressed > 0 { metadata["not_logged"] = "\(suppressed)" }

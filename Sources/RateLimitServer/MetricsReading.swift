@@ -23,6 +23,8 @@ public struct MetricsReading: Sendable {
     public var connectionSetupFailures: [(listener: String, count: Int)] = []
     /// Connections refused for `max_connections`, by listener.
     public var rejectedConnections: [(listener: String, count: Int)] = []
+    /// Failed authentications by listener; empty when no token is configured.
+    public var authFailures: [(listener: String, count: Int)] = []
     /// Times accepting paused for want of descriptors.
     public var acceptPauses = 0
     /// Connections closed for being idle.
@@ -70,6 +72,9 @@ extension RateLimitServer {
         reading.envoyDecisions = envoyDecisions.all()
         reading.connectionSetupFailures = Listener.allCases.map { ($0.rawValue, connectionSetup.failures(on: $0)) }
         reading.rejectedConnections = Listener.allCases.map { ($0.rawValue, connectionSetup.refusals(on: $0)) }
+        if let auth {
+            reading.authFailures = [Listener.client, .envoy].map { ($0.rawValue, auth.failures(on: $0)) }
+        }
         reading.acceptPauses = connectionSetup.acceptPauses
         reading.idleClosed = connectionSetup.timeoutCounts.idleCloses
         reading.requestTimeouts = connectionSetup.timeoutCounts.requestTimeouts

@@ -24,6 +24,8 @@ public final class RateLimitServer: Sendable {
     /// What Envoy's rate limit service counts its decisions in.
     public var envoyDecisions: EnvoyDecisionCounts { statistics.envoyDecisions }
 
+    /// The token every listener asks for; nil when none is configured.
+    public let auth: AuthToken?
     /// Where every protocol's requests are decided: this server's shards.
     public let decider: any Decider
 
@@ -47,6 +49,7 @@ public final class RateLimitServer: Sendable {
         for shard in shards { shard.setMaxKeys(perShard) }
         self.ruleBook = RuleBook(configuration.rules)
         let clock = configuration.clock
+        self.auth = configuration.authToken.map { AuthToken($0, logger: logger, now: { clock.nanosecondsNow() }) }
         self.statistics = ServerStatistics(
             startedAt: clock.nanosecondsNow(), snapshot: SnapshotStatus(),
             connectionSetup: ConnectionSetup(
@@ -65,7 +68,8 @@ public final class RateLimitServer: Sendable {
             clock: configuration.clock,
             framer: LineFramer(maxLineLength: configuration.maxLineLength),
             respLimits: RESPDecoder(),
-            statistics: statistics
+            statistics: statistics,
+            auth: auth
         )
         let logger = self.logger
         let channel = try await ServerBootstrap(group: group)

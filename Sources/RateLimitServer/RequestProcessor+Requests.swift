@@ -72,6 +72,10 @@ extension RequestProcessor {
         case .success(.some(let parsed)):
             request = parsed
         }
+        guard authenticated || request.allowedBeforeAuthentication else {
+            reply(.error(.authenticationRequired), dialect)
+            return
+        }
         switch request {
         case .check(let span, let cost, let given):
             let key = UnsafeRawBufferPointer(rebasing: bytes[span])
@@ -91,7 +95,10 @@ extension RequestProcessor {
             state = .closingAfterReplies
         case .stats:
             reply(.stats(services.collectStatistics()), dialect)
-        case .hello(let version):
+        case .auth(let credentials):
+            if authenticate(credentials, bytes, dialect) { reply(.ok, dialect) }
+        case .hello(let version, let credentials):
+            if let credentials, !authenticate(credentials, bytes, dialect) { return }
             if let version { respVersion = version }
             reply(.hello(HelloReply(connectionID: connectionID, version: respVersion)), dialect)
         case .echo(let message):
@@ -103,6 +110,32 @@ extension RequestProcessor {
         case .configGet(let parameters):
             reply(.configValues(parameters, version: respVersion), dialect)
         }
+    }
+
+    /// Checks `AUTH` credentials (Redis's `default` user is the only one) and answers a failure; returns
+    /// whether they passed. Without a token, `AUTH <token>` is an error and `AUTH default <anything>` passes,
+    /// as Redis answers for a default user without a password.
+    private mutating func authenticate(
+        _ credentials: Credentials, _ bytes: UnsafeRawBufferPointer, _ dialect: WireDialect
+    ) -> Bool {
+        let user = credentials.user.map { bytes[$0] }
+        guard let auth = services.auth else {
+            guard credentials.user != nil else {
+                reply(.error(.noToken), dialect)
+                return false
+            }
+            return true
+        }
+        let isDefault = user.map { $0.elementsEqual("default".utf8) } ?? true
+        // The token is compared even for another user, so the reply takes as long either way.
+        let matches = auth.matches(bytes[credentials.token])
+        guard isDefault, matches else {
+            auth.recordFailure(on: .client, peer: peer, reason: isDefault ? "wrong token" : "unknown user")
+            reply(.error(.wrongToken), dialect)
+            return false
+        }
+        authenticated = true
+        return true
     }
 
     private mutating func route(
@@ -130,6 +163,17 @@ extension Reply {
         switch result {
         case .decision(let decision): self = .decision(decision)
         case .reset: self = .ok
+        }
+    }
+}
+
+extension Request {
+    /// What a connection may ask before `AUTH`: to authenticate, to agree a protocol, to test the line, to
+    /// leave.
+    var allowedBeforeAuthentication: Bool {
+        switch self {
+        case .auth, .hello, .ping, .quit: true
+        case .check, .reset, .stats, .echo, .clientAcknowledged, .select, .emptyListing, .configGet: false
         }
     }
 }

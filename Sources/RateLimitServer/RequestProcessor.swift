@@ -41,6 +41,10 @@ struct RequestProcessor {
     /// Requests answered (or sent to the decider) so far: the timeouts tell by it that a partial request
     /// is a new one.
     var requestsAnswered: UInt64 = 0
+    /// `AUTH` succeeded, or the server has no token.
+    var authenticated: Bool
+    /// Who is at the other end, for the log line of a failed `AUTH`.
+    var peer: SocketAddress?
     /// Parsing stopped because a burst's replies reached `maxOutputPerBurst`, or `maxDeferred` answers are
     /// awaited; `input` may hold complete requests still to answer.
     var stalled = false
@@ -73,6 +77,7 @@ struct RequestProcessor {
         self.loopMetrics = loopMetrics
         self.allocator = allocator
         self.connectionID = services.statistics.connectionOpened()
+        self.authenticated = services.auth == nil
         let edition = services.ruleBook.current
         (rules, rulesGeneration, ruleSlots) = (edition.rules, edition.generation, edition.slots)
         self.resp = services.respLimits

@@ -19,6 +19,8 @@ public struct ServerConfiguration: Sendable {
     public var maxLineLength: Int
     public var maxConnections: Int
     public var timeouts: ConnectionTimeouts
+    /// What `AUTH` and gRPC's `authorization: Bearer` must give; nil: no authentication.
+    public var authToken: [UInt8]?
     public var clock: any DecisionClock
 
     public init(
@@ -30,6 +32,7 @@ public struct ServerConfiguration: Sendable {
         maxLineLength: Int = LineFramer.defaultMaxLineLength,
         maxConnections: Int = ServerConfiguration.defaultMaxConnections,
         timeouts: ConnectionTimeouts = .never,
+        authToken: [UInt8]? = nil,
         clock: any DecisionClock = SystemDecisionClock()
     ) {
         self.host = host
@@ -40,6 +43,7 @@ public struct ServerConfiguration: Sendable {
         self.maxLineLength = maxLineLength
         self.maxConnections = maxConnections
         self.timeouts = timeouts
+        self.authToken = authToken
         self.clock = clock
     }
 }

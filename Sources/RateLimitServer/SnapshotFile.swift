@@ -55,6 +55,12 @@ public enum SnapshotFile {
 
     /// The file's bytes, or nil when there is no file.
     public static func read(_ path: String) throws(Failure) -> [UInt8]? {
+        try readRegularFile(path)?.bytes
+    }
+
+    /// A regular file's bytes and permission bits, or nil when there is none; anything else at `path` (a
+    /// directory, a device, a FIFO, a dangling symbolic link) is an error. The auth token file is read so too.
+    public static func readRegularFile(_ path: String) throws(Failure) -> (bytes: [UInt8], mode: UInt32)? {
         // Non-blocking, so that a FIFO without a writer cannot hold start-up; only a regular file is read (a
         // device such as /dev/zero would never end).
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
@@ -79,7 +85,7 @@ public enum SnapshotFile {
             let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
             if count < 0, errno == EINTR { continue }
             guard count >= 0 else { throw failure("cannot read \(path)") }
-            if count == 0 { return bytes }
+            if count == 0 { return (bytes, UInt32(info.st_mode) & 0o7777) }
             bytes += chunk[0..<count]
         }
     }

@@ -17,9 +17,14 @@ extension ByteBuffer {
         case .pong: writeStaticString("+PONG\r\n")
         case .ok, .bye: writeStaticString("+OK\r\n")
         case .error(let error):
-            if error.code == .noproto {
+            switch error.code {
+            case .noproto:
                 writeStaticString("-NOPROTO ")
-            } else {
+            case .noauth:
+                writeStaticString("-NOAUTH ")
+            case .wrongToken:
+                writeStaticString("-WRONGPASS ")
+            default:
                 writeStaticString("-ERR ")
                 writeString(error.code.rawValue)
                 writeInteger(UInt8(ascii: " "))

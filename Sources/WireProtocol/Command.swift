@@ -2,7 +2,7 @@
 /// one place, so lookup and arity are checked before any command-specific parsing runs (as Redis does with
 /// its command table).
 public enum Command: CaseIterable, Sendable {
-    case check, reset, ping, quit, stats
+    case check, reset, ping, quit, stats, auth
     /// Commands Redis clients send on connecting or by habit; offered over RESP only.
     case hello, echo, client, select, command, config
 
@@ -13,6 +13,7 @@ public enum Command: CaseIterable, Sendable {
         case .ping: "PING"
         case .quit: "QUIT"
         case .stats: "STATS"
+        case .auth: "AUTH"
         case .hello: "HELLO"
         case .echo: "ECHO"
         case .client: "CLIENT"
@@ -28,6 +29,7 @@ public enum Command: CaseIterable, Sendable {
         case .check: 1...4
         case .reset, .echo, .select: 1...1
         case .ping: 0...1
+        case .auth: 1...2
         case .quit, .stats: 0...0
         case .hello: 0...6
         case .client, .config: 1...15
@@ -42,6 +44,7 @@ public enum Command: CaseIterable, Sendable {
         case .ping: "PING [<message>]"
         case .quit: "QUIT"
         case .stats: "STATS"
+        case .auth: "AUTH <token> or AUTH default <token>"
         case .hello: "HELLO [<protover> [AUTH <username> <password>] [SETNAME <clientname>]]"
         case .echo: "ECHO <message>"
         case .client: "CLIENT SETNAME <name> or CLIENT SETINFO <attribute> <value>"
@@ -55,7 +58,7 @@ public enum Command: CaseIterable, Sendable {
     /// reply types.
     public var inLineProtocol: Bool {
         switch self {
-        case .check, .reset, .ping, .quit, .stats: true
+        case .check, .reset, .ping, .quit, .stats, .auth: true
         case .hello, .echo, .client, .select, .command, .config: false
         }
     }

@@ -16,8 +16,14 @@ public enum ErrorCode: String, Sendable, CaseIterable {
     case noproto = "noproto"
     /// A request still incomplete `request_timeout` after its first byte; the server closes after it.
     case timeout
-    /// Reserved for authentication; this version never sends it.
+    /// A command other than `AUTH`, `HELLO`, `PING`, `QUIT` before `AUTH` on a server with a token; sent as
+    /// `-NOAUTH <message>` over RESP, which Redis clients raise as an authentication error.
     case noauth
+    /// `AUTH` with a token (or a user other than `default`) that is not the server's; sent as
+    /// `-WRONGPASS <message>` over RESP.
+    case wrongToken = "wrong_token"
+    /// `AUTH <token>` to a server without a token, as Redis answers `AUTH` without `requirepass`.
+    case noToken = "no_token"
     /// `max_connections` are open: the only reply to one more connection, which is then closed.
     case busy
 }
@@ -34,6 +40,12 @@ public struct ProtocolError: Error, Sendable, Hashable {
 }
 
 extension ProtocolError {
+    public static let authenticationRequired = ProtocolError(.noauth, "authentication required; send AUTH <token>")
+    /// Redis's own words, which some clients match.
+    public static let wrongToken = ProtocolError(.wrongToken, "invalid username-password pair or user is disabled.")
+    public static let noToken = ProtocolError(
+        .noToken, "AUTH <token> called but no auth_token_file is configured; is the client's configuration right?")
+
     /// `no_rule` for `key`, echoing at most 64 of its bytes like every other error.
     public static func noRule(key: UnsafeRawBufferPointer) -> ProtocolError {
         ProtocolError(.noRule, "no rule matches key \(Printable.quote(key[...]))")

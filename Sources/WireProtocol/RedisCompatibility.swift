@@ -31,28 +31,28 @@ enum RedisCompatibility {
                 }
             }
             return .configGet(found)
-        case .check, .reset, .ping, .quit, .echo, .stats:
+        case .check, .reset, .ping, .quit, .echo, .stats, .auth:
             preconditionFailure("\(command.name) is parsed by RequestParser")
         }
     }
 
-    /// `HELLO [protover [AUTH username password] [SETNAME clientname]]`. There is no authentication to pass,
-    /// so AUTH is accepted and ignored, as Redis does for a default user without a password.
+    /// `HELLO [protover [AUTH username password] [SETNAME clientname]]`.
     private static func hello<W: Words>(_ words: inout W) throws(ProtocolError) -> Request {
-        guard let versionWord = words.next() else { return .hello(version: nil) }
+        guard let versionWord = words.next() else { return .hello(version: nil, credentials: nil) }
         guard let version = RequestParser.decimal(versionWord, max: 99), version == 2 || version == 3 else {
             throw ProtocolError(.noproto, "unsupported protocol version \(Printable.quote(versionWord)); use 2 or 3")
         }
+        var credentials: Credentials?
         while let option = words.next() {
             if ASCII.equalsUppercased("AUTH".utf8, option), words.remainingCount() >= 2 {
-                _ = words.next()
-                _ = words.next()
+                let user = words.next()!
+                credentials = Credentials(user: user.indices, token: words.next()!.indices)
             } else if ASCII.equalsUppercased("SETNAME".utf8, option), words.remainingCount() >= 1 {
                 _ = words.next()
             } else {
                 throw ProtocolError(.wrongArguments, "unexpected HELLO option \(Printable.quote(option))")
             }
         }
-        return .hello(version: Int(version))
+        return .hello(version: Int(version), credentials: credentials)
     }
 }

@@ -12,8 +12,10 @@ public enum Request: Sendable, Hashable {
     case quit
     /// `STATS`: the server's counters.
     case stats
-    /// `HELLO [2|3]`: nil keeps the connection's current protocol version.
-    case hello(version: Int?)
+    /// `HELLO [2|3] [AUTH <user> <token>]`: nil keeps the connection's current protocol version.
+    case hello(version: Int?, credentials: Credentials?)
+    /// `AUTH <token>` or `AUTH <user> <token>` (Redis's two forms).
+    case auth(Credentials)
     case echo([UInt8])
     /// `CLIENT SETNAME` / `CLIENT SETINFO`: acknowledged, nothing to remember.
     case clientAcknowledged
@@ -23,6 +25,18 @@ public enum Request: Sendable, Hashable {
     case emptyListing
     /// `CONFIG GET <parameter> …`: the parameters ratelimitd can answer for, as Redis would report them.
     case configGet([ConfigParameter])
+}
+
+/// What `AUTH` or `HELLO … AUTH` gave: where the user name (nil for `AUTH <token>`) and the token are in
+/// the parsed bytes, so neither is copied (nor kept) beyond the request.
+public struct Credentials: Sendable, Hashable {
+    public let user: Range<Int>?
+    public let token: Range<Int>
+
+    public init(user: Range<Int>?, token: Range<Int>) {
+        self.user = user
+        self.token = token
+    }
 }
 
 /// Which protocol a request came in, and so which form its reply takes.

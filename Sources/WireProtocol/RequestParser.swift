@@ -30,6 +30,10 @@ public enum RequestParser {
         case .quit: return .quit
         case .stats: return .stats
         case .echo: return .echo(Array(words.next()!))
+        case .auth:
+            let first = words.next()!
+            guard let second = words.next() else { return .auth(Credentials(user: nil, token: first.indices)) }
+            return .auth(Credentials(user: first.indices, token: second.indices))
         default: return try RedisCompatibility.parse(command, &words)
         }
     }

@@ -13,7 +13,8 @@ import UnixSignals
 /// rules, and put new and changed rules in force at once, keeping every key's state and every connection.
 /// A file that does not validate is refused with a logged message, and the rules in force stay (all of
 /// them: TOML and YAML are taken together or not at all). Settings that only take effect at start-up are
-/// reported as needing a restart.
+/// reported as needing a restart. The auth token is read again from the same file (connections already
+/// authenticated stay so); naming another file, or none, takes a restart.
 struct ConfigReloadService: Service {
     let flags: RateLimitDaemon
     let running: ResolvedSettings
@@ -32,7 +33,7 @@ struct ConfigReloadService: Service {
     func reload() {
         notifier.notify("RELOADING=1\nMONOTONIC_USEC=\(Self.monotonicMicroseconds())")
         defer { notifier.notify("READY=1\nSTATUS=serving") }
-        guard flags.config != nil || running.envoyConfigPath != nil else {
+        guard flags.config != nil || running.envoyConfigPath != nil || running.authTokenFile != nil else {
             logger.notice("SIGHUP: there is no configuration file to reload; nothing changed")
             return
         }
@@ -51,7 +52,12 @@ struct ConfigReloadService: Service {
             envoyRules.replace(with: next.envoyRules)
             logger.info("reloaded Envoy rules", metadata: ["path": "\(path)", "domains": "\(next.envoyRules.domains.count)"])
         }
+        if let auth = server.auth, let token = next.authToken, next.authTokenFile == running.authTokenFile {
+            auth.replace(with: token)
+            logger.info("reloaded the auth token", metadata: ["path": "\(next.authTokenFile ?? "")"])
+        }
         let restartOnly: [(String, String, String)] = [
+            ("auth_token_file", running.authTokenFile ?? "none", next.authTokenFile ?? "none"),
             ("listen", "\(running.listen)", "\(next.listen)"),
             ("shards", "\(running.shards)", "\(next.shards)"),
             ("log_level", running.logLevel.rawValue, next.logLevel.rawValue),

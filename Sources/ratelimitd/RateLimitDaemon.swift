@@ -61,6 +61,11 @@ struct RateLimitDaemon: ParsableCommand {
     var idleTimeout: String?
 
     @Option(name: .long, help: ArgumentHelp(
+        "File holding the token clients must give (AUTH <token>; gRPC authorization: Bearer <token>); reloaded on SIGHUP.",
+        valueName: "path"))
+    var authTokenFile: String?
+
+    @Option(name: .long, help: ArgumentHelp(
         "Close a connection whose request is still incomplete this long after its first byte, or whose replies wait unread this long; 0 for never (default 10s).",
         valueName: "duration"))
     var requestTimeout: String?

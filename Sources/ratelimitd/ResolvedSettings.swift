@@ -40,6 +40,11 @@ struct ResolvedSettings {
     /// nil: no Envoy rate limit service.
     var envoyListen: ListenAddress?
     var envoyConfigPath: String?
+    /// `auth_token_file`, and the token read from it here, so `--check-config` and SIGHUP check it too.
+    var authTokenFile: String?
+    var authToken: [UInt8]?
+    /// The token file can be read by users other than its owner.
+    var authTokenExposed = false
     /// The Envoy rules, loaded and validated here, so `--check-config` and SIGHUP check them too.
     var envoyRules: EnvoyRuleSet = .empty
 
@@ -47,7 +52,8 @@ struct ResolvedSettings {
         ServerConfiguration(
             host: listen.host, port: listen.port, shards: shards, rules: rules, maxKeys: maxKeys,
             maxConnections: maxConnections,
-            timeouts: ConnectionTimeouts(idleNanos: idleTimeoutNanos, requestNanos: requestTimeoutNanos))
+            timeouts: ConnectionTimeouts(idleNanos: idleTimeoutNanos, requestNanos: requestTimeoutNanos),
+            authToken: authToken)
     }
 
     static func resolve(_ flags: RateLimitDaemon) throws -> ResolvedSettings {
@@ -76,6 +82,15 @@ struct ResolvedSettings {
             resolved.metricsListen = try optionalListen(text, flag: "--metrics-listen", off: "no metrics")
         }
         try resolveEnvoy(flags, file: file, into: &resolved)
+        if let path = flags.authTokenFile {
+            guard !path.isEmpty else { throw FlagError("--auth-token-file needs a file path") }
+            resolved.authTokenFile = path
+        } else {
+            resolved.authTokenFile = file.authTokenFile
+        }
+        if let path = resolved.authTokenFile {
+            (resolved.authToken, resolved.authTokenExposed) = try readAuthToken(path)
+        }
         try resolveRedis(flags, into: &resolved)
         resolved.idleTimeoutNanos = try flags.idleTimeout.map { text throws(FlagError) in
             try timeout(text, flag: "--idle-timeout", example: "300s")
@@ -220,6 +235,21 @@ struct ResolvedSettings {
         return nanos
     }
 
+    /// The token in `path`, and whether others than its owner can read the file.
+    static func readAuthToken(_ path: String) throws(FlagError) -> (token: [UInt8], exposed: Bool) {
+        let contents: (bytes: [UInt8], mode: UInt32)?
+        do {
+            contents = try SnapshotFile.readRegularFile(path)
+        } catch {
+            throw FlagError("auth_token_file: \(error)")
+        }
+        guard let contents else { throw FlagError("auth_token_file: \(path) does not exist") }
+        switch AuthTokenRules.token(in: contents.bytes) {
+        case .success(let token): return (token, AuthTokenRules.readableByOthers(mode: contents.mode))
+        case .failure(let problem): throw FlagError("auth_token_file: \(path) \(problem)")
+        }
+    }
+
     /// A connection timeout flag: 0 (never) or a duration.
     private static func timeout(_ text: String, flag: String, example: String) throws(FlagError) -> Int64 {
         guard let nanos = DaemonSettings.parseTimeout(text) else {
@@ -231,10 +261,20 @@ struct ResolvedSettings {
     /// Listeners other machines may reach while nothing authenticates clients: anyone who reaches them can
     /// `RESET` any key or check it under any limit. Logged at start and printed by `--check-config`.
     var exposureWarnings: [String] {
+        var warnings: [String] = []
+        if let authTokenFile, authTokenExposed {
+            warnings.append(
+                "warning: auth_token_file \(authTokenFile) can be read by its group or by everyone; chmod 600 it (or 640 for the service's group)")
+        }
+        if let authToken, authToken.count < 16 {
+            warnings.append(
+                "warning: the auth token is \(authToken.count) bytes; one of 32 random bytes or more (openssl rand -hex 32) cannot be guessed")
+        }
+        guard authToken == nil else { return warnings }
         var exposed = [("client port", listen)]
         if let envoyListen { exposed.append(("Envoy gRPC port", envoyListen)) }
-        return exposed.filter { !$0.1.isLoopback }.map { name, address in
-            "warning: the \(name) listens on \(address), beyond loopback, and nothing authenticates clients: anyone who reaches it can reset any key or check it under any limit; listen on loopback or a private network"
+        return warnings + exposed.filter { !$0.1.isLoopback }.map { name, address in
+            "warning: the \(name) listens on \(address), beyond loopback, and nothing authenticates clients: anyone who reaches it can reset any key or check it under any limit; set auth_token_file, or listen on loopback or a private network"
         }
     }
 
@@ -248,6 +288,7 @@ struct ResolvedSettings {
         lines.append("shutdown_timeout = \(WindowDuration.format(shutdownTimeoutNanos))")
         lines.append("max_connections = \(maxConnections)")
         lines.append("idle_timeout = \(idleTimeoutNanos == 0 ? "never" : WindowDuration.format(idleTimeoutNanos))")
+        lines.append(authTokenFile.map { "auth_token_file = \($0): clients must AUTH" } ?? "no auth_token_file: clients need no token")
         lines.append("request_timeout = \(requestTimeoutNanos == 0 ? "never" : WindowDuration.format(requestTimeoutNanos))")
         lines.append("max_keys = \(maxKeys), swept every \(WindowDuration.format(sweepIntervalNanos))")
         if let snapshotPath {

@@ -204,11 +204,81 @@ struct EnvoyTests {
         #expect(counters.contains("cluster.ratelimit.health_check.failure: 0"), "\(counters)")
     }
 
+    /// The token of README's example ("Security").
+    static let readmeToken = "9c1f4e7a2b8d3c6f0e5a1d9b7c3e2f8a"
+    static let shippedGRPCService = """
+                        grpc_service:
+                          envoy_grpc:
+                            cluster_name: ratelimit
+                          timeout: 1s
+
+        """
+    /// README's `grpc_service` with the token, as it stands in `contrib/envoy/envoy.yaml` plus the metadata.
+    static let readmeGRPCServiceWithToken = """
+                        grpc_service:
+                          envoy_grpc:
+                            cluster_name: ratelimit
+                          timeout: 1s
+                          initial_metadata:
+                          - key: authorization
+                            value: "Bearer 9c1f4e7a2b8d3c6f0e5a1d9b7c3e2f8a"
+
+        """
+
+    /// With `auth_token_file`: grpcio without the token is refused `UNAUTHENTICATED` (health checks stay
+    /// open), and a real Envoy configured as README shows sends it and is served.
+    @Test(.enabled(if: ExternalTool.required || EnvoyProcess.binary != nil))
+    func aTokenGuardsTheGRPCServiceAndEnvoySendsIt() throws {
+        let tokenFile = try temporaryFile(Self.readmeToken + "\n", suffix: ".token")
+        try Unprivileged.handOver(tokenFile)
+        chmod(tokenFile, 0o600)
+        let (daemon, port) = try startDaemon(
+            rules: "\(Self.root)/contrib/envoy/ratelimit.yaml", ["--auth-token-file", tokenFile])
+        let script = """
+            import sys, grpc
+            from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
+            channel = grpc.insecure_channel("127.0.0.1:" + sys.argv[1])
+            stub = rls_pb2_grpc.RateLimitServiceStub(channel)
+            request = rls_pb2.RateLimitRequest(domain="edge")
+            request.descriptors.add().entries.add(key="client", value="grpcio")
+            for metadata in (None, [("authorization", "Bearer wrong")], [("authorization", "Basic " + sys.argv[2])]):
+                try:
+                    stub.ShouldRateLimit(request, metadata=metadata)
+                    sys.exit("no error for %r" % (metadata,))
+                except grpc.RpcError as error:
+                    assert error.code() == grpc.StatusCode.UNAUTHENTICATED, error
+                    assert error.details() == "missing or wrong authorization: Bearer <token>", error.details()
+            response = stub.ShouldRateLimit(request, metadata=[("authorization", "bearer " + sys.argv[2])])
+            assert response.overall_code == rls_pb2.RateLimitResponse.OK, response
+            health = channel.unary_unary("/grpc.health.v1.Health/Check")
+            assert health(b"") == b"\\x08\\x01", "SERVING"
+            print("ok")
+            """
+        let path = try #require(ProcessInfo.processInfo.environment["RATELIMITD_GRPC_PYTHONPATH"])
+        let result = try ExternalTool.run(
+            "python3", ["-c", script, "\(port)", Self.readmeToken], environment: ["PYTHONPATH": path])
+        #expect(result.status == 0 && result.output == "ok\n", "\(result.output)")
+
+        let envoy = try EnvoyProcess(
+            configPath: "\(Self.root)/contrib/envoy/envoy.yaml", rateLimitPort: port,
+            replacing: [(Self.shippedGRPCService, Self.readmeGRPCServiceWithToken)])
+        for remaining in ["2", "1", "0"] {
+            let response = try envoy.get(headers: ["x-client": "alice"])
+            #expect(response.status == 200 && response.headers["x-ratelimit-remaining"] == remaining, "\(response)\n\(daemon.log)")
+        }
+        #expect(try envoy.get(headers: ["x-client": "alice"]).status == 429)
+        let client = try LineClient(port: daemon.port)
+        #expect(try client.request("AUTH \(Self.readmeToken)") == "OK")
+        let stats = try client.statistics()
+        #expect(stats["auth_failures"] == 3 && stats["envoy_requests"] == 5, "\(stats)")
+    }
+
     @Test func theReadmeShowsTheTestedEnvoyFilesVerbatim() throws {
         let readme = try String(contentsOfFile: "\(Self.root)/README.md", encoding: .utf8)
         for file in ["contrib/envoy/envoy.yaml", "contrib/envoy/ratelimit.yaml"] {
             let text = try String(contentsOfFile: "\(Self.root)/\(file)", encoding: .utf8)
             #expect(readme.contains("```yaml\n" + text + "```\n"), "README's copy of \(file) differs from the file")
         }
+        #expect(readme.contains("```yaml\n" + Self.readmeGRPCServiceWithToken + "```\n"), "README's Envoy token example differs")
     }
 }

@@ -159,6 +159,40 @@ struct LiveSystemdTests {
         #expect(!boot.contains { $0.contains("ratelimitd.service:") && !$0.hasPrefix("ratelimitd.service: ") }, "\(boot)")
     }
 
+    /// README's drop-in: the token file stays root's (mode 600) and systemd hands it to the dynamic user as a
+    /// credential.
+    static let tokenDropIn = """
+        # /etc/systemd/system/ratelimitd.service.d/token.conf
+        [Service]
+        LoadCredential=token:/etc/ratelimitd/token
+        ExecStart=
+        ExecStart=/usr/local/bin/ratelimitd --config /etc/ratelimitd/ratelimitd.toml --auth-token-file ${CREDENTIALS_DIRECTORY}/token
+
+        """
+
+    @Test func aTokenFileOnlyRootCanReadReachesTheServiceAsACredential() throws {
+        let container = try boot()
+        let token = "9c1f4e7a2b8d3c6f0e5a1d9b7c3e2f8a"
+        let path = "\(container.root)/etc/ratelimitd/token"
+        try (token + "\n").write(toFile: path, atomically: false, encoding: .utf8)
+        chmod(path, 0o600)
+        try FileManager.default.createDirectory(
+            atPath: "\(container.root)/etc/systemd/system/ratelimitd.service.d", withIntermediateDirectories: true)
+        try Self.tokenDropIn.write(
+            toFile: "\(container.root)/etc/systemd/system/ratelimitd.service.d/token.conf", atomically: false, encoding: .utf8)
+        #expect(try container.run(["systemctl", "daemon-reload"]).status == 0)
+        let restart = try container.run(["systemctl", "restart", "ratelimitd"])
+        #expect(restart.status == 0, "\(restart.output)")
+        let client = try LineClient(port: container.port)
+        #expect(try client.request("CHECK user:1 1") == "ERR noauth authentication required; send AUTH <token>")
+        #expect(try client.request("AUTH \(token)") == "OK")
+        #expect(try client.request("CHECK user:1 1") == "ALLOW 99 600")
+        // The credential is the dynamic user's alone, so nothing is warned about.
+        #expect(try container.journal(["-t", "ratelimitd", "-p", "warning"]).isEmpty)
+        let readme = try String(contentsOfFile: "\(Self.root)/README.md", encoding: .utf8)
+        #expect(readme.contains("```ini\n" + Self.tokenDropIn + "```\n"), "README's drop-in differs from the tested one")
+    }
+
     @Test func aFrozenDaemonIsKilledAndRestartedByTheWatchdog() throws {
         let container = try boot()
         #expect(try container.property("WatchdogUSec") == "10s")

