@@ -12,7 +12,7 @@ public enum ConfigFile {
     static let topLevelKeys: Set<String> = ["server", "store", "redis", "metrics", "envoy", "rules"]
     static let serverKeys: Set<String> = [
         "listen", "shards", "log_level", "shutdown_timeout", "max_connections", "idle_timeout",
-        "request_timeout", "auth_token_file",
+        "request_timeout", "auth_token_file", "tls_cert", "tls_key", "tls_client_ca",
     ]
     static let storeKeys: Set<String> = ["snapshot_path", "snapshot_interval", "max_keys", "sweep_interval"]
     static let redisKeys: Set<String> = ["url", "mode", "key_prefix", "flush_interval", "on_error", "timeout"]
@@ -90,13 +90,10 @@ public enum ConfigFile {
         if let value = server["idle_timeout"] {
             settings.idleTimeoutNanos = try timeout(value, file: file, location: location, field: "idle_timeout", example: "300s")
         }
-        if let value = server["auth_token_file"] {
-            guard let path = value.string, !path.isEmpty else {
-                throw ConfigError(file: file, location: location, field: "auth_token_file",
-                                  message: "must be a file path, got \(value.debugDescription)")
-            }
-            settings.authTokenFile = path
-        }
+        settings.authTokenFile = try path(server["auth_token_file"], file: file, location: location, field: "auth_token_file")
+        settings.tlsCert = try path(server["tls_cert"], file: file, location: location, field: "tls_cert")
+        settings.tlsKey = try path(server["tls_key"], file: file, location: location, field: "tls_key")
+        settings.tlsClientCA = try path(server["tls_client_ca"], file: file, location: location, field: "tls_client_ca")
         if let value = server["request_timeout"] {
             settings.requestTimeoutNanos = try timeout(value, file: file, location: location, field: "request_timeout", example: "10s")
         }
@@ -115,6 +112,17 @@ public enum ConfigFile {
             }
             settings.logLevel = level
         }
+    }
+
+    /// A file path setting: a non-empty string; nil when absent.
+    private static func path(
+        _ value: (any TOMLValueConvertible)?, file: String, location: String, field: String
+    ) throws(ConfigError) -> String? {
+        guard let value else { return nil }
+        guard let path = value.string, !path.isEmpty else {
+            throw ConfigError(file: file, location: location, field: field, message: "must be a file path, got \(value.debugDescription)")
+        }
+        return path
     }
 
     /// A connection timeout: "0" (never) or a duration string.

@@ -21,6 +21,10 @@ public struct DaemonSettings: Sendable {
     public var idleTimeoutNanos: Int64?
     /// `[server] auth_token_file`: the file holding the token clients must give (`AUTH`, gRPC `Bearer`).
     public var authTokenFile: String?
+    /// `[server] tls_cert`, `tls_key`, `tls_client_ca`: PEM files; with the first two the client port speaks TLS.
+    public var tlsCert: String?
+    public var tlsKey: String?
+    public var tlsClientCA: String?
     /// `[server] request_timeout`: a request incomplete, or replies unread, this long: closed; 0: never.
     public var requestTimeoutNanos: Int64?
     public var sweepIntervalNanos: Int64?

@@ -70,6 +70,7 @@ public final class PrometheusPublisher: Sendable {
             for (listener, count) in reading.authFailures {
                 state.advance("ratelimitd_auth_failures_total", [("listener", listener)], to: Int64(count))
             }
+            state.advance("ratelimitd_tls_failures_total", to: Int64(reading.tlsFailures))
             state.advance("ratelimitd_accept_pauses_total", to: Int64(reading.acceptPauses))
             state.advance("ratelimitd_idle_closed_total", to: Int64(reading.idleClosed))
             state.advance("ratelimitd_request_timeouts_total", to: Int64(reading.requestTimeouts))

@@ -1,5 +1,7 @@
+import Atomics
 import Logging
 import NIOCore
+import NIOTLS
 import ShardStore
 import Synchronization
 import WireProtocol
@@ -28,11 +30,18 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private let timeouts: ConnectionTimeouts
     private let timeoutCounts: TimeoutCounts?
     private var timer: RepeatedTask?
+    /// With TLS: the handshake is not done yet. It is timed like a request, and a connection that closes
+    /// before it ends (plaintext, a failed handshake, a timeout) is counted in `tlsFailures`.
+    private var handshakePending: Bool
+    private let tlsFailures: ManagedAtomic<Int>?
 
     init(
         services: ConnectionServices, allocator: ByteBufferAllocator, loopMetrics: LoopMetrics, eventLoop: any EventLoop,
-        logger: Logger, timeouts: ConnectionTimeouts = .never, timeoutCounts: TimeoutCounts? = nil
+        logger: Logger, timeouts: ConnectionTimeouts = .never, timeoutCounts: TimeoutCounts? = nil,
+        tlsFailures: ManagedAtomic<Int>? = nil
     ) {
+        self.tlsFailures = tlsFailures
+        self.handshakePending = tlsFailures != nil
         let waiter = ConnectionWaiter(eventLoop: eventLoop)
         self.waiter = waiter
         self.processor = RequestProcessor(
@@ -103,6 +112,10 @@ final class ConnectionHandler: ChannelDuplexHandler {
             drain(context)
             return
         }
+        if let event = event as? TLSUserEvent, case .handshakeCompleted = event {
+            handshakePending = false
+            return
+        }
         if event is ChannelShouldQuiesceEvent {
             // The server is shutting down: read nothing more, answer every request already read (including
             // any held back by a stall), then close once the replies are written.
@@ -114,6 +127,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        if handshakePending { tlsFailures?.wrappingIncrement(ordering: .relaxed) }
         lifecycle.closed()
         processor.services.statistics.connectionClosed()
         context.fireChannelInactive()
@@ -121,6 +135,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         logger.debug("connection error", metadata: ["error": "\(error)"])
+
         lifecycle.closed()
         context.close(promise: nil)
     }
@@ -167,13 +182,17 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private func look() {
         guard let context else { return }
         activity.requests = processor.requestsAnswered
-        activity.partial = processor.holdsPartialRequest
+        activity.partial = processor.holdsPartialRequest || handshakePending
         activity.repliesWaiting = !context.channel.isWritable
         let action = lifecycle.look(at: Int64(context.eventLoop.now.uptimeNanoseconds), activity)
         activity = ConnectionActivity()
         switch action {
         case nil:
             return
+        case .failRequest where handshakePending:
+            // Nothing can be said before the handshake: the client is simply closed.
+            timeoutCounts?.add(.incompleteRequest)
+            context.close(promise: nil)
         case .failRequest:
             timeoutCounts?.add(.incompleteRequest)
             processor.timeOut(afterNanos: timeouts.requestNanos)

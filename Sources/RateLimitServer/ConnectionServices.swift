@@ -41,6 +41,7 @@ struct ConnectionServices: Sendable {
             Statistic("rejected_connections", Int64(statistics.connectionSetup.totalRefusals)),
             Statistic("accept_pauses", Int64(statistics.connectionSetup.acceptPauses)),
             Statistic("idle_closed", Int64(statistics.connectionSetup.timeoutCounts.idleCloses)),
+            Statistic("tls_failures", Int64(statistics.connectionSetup.tlsFailures)),
             Statistic("auth_failures", Int64(auth?.totalFailures ?? 0)),
             Statistic("request_timeouts", Int64(statistics.connectionSetup.timeoutCounts.requestTimeouts)),
             Statistic("reply_timeouts", Int64(statistics.connectionSetup.timeoutCounts.replyTimeouts)),

@@ -26,6 +26,9 @@ public final class ConnectionSetup: Sendable {
     /// Times accepting paused because the process or system ran out of descriptors (or memory for them).
     private let acceptPauseCount = ManagedAtomic(0)
     public let timeoutCounts = TimeoutCounts()
+    /// Client connections that never completed a TLS handshake (plaintext, a failed handshake).
+    let tlsFailureCount = ManagedAtomic(0)
+    public var tlsFailures: Int { tlsFailureCount.load(ordering: .relaxed) }
     public let maxConnections: Int
     public let timeouts: ConnectionTimeouts
     private let logThrottle: LogThrottle

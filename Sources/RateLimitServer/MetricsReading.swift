@@ -25,6 +25,8 @@ public struct MetricsReading: Sendable {
     public var rejectedConnections: [(listener: String, count: Int)] = []
     /// Failed authentications by listener; empty when no token is configured.
     public var authFailures: [(listener: String, count: Int)] = []
+    /// Client connections that never completed a TLS handshake.
+    public var tlsFailures = 0
     /// Times accepting paused for want of descriptors.
     public var acceptPauses = 0
     /// Connections closed for being idle.
@@ -76,6 +78,7 @@ extension RateLimitServer {
             reading.authFailures = [Listener.client, .envoy].map { ($0.rawValue, auth.failures(on: $0)) }
         }
         reading.acceptPauses = connectionSetup.acceptPauses
+        reading.tlsFailures = connectionSetup.tlsFailures
         reading.idleClosed = connectionSetup.timeoutCounts.idleCloses
         reading.requestTimeouts = connectionSetup.timeoutCounts.requestTimeouts
         reading.replyTimeouts = connectionSetup.timeoutCounts.replyTimeouts

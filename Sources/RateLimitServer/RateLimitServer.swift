@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import RateLimiting
 import ShardStore
 import WireProtocol
@@ -77,12 +78,18 @@ public final class RateLimitServer: Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelInitializer { [connectionSetup] channel in connectionSetup.setUpListener(channel, listener: .client) }
             .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .childChannelInitializer { [connections, loopMetrics, connectionSetup] channel in
+            .childChannelInitializer { [connections, loopMetrics, connectionSetup, tls = configuration.tls] channel in
                 connectionSetup.setUp(channel, listener: .client) { channel in
+                    if let tls {
+                        try channel.pipeline.syncOperations.addHandlers([
+                            PlaintextRefusal(), NIOSSLServerHandler(context: tls.context),
+                        ])
+                    }
                     let handler = ConnectionHandler(
                         services: services, allocator: channel.allocator,
                         loopMetrics: loopMetrics.metrics(for: channel.eventLoop), eventLoop: channel.eventLoop,
-                        logger: logger, timeouts: connectionSetup.timeouts, timeoutCounts: connectionSetup.timeoutCounts)
+                        logger: logger, timeouts: connectionSetup.timeouts, timeoutCounts: connectionSetup.timeoutCounts,
+                        tlsFailures: tls == nil ? nil : connectionSetup.tlsFailureCount)
                     try channel.pipeline.syncOperations.addHandler(handler)
                     connections.register(channel)
                 }

@@ -21,6 +21,8 @@ public struct ServerConfiguration: Sendable {
     public var timeouts: ConnectionTimeouts
     /// What `AUTH` and gRPC's `authorization: Bearer` must give; nil: no authentication.
     public var authToken: [UInt8]?
+    /// The client port speaks TLS with these; nil: plaintext.
+    public var tls: TLSCertificates?
     public var clock: any DecisionClock
 
     public init(
@@ -33,6 +35,7 @@ public struct ServerConfiguration: Sendable {
         maxConnections: Int = ServerConfiguration.defaultMaxConnections,
         timeouts: ConnectionTimeouts = .never,
         authToken: [UInt8]? = nil,
+        tls: TLSCertificates? = nil,
         clock: any DecisionClock = SystemDecisionClock()
     ) {
         self.host = host
@@ -44,6 +47,7 @@ public struct ServerConfiguration: Sendable {
         self.maxConnections = maxConnections
         self.timeouts = timeouts
         self.authToken = authToken
+        self.tls = tls
         self.clock = clock
     }
 }

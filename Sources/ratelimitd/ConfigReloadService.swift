@@ -33,7 +33,7 @@ struct ConfigReloadService: Service {
     func reload() {
         notifier.notify("RELOADING=1\nMONOTONIC_USEC=\(Self.monotonicMicroseconds())")
         defer { notifier.notify("READY=1\nSTATUS=serving") }
-        guard flags.config != nil || running.envoyConfigPath != nil || running.authTokenFile != nil else {
+        guard flags.config != nil || running.envoyConfigPath != nil || running.authTokenFile != nil || running.tls != nil else {
             logger.notice("SIGHUP: there is no configuration file to reload; nothing changed")
             return
         }
@@ -56,7 +56,16 @@ struct ConfigReloadService: Service {
             auth.replace(with: token)
             logger.info("reloaded the auth token", metadata: ["path": "\(next.authTokenFile ?? "")"])
         }
+        if let tls = server.configuration.tls, next.tls?.files == tls.files {
+            do {
+                try tls.reload()
+                logger.info("reloaded the TLS certificate", metadata: ["tls_cert": "\(tls.files.certificate)"])
+            } catch {
+                logger.error("SIGHUP: TLS certificate not reloaded, the one in force stays: \(error)")
+            }
+        }
         let restartOnly: [(String, String, String)] = [
+            ("tls", server.configuration.tls.map { "\($0.files)" } ?? "none", next.tls.map { "\($0.files)" } ?? "none"),
             ("auth_token_file", running.authTokenFile ?? "none", next.authTokenFile ?? "none"),
             ("listen", "\(running.listen)", "\(next.listen)"),
             ("shards", "\(running.shards)", "\(next.shards)"),

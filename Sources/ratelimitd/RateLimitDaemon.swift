@@ -61,6 +61,18 @@ struct RateLimitDaemon: ParsableCommand {
     var idleTimeout: String?
 
     @Option(name: .long, help: ArgumentHelp(
+        "PEM certificate (chain) of the client port; with --tls-key it speaks TLS, for both protocols; reloaded on SIGHUP.",
+        valueName: "path"))
+    var tlsCert: String?
+
+    @Option(name: .long, help: ArgumentHelp("PEM private key of --tls-cert.", valueName: "path"))
+    var tlsKey: String?
+
+    @Option(name: .long, help: ArgumentHelp(
+        "PEM CA certificate(s): clients must present a certificate one of them issued.", valueName: "path"))
+    var tlsClientCA: String?
+
+    @Option(name: .long, help: ArgumentHelp(
         "File holding the token clients must give (AUTH <token>; gRPC authorization: Bearer <token>); reloaded on SIGHUP.",
         valueName: "path"))
     var authTokenFile: String?

@@ -45,6 +45,9 @@ struct ResolvedSettings {
     var authToken: [UInt8]?
     /// The token file can be read by users other than its owner.
     var authTokenExposed = false
+    /// The client port's TLS files, checked here (parsed into a context) so `--check-config` and SIGHUP
+    /// refuse ones that cannot be used.
+    var tls: TLSCertificates?
     /// The Envoy rules, loaded and validated here, so `--check-config` and SIGHUP check them too.
     var envoyRules: EnvoyRuleSet = .empty
 
@@ -53,7 +56,7 @@ struct ResolvedSettings {
             host: listen.host, port: listen.port, shards: shards, rules: rules, maxKeys: maxKeys,
             maxConnections: maxConnections,
             timeouts: ConnectionTimeouts(idleNanos: idleTimeoutNanos, requestNanos: requestTimeoutNanos),
-            authToken: authToken)
+            authToken: authToken, tls: tls)
     }
 
     static func resolve(_ flags: RateLimitDaemon) throws -> ResolvedSettings {
@@ -91,6 +94,7 @@ struct ResolvedSettings {
         if let path = resolved.authTokenFile {
             (resolved.authToken, resolved.authTokenExposed) = try readAuthToken(path)
         }
+        resolved.tls = try resolveTLS(flags, file: file)
         try resolveRedis(flags, into: &resolved)
         resolved.idleTimeoutNanos = try flags.idleTimeout.map { text throws(FlagError) in
             try timeout(text, flag: "--idle-timeout", example: "300s")
@@ -235,6 +239,27 @@ struct ResolvedSettings {
         return nanos
     }
 
+    /// The TLS files from flags over the file's: a certificate and a key together, or neither (then no CA).
+    private static func resolveTLS(_ flags: RateLimitDaemon, file: DaemonSettings) throws -> TLSCertificates? {
+        let pick = { (flag: String?, setting: String?) -> String? in flag.map { $0.isEmpty ? nil : $0 } ?? setting }
+        let certificate = pick(flags.tlsCert, file.tlsCert)
+        let key = pick(flags.tlsKey, file.tlsKey)
+        let clientCA = pick(flags.tlsClientCA, file.tlsClientCA)
+        switch (certificate, key) {
+        case (nil, nil):
+            guard clientCA == nil else { throw FlagError("tls_client_ca needs tls_cert and tls_key: client certificates are asked for over TLS") }
+            return nil
+        case (.some, nil): throw FlagError("tls_cert needs tls_key (--tls-key), the certificate's private key")
+        case (nil, .some): throw FlagError("tls_key needs tls_cert (--tls-cert), the certificate it belongs to")
+        case (.some(let certificate), .some(let key)):
+            do {
+                return try TLSCertificates(TLSFiles(certificate: certificate, key: key, clientCA: clientCA))
+            } catch {
+                throw FlagError(error.description)
+            }
+        }
+    }
+
     /// The token in `path`, and whether others than its owner can read the file.
     static func readAuthToken(_ path: String) throws(FlagError) -> (token: [UInt8], exposed: Bool) {
         let contents: (bytes: [UInt8], mode: UInt32)?
@@ -270,6 +295,9 @@ struct ResolvedSettings {
             warnings.append(
                 "warning: the auth token is \(authToken.count) bytes; one of 32 random bytes or more (openssl rand -hex 32) cannot be guessed")
         }
+        if let tls, TLSCertificates.keyReadableByOthers(tls.files) {
+            warnings.append("warning: tls_key \(tls.files.key) can be read by its group or by everyone; chmod 600 it")
+        }
         guard authToken == nil else { return warnings }
         var exposed = [("client port", listen)]
         if let envoyListen { exposed.append(("Envoy gRPC port", envoyListen)) }
@@ -288,6 +316,7 @@ struct ResolvedSettings {
         lines.append("shutdown_timeout = \(WindowDuration.format(shutdownTimeoutNanos))")
         lines.append("max_connections = \(maxConnections)")
         lines.append("idle_timeout = \(idleTimeoutNanos == 0 ? "never" : WindowDuration.format(idleTimeoutNanos))")
+        lines.append(tls.map { "TLS on the client port: \($0.files)" } ?? "no TLS: the client port speaks plaintext")
         lines.append(authTokenFile.map { "auth_token_file = \($0): clients must AUTH" } ?? "no auth_token_file: clients need no token")
         lines.append("request_timeout = \(requestTimeoutNanos == 0 ? "never" : WindowDuration.format(requestTimeoutNanos))")
         lines.append("max_keys = \(maxKeys), swept every \(WindowDuration.format(sweepIntervalNanos))")
