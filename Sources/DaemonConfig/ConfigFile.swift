@@ -14,7 +14,7 @@ public enum ConfigFile {
         "listen", "shards", "log_level", "shutdown_timeout", "max_connections", "idle_timeout",
         "request_timeout", "auth_token_file", "tls_cert", "tls_key", "tls_client_ca",
     ]
-    static let storeKeys: Set<String> = ["snapshot_path", "snapshot_interval", "max_keys", "sweep_interval"]
+    static let storeKeys: Set<String> = ["snapshot_path", "snapshot_interval", "max_keys", "sweep_interval", "when_full"]
     static let redisKeys: Set<String> = ["url", "mode", "key_prefix", "flush_interval", "on_error", "timeout"]
     static let metricsKeys: Set<String> = ["listen"]
     static let envoyKeys: Set<String> = ["listen", "config"]
@@ -151,6 +151,13 @@ public enum ConfigFile {
         }
         if let value = store["sweep_interval"] {
             settings.sweepIntervalNanos = try duration(value, file: file, location: location, field: "sweep_interval")
+        }
+        if let value = store["when_full"] {
+            guard let text = value.string, DaemonSettings.whenFullChoices.contains(text) else {
+                throw ConfigError(file: file, location: location, field: "when_full",
+                                  message: "must be \"deny\" or \"allow\", got \(value.debugDescription)")
+            }
+            settings.whenFull = text
         }
         if let value = store["max_keys"] {
             guard let maxKeys = value.int, maxKeys >= 1 else {

@@ -15,6 +15,8 @@ public struct DaemonSettings: Sendable {
     public var snapshotIntervalNanos: Int64?
     /// The most keys held; past it, new keys evict old ones.
     public var maxKeys: Int?
+    /// `[store] when_full`: `deny` or `allow`.
+    public var whenFull: String?
     /// `[server] max_connections`: connections open at once over every listener.
     public var maxConnections: Int?
     /// `[server] idle_timeout`: a connection that sends nothing for this long is closed; 0: never.
@@ -73,6 +75,7 @@ public struct DaemonSettings: Sendable {
     /// daemon on it enforces one limit.
     public static let redisModes = ["replicate", "shared"]
     public static let redisOnErrors = ["local", "allow", "deny"]
+    public static let whenFullChoices = ["deny", "allow"]
     public static let defaultRedisTimeoutNanos: Int64 = 100_000_000
     /// A shared decision waits for Redis at most this long, however it is configured.
     public static let maxRedisTimeoutNanos: Int64 = 10_000_000_000

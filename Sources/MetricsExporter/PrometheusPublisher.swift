@@ -60,6 +60,7 @@ public final class PrometheusPublisher: Sendable {
                 state.advance("ratelimitd_errors_total", [("code", code)], to: count)
             }
             state.advance("ratelimitd_evictions_total", to: Int64(reading.evictions))
+            state.advance("ratelimitd_store_full_total", to: Int64(reading.storeFull))
             state.advance("ratelimitd_connections_accepted_total", to: Int64(reading.totalConnections))
             for (listener, count) in reading.connectionSetupFailures {
                 state.advance("ratelimitd_connection_setup_failures_total", [("listener", listener)], to: Int64(count))

@@ -24,12 +24,14 @@ struct ConnectionServices: Sendable {
         var allowed: Int64 = 0
         var denied: Int64 = 0
         var evictions = 0
+        var refusals = 0
         for shard in shards {
             let counters = shard.counters()
             keys += counters.keys
             allowed += counters.allowed
             denied += counters.denied
             evictions += counters.evictions
+            refusals += counters.refusals
         }
         let now = clock.nanosecondsNow()
         let snapshotAt = statistics.snapshot.savedAt.load(ordering: .relaxed)
@@ -49,6 +51,7 @@ struct ConnectionServices: Sendable {
             Statistic("allowed", allowed),
             Statistic("denied", denied),
             Statistic("evictions", Int64(evictions)),
+            Statistic("store_full", Int64(refusals)),
             Statistic("shards", Int64(shards.count)),
             Statistic("snapshot_age_ms", snapshotAt == 0 ? -1 : max(0, now - snapshotAt) / 1_000_000),
             Statistic("snapshot_keys", Int64(statistics.snapshot.keys.load(ordering: .relaxed))),

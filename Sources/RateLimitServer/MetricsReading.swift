@@ -15,6 +15,8 @@ public struct MetricsReading: Sendable {
     public var decisions: [RuleDecisions] = []
     public var keys = 0
     public var evictions = 0
+    /// New keys refused because their shard was full of limited keys.
+    public var storeFull = 0
     public var connections = 0
     public var totalConnections = 0
     /// Envoy rate limit decisions by domain, rule and result.
@@ -63,6 +65,7 @@ extension RateLimitServer {
             let counters = shard.counters()
             reading.keys += counters.keys
             reading.evictions += counters.evictions
+            reading.storeFull += counters.refusals
             shard.addDecisionCounts(into: &perSlot)
         }
         let names = [Self.requestLimitRuleName] + ruleBook.slotNames

@@ -47,7 +47,7 @@ public final class RateLimitServer: Sendable {
         self.decider = makeDecider(shards, group)
         // Rounded down, so the shards together never hold more than max_keys (but each at least one key).
         let perShard = max(1, configuration.maxKeys / configuration.shards)
-        for shard in shards { shard.setMaxKeys(perShard) }
+        for shard in shards { shard.setMaxKeys(perShard, whenFull: configuration.whenFull) }
         self.ruleBook = RuleBook(configuration.rules)
         let clock = configuration.clock
         self.auth = configuration.authToken.map { AuthToken($0, logger: logger, now: { clock.nanosecondsNow() }) }

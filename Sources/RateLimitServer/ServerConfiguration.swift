@@ -16,6 +16,8 @@ public struct ServerConfiguration: Sendable {
     public var rules: RuleSet
     /// The most keys held over all shards; past it, new keys evict old ones.
     public var maxKeys: Int
+    /// What a new key gets when its shard is full of limited keys.
+    public var whenFull: WhenFull
     public var maxLineLength: Int
     public var maxConnections: Int
     public var timeouts: ConnectionTimeouts
@@ -31,6 +33,7 @@ public struct ServerConfiguration: Sendable {
         shards: Int,
         rules: RuleSet = .defaults,
         maxKeys: Int = ServerConfiguration.defaultMaxKeys,
+        whenFull: WhenFull = .deny,
         maxLineLength: Int = LineFramer.defaultMaxLineLength,
         maxConnections: Int = ServerConfiguration.defaultMaxConnections,
         timeouts: ConnectionTimeouts = .never,
@@ -43,6 +46,7 @@ public struct ServerConfiguration: Sendable {
         self.shards = shards
         self.rules = rules
         self.maxKeys = maxKeys
+        self.whenFull = whenFull
         self.maxLineLength = maxLineLength
         self.maxConnections = maxConnections
         self.timeouts = timeouts

@@ -21,7 +21,7 @@ public struct Decision: Sendable, Hashable {
         Decision(allowed: true, remaining: max(0, remaining), resetMillis: TimeMath.millisRoundingUp(resetNanos))
     }
 
-    static func deny(remaining: Int64, retryNanos: Int64) -> Decision {
+    public static func deny(remaining: Int64, retryNanos: Int64) -> Decision {
         Decision(allowed: false, remaining: max(0, remaining), resetMillis: TimeMath.millisRoundingUp(retryNanos))
     }
 

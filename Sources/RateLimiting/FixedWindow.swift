@@ -22,7 +22,8 @@ enum FixedWindow {
         // one: a count must never be forgotten because time appeared to go backwards.
         let start = max(TimeMath.windowStart(now, window: limit.windowNanos), state?.windowStart ?? .min)
         let untilEnd = start + limit.windowNanos - now
-        let used = state.map { $0.windowStart == start ? $0.used : 0 } ?? 0
+        // A count left by a larger limit (a per-request limit, an edited rule) is at most a full window here.
+        let used = min(state.map { $0.windowStart == start ? $0.used : 0 } ?? 0, limit.limit)
         if cost == 0 {
             return .allow(remaining: limit.limit - used, resetNanos: used > 0 ? untilEnd : 0)
         }

@@ -24,8 +24,16 @@ enum GCRA {
         let rate = Int128(limit.limit)
         let window = Int128(limit.windowNanos)
         let capacity = Int128(limit.burst) * window
-        // Queue ahead of this request, in nanoseconds; nothing is queued once the TAT has passed.
-        let backlog = Int128(max(state?.theoreticalArrival ?? now, now) - now)
+        // Queue ahead of this request, in nanoseconds; nothing is queued once the TAT has passed. A state
+        // left by another limit (a per-request limit, an edited rule) may owe more than this limit can: it
+        // counts as an empty bucket, which refills within this limit's own window.
+        var backlog = Int128(max(state?.theoreticalArrival ?? now, now) - now)
+        if backlog * rate > capacity {
+            backlog = capacity / rate
+            // Kept so by a request that spends, or the next one would see the old debt again; a peek
+            // changes nothing.
+            if cost > 0 { state = BucketState(theoreticalArrival: now + TimeMath.clamp(backlog)) }
+        }
 
         func remaining(backlog: Int128) -> Int64 {
             TimeMath.clamp((capacity - backlog * rate) / window)

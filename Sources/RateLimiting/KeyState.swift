@@ -11,9 +11,11 @@ public enum KeyState: Sendable, Hashable {
     public static func check(_ state: inout KeyState?, cost: Int64, limit: Limit, now: Int64) -> Decision {
         switch limit.algorithm {
         case .tokenBucket, .leakyBucket:
-            var bucket: BucketState? = if case .bucket(let s) = state { s } else { nil }
+            let stored: BucketState? = if case .bucket(let s) = state { s } else { nil }
+            var bucket = stored
             let decision = GCRA.check(&bucket, cost: cost, limit: limit, now: now)
-            if let bucket, decision.allowed, cost > 0 { state = .bucket(bucket) }
+            // An admission, or a debt cut down to what this limit can owe.
+            if let bucket, bucket != stored { state = .bucket(bucket) }
             return decision
         case .fixedWindow:
             var window: FixedWindowState? = if case .fixedWindow(let s) = state { s } else { nil }

@@ -40,6 +40,10 @@ enum SlidingWindowCounter {
         let start = max(TimeMath.windowStart(now, window: window), state?.windowStart ?? .min)
         var counts = state?.rolled(to: start, windowNanos: window)
             ?? SlidingCounterState(windowStart: start, previous: 0, current: 0)
+        // Counts left by a larger limit (a per-request limit, an edited rule) are at most a full window here,
+        // so they fade within this limit's own windows.
+        counts.previous = min(counts.previous, limit.limit)
+        counts.current = min(counts.current, limit.limit)
         let elapsed = min(max(now - start, 0), window - 1)
         let w = Int128(window)
         let capacity = Int128(limit.limit) * w

@@ -86,16 +86,19 @@ extension SlidingLogState: Hashable {
 enum SlidingWindowLog {
     static func check(_ log: inout SlidingLogState, cost: Int64, limit: Limit, now: Int64) -> Decision {
         log.expire(now: now, windowNanos: limit.windowNanos)
+        // Entries left by a larger limit (a per-request limit, an edited rule) leave no room until enough of
+        // them age out, within this limit's window; the remaining count never goes below 0.
+        let remaining = max(0, limit.limit - log.used)
         if cost == 0 {
             let fullAt = log.newestTime.map { $0 + limit.windowNanos } ?? now
-            return .allow(remaining: limit.limit - log.used, resetNanos: fullAt - now)
+            return .allow(remaining: remaining, resetNanos: fullAt - now)
         }
         guard cost <= limit.limit else {
-            return .denyForever(remaining: limit.limit - log.used)
+            return .denyForever(remaining: remaining)
         }
         guard log.used + cost <= limit.limit else {
             let allowedAt = log.timeWhenUsed(atMost: limit.limit - cost, windowNanos: limit.windowNanos) ?? now
-            return .deny(remaining: limit.limit - log.used, retryNanos: allowedAt - now)
+            return .deny(remaining: remaining, retryNanos: allowedAt - now)
         }
         log.append(time: now, count: cost)
         let fullAt = log.newestTime.map { $0 + limit.windowNanos } ?? now

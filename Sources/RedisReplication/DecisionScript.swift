@@ -399,14 +399,21 @@ function bucket.check(s, cost, L)
   local burst, r, w = L.burst, L.r, L.w
   local backlog = 0
   if s and positive(s) then backlog = s end
+  -- A backlog left by another limit, past what this one can owe, counts as an empty bucket, and a request
+  -- that spends (not a peek) keeps it so.
+  local cut = false
+  if mulCmp(backlog, r, burst, w) > 0 then
+    backlog = mulDivFloor(burst, w, r)
+    cut = backlog
+  end
   -- The common case, in doubles: with backlog * r below L.span, every product here (and the new backlog
   -- times r) stays below 2^53, so the arithmetic is exact without the general helpers' checks.
   local span = L.span
   if span and type(backlog) == 'number' and backlog * r < span then
     if cost == 0 then return true, fastRemaining(backlog, burst, r, w), backlog end
-    if cost > burst then return false, fastRemaining(backlog, burst, r, w), false end
+    if cost > burst then return false, fastRemaining(backlog, burst, r, w), false, cut end
     if backlog * r > (burst - cost) * w then
-      return false, fastRemaining(backlog, burst, r, w), backlog - fdiv((burst - cost) * w, r)
+      return false, fastRemaining(backlog, burst, r, w), backlog - fdiv((burst - cost) * w, r), cut
     end
     local step = fdiv(cost * w, r)
     if step < 1 then step = 1 end
@@ -414,9 +421,9 @@ function bucket.check(s, cost, L)
     return true, fastRemaining(newBacklog, burst, r, w), newBacklog, newBacklog
   end
   if cost == 0 then return true, bucketRemaining(backlog, burst, r, w), backlog end
-  if cost > burst then return false, bucketRemaining(backlog, burst, r, w), false end
+  if cost > burst then return false, bucketRemaining(backlog, burst, r, w), false, cut end
   if mulCmp(backlog, r, burst - cost, w) > 0 then
-    return false, bucketRemaining(backlog, burst, r, w), sub(backlog, mulDivFloor(burst - cost, w, r))
+    return false, bucketRemaining(backlog, burst, r, w), sub(backlog, mulDivFloor(burst - cost, w, r)), cut
   end
   local newBacklog = add(backlog, max(mulDivFloor(cost, w, r), 1))
   return true, bucketRemaining(newBacklog, burst, r, w), newBacklog, newBacklog
@@ -432,6 +439,8 @@ function fixed.check(s, cost, L)
   if s then start = max(start, s[1]) end
   local untilEnd = add(start, window)
   local used = (s and cmp(s[1], start) == 0) and s[2] or 0
+  -- A count left by a larger limit is at most a full window here.
+  if used > limit then used = limit end
   if cost == 0 then return true, limit - used, used > 0 and untilEnd or 0 end
   if cost > limit then return false, limit - used, false end
   if used + cost > limit then return false, limit - used, untilEnd end
@@ -462,6 +471,9 @@ function counter.check(s, cost, L)
       previous = s[3]
     end
   end
+  -- Counts left by a larger limit are at most a full window here.
+  if previous > limit then previous = limit end
+  if current > limit then current = limit end
   local elapsed = min(max(negate(start), 0), sub(window, 1))
   local function fullIn(c)
     if c > 0 then return sub(mul(2, window), elapsed) end

@@ -37,6 +37,13 @@ struct KeyTable {
             set { tag = newValue ? tag | Self.changedBit : tag & ~Self.changedBit }
         }
 
+        /// Whether the key's last decision left it without quota (a denial, or an admission down to 0): such a
+        /// key is never evicted while its state still matters, or a flood of new keys would free it.
+        var isLimited: Bool {
+            get { tag & Self.limitedBit != 0 }
+            set { tag = newValue ? tag | Self.limitedBit : tag & ~Self.limitedBit }
+        }
+
         /// Whether the state is as restored, untouched by any decision since.
         var isRestored: Bool {
             get { tag & Self.restoredBit != 0 }
@@ -45,7 +52,8 @@ struct KeyTable {
 
         private static let changedBit: UInt8 = 0x80
         private static let restoredBit: UInt8 = 0x40
-        private static let kindBits: UInt8 = 0x3F
+        private static let limitedBit: UInt8 = 0x20
+        private static let kindBits: UInt8 = 0x1F
     }
 
     static let inlineKeyBytes = 24
@@ -65,7 +73,11 @@ struct KeyTable {
     /// The most keys the table holds; inserting past it evicts one first.
     var maxKeys = Int.max
     private(set) var evictions = 0
+    /// New keys not stored because every key looked at for eviction was limited.
+    private(set) var refusals = 0
     private var sweepCursor = 0
+    /// An eviction shifted entries since the caller's probe, so its empty place may have moved.
+    private var evictedSinceProbe = false
     /// Whether changes are marked for replication; off, the request path pays one untaken branch.
     var tracksChanges = false
     private var sampler: UInt64 = 0x2545_F491_4F6C_DD1D
@@ -85,9 +97,14 @@ struct KeyTable {
     /// replication as `origin` says, and `needsListing` is set when the caller must log the key: it changed
     /// and was not marked yet, or it was removed while unmarked (so the replica learns of the removal).
     /// (An out parameter rather than a property, so the shard reads nothing more of its table afterwards.)
+    ///
+    /// A new key when the table is full evicts another (see `evictOne`); when every key looked at is limited,
+    /// the new state is not stored and `refusedUntil` says when one of them stops mattering. `isLimited`
+    /// tells from the result whether the key is left without quota (see `Entry.isLimited`); `now` is when.
     mutating func update<Result>(
         key: UnsafeRawBufferPointer, hash: UInt64, windowNanos: Int64 = 0, origin: UpdateOrigin = .decision,
-        needsListing: inout Bool, _ body: (inout KeyState?) -> Result
+        now: Int64 = .min, needsListing: inout Bool, refusedUntil: inout Int64?,
+        isLimited: (Result) -> Bool = { _ in false }, _ body: (inout KeyState?) -> Result
     ) -> Result {
         needsListing = false
         let marks = tracksChanges && origin.replicates
@@ -96,8 +113,13 @@ struct KeyTable {
             var state: KeyState?
             let result = body(&state)
             if let state {
+                if count >= maxKeys, count > 0, let until = evictOne(now: now) {
+                    refusedUntil = until
+                    refusals += 1
+                    return result
+                }
                 insert(key, probe: probe, state: state, windowClass: windowClass(windowNanos),
-                       changed: marks, restored: tracksChanges && origin != .decision)
+                       changed: marks, restored: tracksChanges && origin != .decision, limited: isLimited(result))
                 needsListing = marks
             }
             return result
@@ -107,6 +129,7 @@ struct KeyTable {
         let result = body(&state)
         if let state {
             putState(state, at: probe.position)
+            slots[probe.position].isLimited = isLimited(result)
             if windowNanos != 0 { slots[probe.position].windowClass = windowClass(windowNanos) }
             if tracksChanges { needsListing = noteChange(at: probe.position, before: before, origin: origin) }
         } else {
@@ -260,16 +283,15 @@ struct KeyTable {
 
     // MARK: Insertion and removal
 
+    /// Inserts at `probe`'s place; call once the table has room (see `update`).
     private mutating func insert(
         _ key: UnsafeRawBufferPointer, probe: Probe, state: KeyState, windowClass: UInt8, changed: Bool,
-        restored: Bool
+        restored: Bool, limited: Bool
     ) {
         var position = probe.position
-        var moved = false
-        if count >= maxKeys, count > 0 {
-            evictOne()
-            moved = true
-        }
+        // An eviction just before shifted entries back: the empty place may have moved.
+        var moved = evictedSinceProbe
+        evictedSinceProbe = false
         if count + 1 > slots.count * 7 / 8 {
             grow()
             moved = true
@@ -294,6 +316,7 @@ struct KeyTable {
         store(state, in: &entry)
         entry.isChanged = changed
         entry.isRestored = restored
+        entry.isLimited = limited
         slots[position] = entry
         count += 1
     }
@@ -372,12 +395,21 @@ struct KeyTable {
     /// Evicts one key: of eight sampled keys, the one whose state turns fresh soonest, i.e. the one with the
     /// least quota left to lose (a bucket nearly full, a window nearly over). Sampling is how Redis
     /// approximates LRU; for a rate limiter, "soonest fresh" is the least-harm order, and among keys under
-    /// one limit it is the least recently used.
-    private mutating func evictOne() {
+    /// one limit it is the least recently used. A limited key whose state still matters at `now` is never
+    /// the victim: evicting it would hand it a fresh quota. When the eight are all such keys, up to 24 more
+    /// are sampled; when those are too, nothing is evicted and the result is the soonest time one of them
+    /// stops mattering (nil once a key was evicted).
+    private mutating func evictOne(now: Int64) -> Int64? {
         var victim = -1
         var soonest = Int64.max
+        var protectedUntil = Int64.max
         func consider(_ position: Int) {
-            let freshAt = freshAt(slots[position])
+            let entry = slots[position]
+            let freshAt = freshAt(entry)
+            if entry.isLimited, freshAt > now {
+                protectedUntil = min(protectedUntil, freshAt)
+                return
+            }
             if victim < 0 || freshAt < soonest {
                 soonest = freshAt
                 victim = position
@@ -387,7 +419,8 @@ struct KeyTable {
             // A small table: look at every key rather than sample a few of them.
             for position in slots.indices where slots[position].length != 0 { consider(position) }
         } else {
-            for _ in 0..<8 {
+            for round in 0..<32 {
+                if round == 8, victim >= 0 { break }
                 sampler ^= sampler << 13
                 sampler ^= sampler >> 7
                 sampler ^= sampler << 17
@@ -396,8 +429,11 @@ struct KeyTable {
                 consider(position)
             }
         }
+        guard victim >= 0 else { return protectedUntil }
         remove(at: victim)
         evictions += 1
+        evictedSinceProbe = true
+        return nil
     }
 
     /// When the entry's state turns fresh; without a known window, when it last moved.

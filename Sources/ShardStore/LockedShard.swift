@@ -78,8 +78,8 @@ public final class LockedShard: @unchecked Sendable {
     }
 
     /// Keys held, decisions made and keys evicted so far, read together under the lock.
-    public func counters() -> (keys: Int, allowed: Int64, denied: Int64, evictions: Int) {
-        lock.withLock { _ in (shard.keyCount, decisions.allowed, decisions.denied, shard.evictions) }
+    public func counters() -> (keys: Int, allowed: Int64, denied: Int64, evictions: Int, refusals: Int) {
+        lock.withLock { _ in (shard.keyCount, decisions.allowed, decisions.denied, shard.evictions, shard.refusals) }
     }
 
     /// Adds the decisions per slot so far into `totals` (allowed, denied by slot), for metrics. Copied out
@@ -95,8 +95,11 @@ public final class LockedShard: @unchecked Sendable {
     }
 
     /// Bounds the shard's keys; a new key past the bound evicts one.
-    public func setMaxKeys(_ maxKeys: Int) {
-        lock.withLock { _ in shard.maxKeys = maxKeys }
+    public func setMaxKeys(_ maxKeys: Int, whenFull: WhenFull = .deny) {
+        lock.withLock { _ in
+            shard.maxKeys = maxKeys
+            shard.whenFull = whenFull
+        }
     }
 
     /// Drops fresh keys among the next `budget` table slots; one short lock hold per call, so the sweeper

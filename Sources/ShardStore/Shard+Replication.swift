@@ -54,7 +54,11 @@ extension Shard {
             if resets.keys.contains(Array(key)) { return false }
         }
         var needsListing = false  // never, for the replica's own copy
-        table.update(key: key, hash: hash, windowNanos: windowNanos, origin: .replica, needsListing: &needsListing) {
+        var refusedUntil: Int64?
+        table.update(
+            key: key, hash: hash, windowNanos: windowNanos, origin: .replica, needsListing: &needsListing,
+            refusedUntil: &refusedUntil
+        ) {
             $0 = state
         }
         return true

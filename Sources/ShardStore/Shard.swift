@@ -1,5 +1,13 @@
 import RateLimiting
 
+/// What a request for a new key gets when its shard holds `max_keys` keys and every one it could evict is
+/// limited (evicting it would hand it a fresh quota): `deny` (the default: no quota is given away) or
+/// `allow` (decided as a fresh key, and remembered nowhere).
+public enum WhenFull: String, Sendable, CaseIterable {
+    case deny
+    case allow
+}
+
 /// One shard's keys and their state. Not thread-safe by itself: `LockedShard` gives it one owner at a time.
 public final class Shard {
     var table = KeyTable()
@@ -18,8 +26,17 @@ public final class Shard {
     /// `KeyHash`, which the caller already computed to pick this shard.
     public func check(key: UnsafeRawBufferPointer, hash: UInt64, cost: Int64, limit: Limit, now: Int64) -> Decision {
         var needsListing = false
-        let decision = table.update(key: key, hash: hash, windowNanos: limit.windowNanos, needsListing: &needsListing) {
+        var refusedUntil: Int64?
+        let decision = table.update(
+            key: key, hash: hash, windowNanos: limit.windowNanos, now: now, needsListing: &needsListing,
+            refusedUntil: &refusedUntil, isLimited: { !$0.allowed || $0.remaining == 0 }
+        ) {
             KeyState.check(&$0, cost: cost, limit: limit, now: now)
+        }
+        if let refusedUntil {
+            // Full of keys without quota: the new key is remembered nowhere, and answered as configured.
+            guard whenFull == .deny else { return decision }
+            return .deny(remaining: 0, retryNanos: max(refusedUntil - now, 1_000_000))
         }
         if needsListing {
             latest = max(latest, now)
@@ -28,11 +45,18 @@ public final class Shard {
         return decision
     }
 
+    /// What a new key is answered when the shard is full and every key it could evict is limited.
+    public var whenFull = WhenFull.deny
+
+    /// New keys refused because the shard was full of limited keys.
+    public var refusals: Int { table.refusals }
+
     /// Forgets `key`, so its next request starts from a full quota. With replication, the replica is told
     /// to forget it too, also when this shard did not hold it (the replica may, from before a restart).
     public func reset(key: UnsafeRawBufferPointer, hash: UInt64) {
         var needsListing = false
-        let held = table.update(key: key, hash: hash, needsListing: &needsListing) { state -> Bool in
+        var refusedUntil: Int64?
+        let held = table.update(key: key, hash: hash, needsListing: &needsListing, refusedUntil: &refusedUntil) { state -> Bool in
             defer { state = nil }
             return state != nil
         }
@@ -70,7 +94,11 @@ public final class Shard {
     /// the replica like any change: the snapshot may be newer than the replica.
     public func restore(key: UnsafeRawBufferPointer, hash: UInt64, state: KeyState, windowNanos: Int64 = 0) {
         var needsListing = false
-        table.update(key: key, hash: hash, windowNanos: windowNanos, origin: .snapshot, needsListing: &needsListing) {
+        var refusedUntil: Int64?
+        table.update(
+            key: key, hash: hash, windowNanos: windowNanos, origin: .snapshot, needsListing: &needsListing,
+            refusedUntil: &refusedUntil
+        ) {
             $0 = state
         }
         if needsListing { logChange(key: key, hash: hash) }

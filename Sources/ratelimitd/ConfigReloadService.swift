@@ -7,6 +7,7 @@ import Logging
 import RateLimitServer
 import RateLimiting
 import ServiceLifecycle
+import ShardStore
 import UnixSignals
 
 /// SIGHUP: read the configuration file again (with the same command-line flags over it), and the Envoy YAML
@@ -74,6 +75,7 @@ struct ConfigReloadService: Service {
             ("snapshot_interval", "\(running.snapshotIntervalNanos)", "\(next.snapshotIntervalNanos)"),
             ("shutdown_timeout", "\(running.shutdownTimeoutNanos)", "\(next.shutdownTimeoutNanos)"),
             ("max_keys", "\(running.maxKeys)", "\(next.maxKeys)"),
+            ("when_full", running.whenFull.rawValue, next.whenFull.rawValue),
             ("max_connections", "\(running.maxConnections)", "\(next.maxConnections)"),
             ("idle_timeout", "\(running.idleTimeoutNanos)", "\(next.idleTimeoutNanos)"),
             ("request_timeout", "\(running.requestTimeoutNanos)", "\(next.requestTimeoutNanos)"),

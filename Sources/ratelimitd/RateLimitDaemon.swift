@@ -52,6 +52,11 @@ struct RateLimitDaemon: ParsableCommand {
     var maxKeys: Int?
 
     @Option(name: .long, help: ArgumentHelp(
+        "A new key when max_keys are held and every key that could make room is out of quota: deny (default) or allow.",
+        valueName: "choice"))
+    var whenFull: String?
+
+    @Option(name: .long, help: ArgumentHelp(
         "Most connections open at once over every listener; one more is told ERR busy and closed (default 10000).",
         valueName: "n"))
     var maxConnections: Int?

@@ -5,6 +5,7 @@ import NIOCore
 import RateLimitServer
 import RateLimiting
 import RedisReplication
+import ShardStore
 
 #if canImport(Glibc)
 import Glibc
@@ -23,6 +24,7 @@ struct ResolvedSettings {
     var snapshotPath: String?
     var snapshotIntervalNanos: Int64
     var maxKeys: Int
+    var whenFull = WhenFull.deny
     var maxConnections = ServerConfiguration.defaultMaxConnections
     /// 0: never.
     var idleTimeoutNanos = DaemonSettings.defaultIdleTimeoutNanos
@@ -53,7 +55,7 @@ struct ResolvedSettings {
 
     var server: ServerConfiguration {
         ServerConfiguration(
-            host: listen.host, port: listen.port, shards: shards, rules: rules, maxKeys: maxKeys,
+            host: listen.host, port: listen.port, shards: shards, rules: rules, maxKeys: maxKeys, whenFull: whenFull,
             maxConnections: maxConnections,
             timeouts: ConnectionTimeouts(idleNanos: idleTimeoutNanos, requestNanos: requestTimeoutNanos),
             authToken: authToken, tls: tls)
@@ -109,6 +111,13 @@ struct ResolvedSettings {
                 throw FlagError("--max-connections must be from \(range.lowerBound) to \(range.upperBound), got \(count)")
             }
             resolved.maxConnections = count
+        }
+        resolved.whenFull = file.whenFull.flatMap(WhenFull.init(rawValue:)) ?? .deny
+        if let text = flags.whenFull {
+            guard let choice = WhenFull(rawValue: text) else {
+                throw FlagError("--when-full must be deny or allow, got \"\(text)\"")
+            }
+            resolved.whenFull = choice
         }
         if let maxKeys = flags.maxKeys {
             guard maxKeys >= 1 else { throw FlagError("--max-keys must be a positive integer, got \(maxKeys)") }
@@ -319,7 +328,7 @@ struct ResolvedSettings {
         lines.append(tls.map { "TLS on the client port: \($0.files)" } ?? "no TLS: the client port speaks plaintext")
         lines.append(authTokenFile.map { "auth_token_file = \($0): clients must AUTH" } ?? "no auth_token_file: clients need no token")
         lines.append("request_timeout = \(requestTimeoutNanos == 0 ? "never" : WindowDuration.format(requestTimeoutNanos))")
-        lines.append("max_keys = \(maxKeys), swept every \(WindowDuration.format(sweepIntervalNanos))")
+        lines.append("max_keys = \(maxKeys), when_full = \(whenFull.rawValue), swept every \(WindowDuration.format(sweepIntervalNanos))")
         if let snapshotPath {
             lines.append("snapshot_path = \(snapshotPath), every \(WindowDuration.format(snapshotIntervalNanos))")
         } else {

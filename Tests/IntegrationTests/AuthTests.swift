@@ -32,7 +32,8 @@ struct AuthTests {
         let other = try LineClient(port: daemon.port)
         #expect(try other.request("CHECK user:1 1") == "ERR noauth authentication required; send AUTH <token>")
         #expect(try other.request("AUTH default \(Self.token)") == "OK")
-        #expect(try other.request("CHECK user:1 1") == "ALLOW 98 1200")
+        // The same key, one unit of it spent by the first connection (the reset time depends on the clock).
+        #expect(try other.request("CHECK user:1 1").hasPrefix("ALLOW 98 "))
         let stats = try client.statistics()
         #expect(stats["auth_failures"] == 2, "\(stats)")
         #expect(daemon.waitForLog("authentication failed"), "\(daemon.log)")

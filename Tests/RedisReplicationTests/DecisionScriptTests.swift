@@ -164,6 +164,32 @@ struct DecisionScriptTests {
         }
     }
 
+    /// A key exhausted under one limit and then checked under a smaller one (a per-request limit on a rule's
+    /// key): Redis cuts the debt to one window of the new limit exactly as the local table does.
+    @Test func aStateFromAnotherLimitOwesAtMostOneOfItsWindowsAsLocally() throws {
+        let script = try Script()
+        let pairs: [(Limit, Limit)] = [
+            (try Limit(algorithm: .tokenBucket, limit: 1, windowNanos: Self.year), try Limit(algorithm: .tokenBucket, limit: 100, windowNanos: 60_000 * Self.ms)),
+            (try Limit(algorithm: .fixedWindow, limit: 1000, windowNanos: 3_600_000 * Self.ms), try Limit(algorithm: .fixedWindow, limit: 10, windowNanos: 60_000 * Self.ms)),
+            (try Limit(algorithm: .slidingWindowCounter, limit: 1000, windowNanos: 3_600_000 * Self.ms), try Limit(algorithm: .slidingWindowCounter, limit: 10, windowNanos: 60_000 * Self.ms)),
+            (try Limit(algorithm: .slidingWindowLog, limit: 100, windowNanos: 3_600_000 * Self.ms), try Limit(algorithm: .slidingWindowLog, limit: 10, windowNanos: 60_000 * Self.ms)),
+        ]
+        for (index, (first, second)) in pairs.enumerated() {
+            var state: KeyState?
+            var now = Self.t0
+            let steps: [(Limit, Int64, Int64)] = [
+                (first, first.capacity, 0), (second, 1, 0), (second, 0, 0), (second, 1, 700 * Self.ms), (second, 1, 0),
+                (second, 1, 61_000 * Self.ms), (second, 1, 0),
+            ]
+            for (step, (limit, cost, advance)) in steps.enumerated() {
+                now += advance
+                let expected = KeyState.check(&state, cost: cost, limit: limit, now: now)
+                let got = try script.decide([.init(key: "changed:\(index)", limit: limit, cost: cost)], now: now).decisions[0]
+                #expect(got == expected, "\(limit) step \(step)")
+            }
+        }
+    }
+
     @Test func batchesAreAllOrNothingAsTheDecisionBatchIs() throws {
         let script = try Script()
         let shards = [LockedShard(), LockedShard()]

@@ -71,6 +71,52 @@ struct SweepEvictionTests {
         #expect(Set(shard.keys) == ["login:alice", "api:2"])
     }
 
+    /// The flood: a victim out of quota, then keys that each spend their whole limit. No victim is
+    /// evicted into a fresh quota; once every key is limited, new keys are denied until one stops mattering.
+    @Test func aLimitedKeyIsNeverEvictedAndNewKeysAreDeniedWhenEveryKeyIs() {
+        let shard = Shard()
+        shard.maxKeys = 4
+        let hourly = try! Limit(algorithm: .tokenBucket, limit: 5, windowNanos: 3_600 * Self.second)
+        #expect(shard.check(key: "victim", cost: 5, limit: hourly, now: Self.t0) == Decision(allowed: true, remaining: 0, resetMillis: 3_600_000))
+        for index in 0..<3 { _ = shard.check(key: "flood:\(index)", cost: 5, limit: hourly, now: Self.t0) }
+        let later = Self.t0 + 10 * Self.second
+        // Every key would be handed a fresh quota: the new one is denied until the soonest is fresh again.
+        #expect(shard.check(key: "new", cost: 1, limit: hourly, now: later) == Decision(allowed: false, remaining: 0, resetMillis: 3_590_000))
+        #expect(shard.check(key: "victim", cost: 1, limit: hourly, now: later).allowed == false)
+        #expect(shard.evictions == 0 && shard.refusals == 1 && shard.keyCount == 4 && !shard.keys.contains("new"))
+        // Once their hour is over the limited keys matter no more, and make room as any key does.
+        #expect(shard.check(key: "new", cost: 1, limit: hourly, now: Self.t0 + 3_601 * Self.second).allowed)
+        #expect(shard.evictions == 1 && shard.keys.contains("new"))
+    }
+
+    @Test func whenFullAllowDecidesANewKeyAsFreshAndRemembersItNowhere() {
+        let shard = Shard()
+        shard.maxKeys = 2
+        shard.whenFull = .allow
+        let hourly = try! Limit(algorithm: .fixedWindow, limit: 5, windowNanos: 3_600 * Self.second)
+        for key in ["a", "b"] { _ = shard.check(key: key, cost: 5, limit: hourly, now: Self.t0) }
+        for _ in 0..<3 {
+            #expect(shard.check(key: "new", cost: 1, limit: hourly, now: Self.t0).remaining == 4)
+        }
+        #expect(shard.refusals == 3 && Set(shard.keys) == ["a", "b"])
+    }
+
+    /// A large table samples: a flood of 20,000 keys that each spend their limit, into a shard of 1,000 keys
+    /// that holds 999 keys with quota left and one victim without. The victim is never evicted.
+    @Test func samplingNeverPicksALimitedKeyWhateverTheFlood() {
+        let shard = Shard()
+        shard.maxKeys = 1_000
+        let hourly = try! Limit(algorithm: .slidingWindowCounter, limit: 5, windowNanos: 3_600 * Self.second)
+        _ = shard.check(key: "victim", cost: 5, limit: hourly, now: Self.t0)
+        for index in 0..<999 { _ = shard.check(key: "user:\(index)", cost: 1, limit: hourly, now: Self.t0) }
+        for index in 0..<20_000 { _ = shard.check(key: "y:\(index)", cost: 5, limit: hourly, now: Self.t0 + Self.second) }
+        #expect(shard.check(key: "victim", cost: 1, limit: hourly, now: Self.t0 + 2 * Self.second).allowed == false)
+        #expect(shard.keyCount == 1_000)
+        // Keys with quota left went first; then each new key was refused (a few may be sampled past).
+        #expect(shard.evictions <= 999 && shard.evictions + shard.refusals == 20_000, "\(shard.evictions) \(shard.refusals)")
+        #expect(shard.refusals >= 19_001)
+    }
+
     @Test func aFullShardEvictsTheLeastRecentlyActive() {
         let shard = Shard()
         shard.maxKeys = 100
