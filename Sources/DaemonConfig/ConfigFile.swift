@@ -14,7 +14,7 @@ public enum ConfigFile {
         "listen", "shards", "log_level", "shutdown_timeout", "max_connections", "idle_timeout",
         "request_timeout", "auth_token_file", "tls_cert", "tls_key", "tls_client_ca",
     ]
-    static let storeKeys: Set<String> = ["snapshot_path", "snapshot_interval", "max_keys", "sweep_interval", "when_full"]
+    static let storeKeys: Set<String> = ["snapshot_path", "snapshot_interval", "max_keys", "sweep_interval", "when_full", "max_memory"]
     static let redisKeys: Set<String> = ["url", "mode", "key_prefix", "flush_interval", "on_error", "timeout"]
     static let metricsKeys: Set<String> = ["listen"]
     static let envoyKeys: Set<String> = ["listen", "config"]
@@ -151,6 +151,14 @@ public enum ConfigFile {
         }
         if let value = store["sweep_interval"] {
             settings.sweepIntervalNanos = try duration(value, file: file, location: location, field: "sweep_interval")
+        }
+        if let value = store["max_memory"] {
+            let text = value.int.map(String.init) ?? value.string
+            guard let text, let bytes = DaemonSettings.parseMemory(text) else {
+                throw ConfigError(file: file, location: location, field: "max_memory",
+                                  message: "must be 0 (no bound) or a size from 1mb to 1024tb, such as 2gb, 512mb or 1073741824, got \(value.debugDescription)")
+            }
+            settings.maxMemory = bytes
         }
         if let value = store["when_full"] {
             guard let text = value.string, DaemonSettings.whenFullChoices.contains(text) else {

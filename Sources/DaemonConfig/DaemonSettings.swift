@@ -15,6 +15,8 @@ public struct DaemonSettings: Sendable {
     public var snapshotIntervalNanos: Int64?
     /// The most keys held; past it, new keys evict old ones.
     public var maxKeys: Int?
+    /// `[store] max_memory`: bytes the key tables may hold (0: no bound but `max_keys`).
+    public var maxMemory: Int?
     /// `[store] when_full`: `deny` or `allow`.
     public var whenFull: String?
     /// `[server] max_connections`: connections open at once over every listener.
@@ -76,6 +78,29 @@ public struct DaemonSettings: Sendable {
     public static let redisModes = ["replicate", "shared"]
     public static let redisOnErrors = ["local", "allow", "deny"]
     public static let whenFullChoices = ["deny", "allow"]
+    /// Two gibibytes: twice what the default `max_keys` takes at ~100 bytes a key, so the bound bites where
+    /// long keys or sliding logs would take memory past it.
+    public static let defaultMaxMemory = 2 << 30
+    /// At least a mebibyte (0 turns the bound off).
+    public static let minMaxMemory = 1 << 20
+
+    /// A memory size as Redis writes `maxmemory`: bytes, or a number with `k`/`m`/`g` (powers of 1000) or
+    /// `kb`/`mb`/`gb` (powers of 1024), any letter case; "0" for no bound. nil when malformed, below
+    /// `minMaxMemory` or past 2^50.
+    public static func parseMemory(_ text: String) -> Int? {
+        let lower = text.lowercased()
+        let units: [(String, Int)] = [("kb", 1 << 10), ("mb", 1 << 20), ("gb", 1 << 30), ("k", 1_000), ("m", 1_000_000), ("g", 1_000_000_000), ("", 1)]
+        for (suffix, scale) in units where lower.hasSuffix(suffix) {
+            let digits = lower.dropLast(suffix.count)
+            guard !digits.isEmpty, digits.allSatisfy(\.isASCII), digits.allSatisfy(\.isNumber), digits.count <= 16,
+                let value = Int(digits)
+            else { return nil }
+            let (bytes, overflow) = value.multipliedReportingOverflow(by: scale)
+            guard !overflow, bytes == 0 || (bytes >= minMaxMemory && bytes <= 1 << 50) else { return nil }
+            return bytes
+        }
+        return nil
+    }
     public static let defaultRedisTimeoutNanos: Int64 = 100_000_000
     /// A shared decision waits for Redis at most this long, however it is configured.
     public static let maxRedisTimeoutNanos: Int64 = 10_000_000_000

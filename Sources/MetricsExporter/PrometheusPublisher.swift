@@ -77,6 +77,7 @@ public final class PrometheusPublisher: Sendable {
             state.advance("ratelimitd_request_timeouts_total", to: Int64(reading.requestTimeouts))
             state.advance("ratelimitd_reply_timeouts_total", to: Int64(reading.replyTimeouts))
             state.set("ratelimitd_keys", to: Double(reading.keys))
+            state.set("ratelimitd_key_memory_bytes", to: Double(reading.keyMemoryBytes))
             state.set("ratelimitd_connections", to: Double(reading.connections))
             state.set("ratelimitd_uptime_seconds", to: reading.uptimeSeconds)
             state.set("ratelimitd_snapshot_keys", to: Double(reading.snapshotKeys))

@@ -25,6 +25,7 @@ struct ConnectionServices: Sendable {
         var denied: Int64 = 0
         var evictions = 0
         var refusals = 0
+        var memory = 0
         for shard in shards {
             let counters = shard.counters()
             keys += counters.keys
@@ -32,6 +33,7 @@ struct ConnectionServices: Sendable {
             denied += counters.denied
             evictions += counters.evictions
             refusals += counters.refusals
+            memory += counters.memory
         }
         let now = clock.nanosecondsNow()
         let snapshotAt = statistics.snapshot.savedAt.load(ordering: .relaxed)
@@ -50,6 +52,7 @@ struct ConnectionServices: Sendable {
             Statistic("keys", Int64(keys)),
             Statistic("allowed", allowed),
             Statistic("denied", denied),
+            Statistic("key_memory_bytes", Int64(memory)),
             Statistic("evictions", Int64(evictions)),
             Statistic("store_full", Int64(refusals)),
             Statistic("shards", Int64(shards.count)),

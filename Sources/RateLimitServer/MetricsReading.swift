@@ -17,6 +17,8 @@ public struct MetricsReading: Sendable {
     public var evictions = 0
     /// New keys refused because their shard was full of limited keys.
     public var storeFull = 0
+    /// What `max_memory` counts of the key tables.
+    public var keyMemoryBytes = 0
     public var connections = 0
     public var totalConnections = 0
     /// Envoy rate limit decisions by domain, rule and result.
@@ -66,6 +68,7 @@ extension RateLimitServer {
             reading.keys += counters.keys
             reading.evictions += counters.evictions
             reading.storeFull += counters.refusals
+            reading.keyMemoryBytes += counters.memory
             shard.addDecisionCounts(into: &perSlot)
         }
         let names = [Self.requestLimitRuleName] + ruleBook.slotNames

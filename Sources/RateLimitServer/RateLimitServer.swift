@@ -47,7 +47,11 @@ public final class RateLimitServer: Sendable {
         self.decider = makeDecider(shards, group)
         // Rounded down, so the shards together never hold more than max_keys (but each at least one key).
         let perShard = max(1, configuration.maxKeys / configuration.shards)
-        for shard in shards { shard.setMaxKeys(perShard, whenFull: configuration.whenFull) }
+        // Each shard gets its share of max_memory too, at least 64 KiB (a table's smallest useful size).
+        let memoryPerShard = configuration.maxMemory == 0 ? Int.max : max(65_536, configuration.maxMemory / configuration.shards)
+        for shard in shards {
+            shard.setMaxKeys(perShard, maxMemory: memoryPerShard, whenFull: configuration.whenFull)
+        }
         self.ruleBook = RuleBook(configuration.rules)
         let clock = configuration.clock
         self.auth = configuration.authToken.map { AuthToken($0, logger: logger, now: { clock.nanosecondsNow() }) }

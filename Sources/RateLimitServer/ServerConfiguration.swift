@@ -16,6 +16,8 @@ public struct ServerConfiguration: Sendable {
     public var rules: RuleSet
     /// The most keys held over all shards; past it, new keys evict old ones.
     public var maxKeys: Int
+    /// The most memory the key tables hold over all shards (0: no bound but `maxKeys`).
+    public var maxMemory: Int
     /// What a new key gets when its shard is full of limited keys.
     public var whenFull: WhenFull
     public var maxLineLength: Int
@@ -33,6 +35,7 @@ public struct ServerConfiguration: Sendable {
         shards: Int,
         rules: RuleSet = .defaults,
         maxKeys: Int = ServerConfiguration.defaultMaxKeys,
+        maxMemory: Int = 0,
         whenFull: WhenFull = .deny,
         maxLineLength: Int = LineFramer.defaultMaxLineLength,
         maxConnections: Int = ServerConfiguration.defaultMaxConnections,
@@ -47,6 +50,7 @@ public struct ServerConfiguration: Sendable {
         self.rules = rules
         self.maxKeys = maxKeys
         self.whenFull = whenFull
+        self.maxMemory = maxMemory
         self.maxLineLength = maxLineLength
         self.maxConnections = maxConnections
         self.timeouts = timeouts

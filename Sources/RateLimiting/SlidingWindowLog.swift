@@ -56,6 +56,12 @@ public struct SlidingLogState: Sendable {
 
     public var newestTime: Int64? { isEmpty ? nil : entries[entries.count - 1].time }
 
+    /// The heap memory the log holds: its entries' storage, with the array's header (0 for a log that has
+    /// none), as `[store] max_memory` counts it.
+    public var memoryBytes: Int {
+        entries.capacity == 0 ? 0 : 32 + entries.capacity * MemoryLayout<Entry>.stride
+    }
+
     /// The time at which, after expiry, at most `allowedUsed` units remain in the log.
     func timeWhenUsed(atMost allowedUsed: Int64, windowNanos: Int64) -> Int64? {
         var stillUsed = used

@@ -72,6 +72,14 @@ struct KeyTable {
     private var lastWindow: (nanos: Int64, windowClass: UInt8) = (0, 0)
     /// The most keys the table holds; inserting past it evicts one first.
     var maxKeys = Int.max
+    /// The most memory the table may hold, as `memoryBytes` counts it; inserting past it evicts first.
+    var maxMemory = Int.max
+    /// Bytes held beside the slots: long keys and sliding logs.
+    private var sideBytes = 0
+    /// What `max_memory` counts: the slots (48 bytes each) and the side storage.
+    var memoryBytes: Int { slots.count * MemoryLayout<Entry>.stride + sideBytes }
+    /// What a long key costs beside its bytes: its array's header and its place in `longKeys`.
+    static let longKeyOverhead = 48
     private(set) var evictions = 0
     /// New keys not stored because every key looked at for eviction was limited.
     private(set) var refusals = 0
@@ -113,7 +121,7 @@ struct KeyTable {
             var state: KeyState?
             let result = body(&state)
             if let state {
-                if count >= maxKeys, count > 0, let until = evictOne(now: now) {
+                if let until = makeRoom(forKeyOf: key.count, state, now: now) {
                     refusedUntil = until
                     refusals += 1
                     return result
@@ -130,6 +138,7 @@ struct KeyTable {
         if let state {
             putState(state, at: probe.position)
             slots[probe.position].isLimited = isLimited(result)
+            if sideBytes > 0, memoryBytes > maxMemory { shedMemory(sparing: key, hash: probe.hash, now: now) }
             if windowNanos != 0 { slots[probe.position].windowClass = windowClass(windowNanos) }
             if tracksChanges { needsListing = noteChange(at: probe.position, before: before, origin: origin) }
         } else {
@@ -305,6 +314,7 @@ struct KeyTable {
                           length: UInt16(key.count), windowClass: windowClass)
         if key.count > Self.inlineKeyBytes {
             let bytes = Array(key)
+            sideBytes += key.count + Self.longKeyOverhead
             if let free = freeLongKeys.popLast() {
                 longKeys[free] = bytes
                 entry.k2 = UInt64(free)
@@ -345,6 +355,7 @@ struct KeyTable {
         let entry = slots[position]
         if entry.kind == .slidingLog { releaseLog(Int(entry.first)) }
         if Int(entry.length) > Self.inlineKeyBytes {
+            sideBytes -= Int(entry.length) + Self.longKeyOverhead
             longKeys[Int(entry.k2)] = []
             freeLongKeys.append(Int(entry.k2))
         }
@@ -364,6 +375,36 @@ struct KeyTable {
     }
 
     // MARK: Sweeping and eviction
+
+    /// Evicts until a new key of `length` bytes with `state` fits under `maxKeys` and `maxMemory`; returns
+    /// nil when it fits, else (nothing more may be evicted) the soonest time a limited key stops mattering.
+    ///
+    /// Past `maxKeys`, or when one more key would double the slots past `maxMemory`, any key makes room;
+    /// otherwise memory is short only of side storage, which only a key holding some frees.
+    private mutating func makeRoom(forKeyOf length: Int, _ state: KeyState, now: Int64) -> Int64? {
+        var extra = length > Self.inlineKeyBytes ? length + Self.longKeyOverhead : 0
+        if case .slidingLog(let log) = state { extra += log.memoryBytes }
+        while true {
+            let overKeys = count >= maxKeys
+            // One more key past 7/8 full doubles the slots.
+            let grows = count + 1 > slots.count * 7 / 8
+            let growth = grows ? slots.count * MemoryLayout<Entry>.stride : 0
+            let overMemory = maxMemory < Int.max && memoryBytes + extra + growth > maxMemory
+            guard overKeys || overMemory else { return nil }
+            guard count > 0 else { return now &+ 1_000_000_000 }
+            let anyKey = overKeys || (grows && memoryBytes + growth > maxMemory - extra)
+            if let until = evictOne(now: now, sideStorageOnly: !anyKey) { return until }
+        }
+    }
+
+    /// A sliding log grew past `maxMemory`: evicts other keys holding side storage (never `key`) until the
+    /// table fits again or none may be evicted.
+    private mutating func shedMemory(sparing key: UnsafeRawBufferPointer, hash: UInt32, now: Int64) {
+        while memoryBytes > maxMemory, count > 1 {
+            let spared = find(key, hash: hash).position
+            guard evictOne(now: now, sparing: spared, sideStorageOnly: true) == nil else { return }
+        }
+    }
 
     /// Looks at up to `budget` slots from where the last sweep stopped and removes every key whose state is
     /// fresh at `now` (bucket full, windows over): forgetting it changes no decision. Returns how many went.
@@ -399,12 +440,14 @@ struct KeyTable {
     /// the victim: evicting it would hand it a fresh quota. When the eight are all such keys, up to 24 more
     /// are sampled; when those are too, nothing is evicted and the result is the soonest time one of them
     /// stops mattering (nil once a key was evicted).
-    private mutating func evictOne(now: Int64) -> Int64? {
+    private mutating func evictOne(now: Int64, sparing spared: Int = -1, sideStorageOnly: Bool = false) -> Int64? {
         var victim = -1
         var soonest = Int64.max
         var protectedUntil = Int64.max
         func consider(_ position: Int) {
+            guard position != spared else { return }
             let entry = slots[position]
+            if sideStorageOnly, entry.kind != .slidingLog, Int(entry.length) <= Self.inlineKeyBytes { return }
             let freshAt = freshAt(entry)
             if entry.isLimited, freshAt > now {
                 protectedUntil = min(protectedUntil, freshAt)
@@ -429,7 +472,9 @@ struct KeyTable {
                 consider(position)
             }
         }
-        guard victim >= 0 else { return protectedUntil }
+        // Nothing to evict and nothing limited in the way (side storage sought and none found): try again in
+        // a second.
+        guard victim >= 0 else { return protectedUntil == .max ? now &+ 1_000_000_000 : protectedUntil }
         remove(at: victim)
         evictions += 1
         evictedSinceProbe = true
@@ -451,6 +496,7 @@ struct KeyTable {
         }
         let log = logs[Int(entry.first)]
         logs[Int(entry.first)] = SlidingLogState()
+        sideBytes -= log.memoryBytes
         return .slidingLog(log)
     }
 
@@ -463,6 +509,7 @@ struct KeyTable {
 
     private mutating func store(_ state: KeyState, in entry: inout Entry) {
         if case .slidingLog(let log) = state {
+            sideBytes += log.memoryBytes
             let index: Int
             if let free = freeLogs.popLast() {
                 index = free
@@ -484,6 +531,7 @@ struct KeyTable {
     }
 
     private mutating func releaseLog(_ index: Int) {
+        sideBytes -= logs[index].memoryBytes
         logs[index] = SlidingLogState()
         freeLogs.append(index)
     }

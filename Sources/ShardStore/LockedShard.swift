@@ -78,8 +78,10 @@ public final class LockedShard: @unchecked Sendable {
     }
 
     /// Keys held, decisions made and keys evicted so far, read together under the lock.
-    public func counters() -> (keys: Int, allowed: Int64, denied: Int64, evictions: Int, refusals: Int) {
-        lock.withLock { _ in (shard.keyCount, decisions.allowed, decisions.denied, shard.evictions, shard.refusals) }
+    public func counters() -> (keys: Int, allowed: Int64, denied: Int64, evictions: Int, refusals: Int, memory: Int) {
+        lock.withLock { _ in
+            (shard.keyCount, decisions.allowed, decisions.denied, shard.evictions, shard.refusals, shard.memoryBytes)
+        }
     }
 
     /// Adds the decisions per slot so far into `totals` (allowed, denied by slot), for metrics. Copied out
@@ -95,9 +97,10 @@ public final class LockedShard: @unchecked Sendable {
     }
 
     /// Bounds the shard's keys; a new key past the bound evicts one.
-    public func setMaxKeys(_ maxKeys: Int, whenFull: WhenFull = .deny) {
+    public func setMaxKeys(_ maxKeys: Int, maxMemory: Int = .max, whenFull: WhenFull = .deny) {
         lock.withLock { _ in
             shard.maxKeys = maxKeys
+            shard.maxMemory = maxMemory
             shard.whenFull = whenFull
         }
     }

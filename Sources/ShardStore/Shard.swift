@@ -75,6 +75,16 @@ public final class Shard {
         set { table.maxKeys = max(1, newValue) }
     }
 
+    /// The most memory the shard's table holds (slots, long keys, sliding logs); past it, new keys evict
+    /// old ones as past `maxKeys`.
+    public var maxMemory: Int {
+        get { table.maxMemory }
+        set { table.maxMemory = max(1, newValue) }
+    }
+
+    /// What `maxMemory` counts, now.
+    public var memoryBytes: Int { table.memoryBytes }
+
     /// Drops keys whose state is fresh at `now`, looking at up to `budget` table slots from where the last
     /// call stopped; returns how many were dropped.
     @discardableResult

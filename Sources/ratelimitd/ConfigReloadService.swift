@@ -76,6 +76,7 @@ struct ConfigReloadService: Service {
             ("shutdown_timeout", "\(running.shutdownTimeoutNanos)", "\(next.shutdownTimeoutNanos)"),
             ("max_keys", "\(running.maxKeys)", "\(next.maxKeys)"),
             ("when_full", running.whenFull.rawValue, next.whenFull.rawValue),
+            ("max_memory", "\(running.maxMemory)", "\(next.maxMemory)"),
             ("max_connections", "\(running.maxConnections)", "\(next.maxConnections)"),
             ("idle_timeout", "\(running.idleTimeoutNanos)", "\(next.idleTimeoutNanos)"),
             ("request_timeout", "\(running.requestTimeoutNanos)", "\(next.requestTimeoutNanos)"),

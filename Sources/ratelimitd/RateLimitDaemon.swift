@@ -52,6 +52,11 @@ struct RateLimitDaemon: ParsableCommand {
     var maxKeys: Int?
 
     @Option(name: .long, help: ArgumentHelp(
+        "Most memory the key table holds, as Redis writes maxmemory (2gb, 512mb, bytes); 0 for no bound (default 2gb).",
+        valueName: "size"))
+    var maxMemory: String?
+
+    @Option(name: .long, help: ArgumentHelp(
         "A new key when max_keys are held and every key that could make room is out of quota: deny (default) or allow.",
         valueName: "choice"))
     var whenFull: String?

@@ -25,6 +25,7 @@ struct ResolvedSettings {
     var snapshotIntervalNanos: Int64
     var maxKeys: Int
     var whenFull = WhenFull.deny
+    var maxMemory = DaemonSettings.defaultMaxMemory
     var maxConnections = ServerConfiguration.defaultMaxConnections
     /// 0: never.
     var idleTimeoutNanos = DaemonSettings.defaultIdleTimeoutNanos
@@ -55,7 +56,7 @@ struct ResolvedSettings {
 
     var server: ServerConfiguration {
         ServerConfiguration(
-            host: listen.host, port: listen.port, shards: shards, rules: rules, maxKeys: maxKeys, whenFull: whenFull,
+            host: listen.host, port: listen.port, shards: shards, rules: rules, maxKeys: maxKeys, maxMemory: maxMemory, whenFull: whenFull,
             maxConnections: maxConnections,
             timeouts: ConnectionTimeouts(idleNanos: idleTimeoutNanos, requestNanos: requestTimeoutNanos),
             authToken: authToken, tls: tls)
@@ -113,6 +114,13 @@ struct ResolvedSettings {
             resolved.maxConnections = count
         }
         resolved.whenFull = file.whenFull.flatMap(WhenFull.init(rawValue:)) ?? .deny
+        resolved.maxMemory = file.maxMemory ?? DaemonSettings.defaultMaxMemory
+        if let text = flags.maxMemory {
+            guard let bytes = DaemonSettings.parseMemory(text) else {
+                throw FlagError("--max-memory must be 0 (no bound) or a size from 1mb to 1024tb, such as 2gb or 512mb, got \"\(text)\"")
+            }
+            resolved.maxMemory = bytes
+        }
         if let text = flags.whenFull {
             guard let choice = WhenFull(rawValue: text) else {
                 throw FlagError("--when-full must be deny or allow, got \"\(text)\"")
@@ -328,6 +336,7 @@ struct ResolvedSettings {
         lines.append(tls.map { "TLS on the client port: \($0.files)" } ?? "no TLS: the client port speaks plaintext")
         lines.append(authTokenFile.map { "auth_token_file = \($0): clients must AUTH" } ?? "no auth_token_file: clients need no token")
         lines.append("request_timeout = \(requestTimeoutNanos == 0 ? "never" : WindowDuration.format(requestTimeoutNanos))")
+        lines.append("max_memory = \(maxMemory == 0 ? "none" : "\(maxMemory) bytes")")
         lines.append("max_keys = \(maxKeys), when_full = \(whenFull.rawValue), swept every \(WindowDuration.format(sweepIntervalNanos))")
         if let snapshotPath {
             lines.append("snapshot_path = \(snapshotPath), every \(WindowDuration.format(snapshotIntervalNanos))")

@@ -184,3 +184,26 @@ struct ConfigFileTests {
         #expect(ListenAddress(parsing: text) == nil)
     }
 }
+
+@Suite("memory sizes")
+struct MemorySizeTests {
+    @Test func sizesReadAsRedisWritesMaxmemory() {
+        #expect(DaemonSettings.parseMemory("0") == 0)
+        #expect(DaemonSettings.parseMemory("1048576") == 1_048_576)
+        #expect(DaemonSettings.parseMemory("2gb") == 2 << 30)
+        #expect(DaemonSettings.parseMemory("2GB") == 2 << 30)
+        #expect(DaemonSettings.parseMemory("512mb") == 512 << 20)
+        #expect(DaemonSettings.parseMemory("2g") == 2_000_000_000)
+        #expect(DaemonSettings.parseMemory("1500k") == 1_500_000)
+        #expect(DaemonSettings.parseMemory("1024kb") == 1 << 20)
+        for bad in ["", "gb", "-1mb", "1.5gb", "1 gb", "10", "1023kb", "2tb", "99999999999999999999", "1e9", "١mb"] {
+            #expect(DaemonSettings.parseMemory(bad) == nil, "\(bad)")
+        }
+    }
+
+    @Test func theFileTakesAnIntegerOrAString() throws {
+        #expect(try ConfigFile.parse("[store]\nmax_memory = \"256mb\"\n", file: "t").maxMemory == 256 << 20)
+        #expect(try ConfigFile.parse("[store]\nmax_memory = 1073741824\n", file: "t").maxMemory == 1 << 30)
+        #expect(throws: ConfigError.self) { try ConfigFile.parse("[store]\nmax_memory = \"lots\"\n", file: "t") }
+    }
+}

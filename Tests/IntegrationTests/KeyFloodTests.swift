@@ -49,6 +49,30 @@ struct KeyFloodTests {
         #expect(stats["evictions"] == 1_901 && stats["store_full"] == 0, "\(stats)")
     }
 
+    /// The issue's long keys: 20,000 keys of 252 bytes into `--max-memory 1mb`. The key table stays within
+    /// its megabyte (STATS and /metrics say so), evicting as it goes, and the victim out of quota stays so.
+    @Test func maxMemoryBoundsLongKeys() throws {
+        let daemon = try DaemonProcess(arguments: ["--max-memory", "1mb", "--shards", "1"])
+        let client = try LineClient(port: daemon.port)
+        #expect(try Self.pipeline(client, Array(repeating: "CHECK victim 1 5/1h", count: 6)).last?.hasPrefix("DENY 0 ") == true)
+        let prefix = String(repeating: "k", count: 240)
+        for batch in 0..<4 {
+            let replies = try Self.pipeline(client, (0..<5_000).map { "CHECK \(prefix)\(String(format: "%012d", batch * 5_000 + $0)) 1 5/1h" })
+            #expect(replies.allSatisfy { $0.hasPrefix("ALLOW 4 ") })
+        }
+        #expect(try client.request("CHECK victim 1 5/1h").hasPrefix("DENY 0 "))
+        let stats = try client.statistics()
+        let memory = try #require(stats["key_memory_bytes"])
+        #expect(memory <= 1 << 20 && memory > 1 << 19, "\(stats)")
+        #expect((stats["keys"] ?? 0) < 4_000 && (stats["evictions"] ?? 0) > 16_000, "\(stats)")
+        let metrics = try ExternalTool.run("curl", ["-fsS", "http://127.0.0.1:\(try daemon.metricsPort())/metrics"]).output
+        #expect(metrics.contains("ratelimitd_key_memory_bytes \(Double(memory))"), "\(metrics)")
+        let check = try DaemonProcess.runToExit(["--max-memory", "lots", "--check-config"])
+        #expect(check.status == 1 && check.output.contains("--max-memory must be 0 (no bound) or a size from 1mb"), "\(check.output)")
+        let shown = try DaemonProcess.runToExit(["--check-config"])
+        #expect(shown.output.contains("max_memory = 2147483648 bytes"), "\(shown.output)")
+    }
+
     /// `CHECK user:9 1 1/365d` once locked the rule's key out for a year; now the rule's 100/1m sees an
     /// empty bucket of its own, whose first token comes 600 ms later.
     @Test func aPerRequestLimitCannotLockARulesKeyOutPastTheRulesWindow() throws {

@@ -159,3 +159,59 @@ struct WindowCodeTests {
         #expect(shard.sweep(now: 1_700_000_000_000_000_000 + 2_000_000_000, budget: shard.capacity) == 600)
     }
 }
+
+@Suite("max_memory")
+struct MaxMemoryTests {
+    static let t0: Int64 = 1_700_000_000_000_000_000
+    static let hourly = try! Limit(algorithm: .tokenBucket, limit: 5, windowNanos: 3_600_000_000_000)
+
+    @Test func longKeysAndSlidingLogsAreCountedAndGiveTheirBytesBack() {
+        let shard = Shard()
+        let empty = shard.memoryBytes
+        let long = String(repeating: "k", count: 100)
+        _ = shard.check(key: long, cost: 1, limit: Self.hourly, now: Self.t0)
+        #expect(shard.memoryBytes == empty + 100 + KeyTable.longKeyOverhead)
+        let log = try! Limit(algorithm: .slidingWindowLog, limit: 100, windowNanos: 3_600_000_000_000)
+        for step in 0..<50 { _ = shard.check(key: "log", cost: 1, limit: log, now: Self.t0 + Int64(step)) }
+        let withLog = shard.memoryBytes
+        #expect(withLog >= empty + 100 + KeyTable.longKeyOverhead + 32 + 50 * 16)
+        shard.reset(key: "log")
+        shard.reset(key: long)
+        #expect(shard.memoryBytes == empty)
+    }
+
+    /// The case: a million keys of 252 bytes. The table stays within its bytes, however many keys.
+    @Test func keysOfTwoHundredFiftyTwoBytesStayWithinTheBound() {
+        let shard = Shard()
+        shard.maxMemory = 1 << 20
+        let prefix = String(repeating: "x", count: 240)
+        for index in 0..<20_000 {
+            _ = shard.check(key: prefix + String(format: "%012d", index), cost: 1, limit: Self.hourly, now: Self.t0)
+            #expect(shard.memoryBytes <= 1 << 20)
+            if shard.memoryBytes > 1 << 20 { return }
+        }
+        #expect(shard.keyCount > 2_000 && shard.keyCount < 4_000, "\(shard.keyCount)")
+        #expect(shard.evictions == 20_000 - shard.keyCount)
+    }
+
+    /// A sliding log that grows evicts other keys, never itself.
+    @Test func aGrowingLogMakesRoomByEvictingOthers() {
+        let shard = Shard()
+        shard.maxMemory = 400_000
+        // Keys with logs of their own (about 1 KB each), and keys without side storage, whose eviction would
+        // free nothing.
+        let small = try! Limit(algorithm: .slidingWindowLog, limit: 100, windowNanos: 3_600_000_000_000)
+        for index in 0..<100 {
+            for step in 0..<50 { _ = shard.check(key: "other:\(index)", cost: 1, limit: small, now: Self.t0 + Int64(step)) }
+        }
+        for index in 0..<1_000 { _ = shard.check(key: "user:\(index)", cost: 1, limit: Self.hourly, now: Self.t0) }
+        let before = shard.keyCount
+        let log = try! Limit(algorithm: .slidingWindowLog, limit: 10_000, windowNanos: 3_600_000_000_000)
+        for step in 0..<9_000 {
+            #expect(shard.check(key: "log", cost: 1, limit: log, now: Self.t0 + Int64(step)).allowed)
+        }
+        #expect(shard.memoryBytes <= 400_000 && shard.keys.contains("log"))
+        // Only keys with logs went; the others free nothing and stay.
+        #expect(shard.keyCount < before && shard.keys.filter { $0.hasPrefix("user:") }.count == 1_000)
+    }
+}
