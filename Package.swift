@@ -55,7 +55,7 @@ let package = Package(
         .target(
             name: "RateLimitServer",
             dependencies: [
-                "RateLimiting", "ShardStore", "WireProtocol", "ServiceTicks",
+                "RateLimiting", "ShardStore", "WireProtocol", "ServiceTicks", "CMemory",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -12,7 +12,7 @@ public enum ConfigFile {
     static let topLevelKeys: Set<String> = ["server", "store", "redis", "metrics", "envoy", "rules"]
     static let serverKeys: Set<String> = [
         "listen", "shards", "log_level", "shutdown_timeout", "max_connections", "idle_timeout",
-        "request_timeout", "auth_token_file", "tls_cert", "tls_key", "tls_client_ca",
+        "request_timeout", "auth_token_file", "tls_cert", "tls_key", "tls_client_ca", "max_input_buffer",
     ]
     static let storeKeys: Set<String> = ["snapshot_path", "snapshot_interval", "max_keys", "sweep_interval", "when_full", "max_memory"]
     static let redisKeys: Set<String> = ["url", "mode", "key_prefix", "flush_interval", "on_error", "timeout"]
@@ -96,6 +96,14 @@ public enum ConfigFile {
         settings.tlsClientCA = try path(server["tls_client_ca"], file: file, location: location, field: "tls_client_ca")
         if let value = server["request_timeout"] {
             settings.requestTimeoutNanos = try timeout(value, file: file, location: location, field: "request_timeout", example: "10s")
+        }
+        if let value = server["max_input_buffer"] {
+            let text = value.int.map(String.init) ?? value.string
+            guard let text, let bytes = DaemonSettings.parseMemory(text), bytes > 0 else {
+                throw ConfigError(file: file, location: location, field: "max_input_buffer",
+                                  message: "must be a size from 1mb to 1024tb, such as 64mb, got \(value.debugDescription)")
+            }
+            settings.maxInputBuffer = bytes
         }
         if let value = server["max_connections"] {
             let range = DaemonSettings.maxConnectionsRange

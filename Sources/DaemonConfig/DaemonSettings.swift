@@ -29,6 +29,8 @@ public struct DaemonSettings: Sendable {
     public var tlsCert: String?
     public var tlsKey: String?
     public var tlsClientCA: String?
+    /// `[server] max_input_buffer`: unparsed input all client connections may hold together.
+    public var maxInputBuffer: Int?
     /// `[server] request_timeout`: a request incomplete, or replies unread, this long: closed; 0: never.
     public var requestTimeoutNanos: Int64?
     public var sweepIntervalNanos: Int64?

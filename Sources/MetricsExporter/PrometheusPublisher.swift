@@ -74,6 +74,8 @@ public final class PrometheusPublisher: Sendable {
             state.advance("ratelimitd_tls_failures_total", to: Int64(reading.tlsFailures))
             state.advance("ratelimitd_accept_pauses_total", to: Int64(reading.acceptPauses))
             state.advance("ratelimitd_idle_closed_total", to: Int64(reading.idleClosed))
+            state.advance("ratelimitd_input_closed_total", to: Int64(reading.inputClosed))
+            state.set("ratelimitd_input_buffer_bytes", to: Double(reading.inputBufferBytes))
             state.advance("ratelimitd_request_timeouts_total", to: Int64(reading.requestTimeouts))
             state.advance("ratelimitd_reply_timeouts_total", to: Int64(reading.replyTimeouts))
             state.set("ratelimitd_keys", to: Double(reading.keys))

@@ -34,12 +34,16 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// before it ends (plaintext, a failed handshake, a timeout) is counted in `tlsFailures`.
     private var handshakePending: Bool
     private let tlsFailures: ManagedAtomic<Int>?
+    private let inputBudget: InputBudget?
+    /// What this connection last told `inputBudget` it holds.
+    private var reportedInput = 0
 
     init(
         services: ConnectionServices, allocator: ByteBufferAllocator, loopMetrics: LoopMetrics, eventLoop: any EventLoop,
         logger: Logger, timeouts: ConnectionTimeouts = .never, timeoutCounts: TimeoutCounts? = nil,
-        tlsFailures: ManagedAtomic<Int>? = nil
+        tlsFailures: ManagedAtomic<Int>? = nil, inputBudget: InputBudget? = nil
     ) {
+        self.inputBudget = inputBudget
         self.tlsFailures = tlsFailures
         self.handshakePending = tlsFailures != nil
         let waiter = ConnectionWaiter(eventLoop: eventLoop)
@@ -102,6 +106,17 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     func channelReadComplete(context: ChannelHandlerContext) {
         drain(context)
+        reportInput(context)
+    }
+
+    /// Tells the input budget what this connection holds, when that changed by 4 KiB or more: a pipelining
+    /// client's small partial requests at read boundaries come and go without taking the budget's lock.
+    private func reportInput(_ context: ChannelHandlerContext) {
+        guard let inputBudget else { return }
+        let held = lifecycle.isClosed ? 0 : processor.heldInputBytes()
+        guard abs(held - reportedInput) >= 4_096 else { return }
+        reportedInput = held
+        inputBudget.hold(held, by: context.channel)
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -109,6 +124,12 @@ final class ConnectionHandler: ChannelDuplexHandler {
             // The client sent all it will (e.g. `nc -N`): answer everything it sent, then close. A trailing
             // partial line is not a request.
             lifecycle.inputClosed()
+            drain(context)
+            return
+        }
+        if event is InputBudget.Exceeded {
+            processor.shedInput()
+            reportedInput = 0
             drain(context)
             return
         }
@@ -129,6 +150,10 @@ final class ConnectionHandler: ChannelDuplexHandler {
     func channelInactive(context: ChannelHandlerContext) {
         if handshakePending { tlsFailures?.wrappingIncrement(ordering: .relaxed) }
         lifecycle.closed()
+        if reportedInput != 0 {
+            reportedInput = 0
+            inputBudget?.hold(0, by: context.channel)
+        }
         processor.services.statistics.connectionClosed()
         context.fireChannelInactive()
     }

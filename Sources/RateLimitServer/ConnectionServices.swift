@@ -44,6 +44,8 @@ struct ConnectionServices: Sendable {
             Statistic("connection_setup_failures", Int64(statistics.connectionSetup.totalFailures)),
             Statistic("rejected_connections", Int64(statistics.connectionSetup.totalRefusals)),
             Statistic("accept_pauses", Int64(statistics.connectionSetup.acceptPauses)),
+            Statistic("input_buffer_bytes", Int64(statistics.connectionSetup.inputBudget.total)),
+            Statistic("input_closed", Int64(statistics.connectionSetup.inputBudget.closed)),
             Statistic("idle_closed", Int64(statistics.connectionSetup.timeoutCounts.idleCloses)),
             Statistic("tls_failures", Int64(statistics.connectionSetup.tlsFailures)),
             Statistic("auth_failures", Int64(auth?.totalFailures ?? 0)),

@@ -31,13 +31,17 @@ public final class ConnectionSetup: Sendable {
     public var tlsFailures: Int { tlsFailureCount.load(ordering: .relaxed) }
     public let maxConnections: Int
     public let timeouts: ConnectionTimeouts
+    /// The input all client connections may hold unparsed together.
+    public let inputBudget: InputBudget
     private let logThrottle: LogThrottle
     private let logger: Logger
 
     init(
         logger: Logger, now: @escaping @Sendable () -> Int64,
-        maxConnections: Int = ServerConfiguration.defaultMaxConnections, timeouts: ConnectionTimeouts = .never
+        maxConnections: Int = ServerConfiguration.defaultMaxConnections, timeouts: ConnectionTimeouts = .never,
+        maxInputBuffer: Int = ServerConfiguration.defaultMaxInputBuffer
     ) {
+        self.inputBudget = InputBudget(limit: maxInputBuffer)
         self.maxConnections = maxConnections
         self.timeouts = timeouts
         self.logger = logger
@@ -85,7 +89,8 @@ public final class ConnectionSetup: Sendable {
                 try options.setOption(.tcpOption(.tcp_nodelay), value: 1)
             }
             if listener != .client,
-                let timeouts = TimeoutClose(timeouts, timesRequests: listener == .metrics, counts: timeoutCounts)
+                let timeouts = TimeoutClose(
+                    timeouts, timesRequests: listener == .metrics, counts: timeoutCounts, inputBudget: inputBudget)
             {
                 try channel.pipeline.syncOperations.addHandler(timeouts)
             }

@@ -33,6 +33,9 @@ public struct MetricsReading: Sendable {
     public var tlsFailures = 0
     /// Times accepting paused for want of descriptors.
     public var acceptPauses = 0
+    /// Unparsed input held by client connections, and connections closed to bound it.
+    public var inputBufferBytes = 0
+    public var inputClosed = 0
     /// Connections closed for being idle.
     public var idleClosed = 0
     /// Connections closed for a request still incomplete `request_timeout` after its first byte.
@@ -86,6 +89,8 @@ extension RateLimitServer {
         reading.acceptPauses = connectionSetup.acceptPauses
         reading.tlsFailures = connectionSetup.tlsFailures
         reading.idleClosed = connectionSetup.timeoutCounts.idleCloses
+        reading.inputBufferBytes = connectionSetup.inputBudget.total
+        reading.inputClosed = connectionSetup.inputBudget.closed
         reading.requestTimeouts = connectionSetup.timeoutCounts.requestTimeouts
         reading.replyTimeouts = connectionSetup.timeoutCounts.replyTimeouts
         reading.uptimeSeconds = Double(now - statistics.startedAt) / 1e9

@@ -59,7 +59,7 @@ public final class RateLimitServer: Sendable {
             startedAt: clock.nanosecondsNow(), snapshot: SnapshotStatus(),
             connectionSetup: ConnectionSetup(
                 logger: logger, now: { clock.nanosecondsNow() }, maxConnections: configuration.maxConnections,
-                timeouts: configuration.timeouts))
+                timeouts: configuration.timeouts, maxInputBuffer: configuration.maxInputBuffer))
     }
 
     /// Binds the listening socket and starts serving; returns the bound channel (its `localAddress` holds
@@ -93,7 +93,8 @@ public final class RateLimitServer: Sendable {
                         services: services, allocator: channel.allocator,
                         loopMetrics: loopMetrics.metrics(for: channel.eventLoop), eventLoop: channel.eventLoop,
                         logger: logger, timeouts: connectionSetup.timeouts, timeoutCounts: connectionSetup.timeoutCounts,
-                        tlsFailures: tls == nil ? nil : connectionSetup.tlsFailureCount)
+                        tlsFailures: tls == nil ? nil : connectionSetup.tlsFailureCount,
+                        inputBudget: connectionSetup.inputBudget)
                     try channel.pipeline.syncOperations.addHandler(handler)
                     connections.register(channel)
                 }
@@ -145,7 +146,9 @@ public final class RateLimitServer: Sendable {
 
     /// The sweeper for this server's shards: a full pass over every table per `interval`.
     public func sweeper(interval: Duration) -> SweepService {
-        SweepService(shards: shards, clock: configuration.clock, interval: interval, logger: logger)
+        let memory = MemoryReturn(statistics: statistics)
+        return SweepService(
+            shards: shards, clock: configuration.clock, interval: interval, logger: logger, afterPass: memory.afterPass)
     }
 
     /// Turns on change logging in every shard and returns what a replicator takes the changes from. Call

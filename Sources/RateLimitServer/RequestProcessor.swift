@@ -154,6 +154,27 @@ struct RequestProcessor {
         }
     }
 
+    /// Memory the connection holds for input not yet parsed: its buffer while it holds any. An emptied
+    /// buffer larger than 4 KiB is given back (so a flood's buffers do not stay with idle connections); a
+    /// smaller one is kept for the next partial request, so ordinary pipelining allocates nothing.
+    mutating func heldInputBytes() -> Int {
+        guard input.readableBytes == 0 else { return input.capacity }
+        if input.capacity > 4_096 { input = ByteBuffer() }
+        return 0
+    }
+
+    /// The connection must give up its unparsed input (`InputBudget`): answered `ERR busy`, after every reply
+    /// before it, and closed.
+    mutating func shedInput() {
+        guard state == .open else { return }
+        let dialect: WireDialect = input.readableBytesView.first == UInt8(ascii: "*") ? .resp : .line
+        input = ByteBuffer()
+        stalled = false
+        reply(.error(ProtocolError(
+            .busy, "too much unparsed input held across connections (max_input_buffer); closing the connection")), dialect)
+        state = .closingAfterReplies
+    }
+
     /// Part of a request is held, waiting for its rest (complete requests held by a stall are not).
     var holdsPartialRequest: Bool { state == .open && !stalled && input.readableBytes > 0 }
 

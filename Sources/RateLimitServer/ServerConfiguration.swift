@@ -8,6 +8,8 @@ public struct ServerConfiguration: Sendable {
     public static let defaultMaxKeys = 10_000_000
     /// Connections open at once over every listener; past it one more is refused (`ConnectionSetup`).
     public static let defaultMaxConnections = 10_000
+    /// 64 MiB of unparsed input over every client connection.
+    public static let defaultMaxInputBuffer = 64 << 20
 
     public var host: String
     public var port: Int
@@ -23,6 +25,8 @@ public struct ServerConfiguration: Sendable {
     public var maxLineLength: Int
     public var maxConnections: Int
     public var timeouts: ConnectionTimeouts
+    /// The most unparsed input all client connections hold together (`InputBudget`).
+    public var maxInputBuffer: Int
     /// What `AUTH` and gRPC's `authorization: Bearer` must give; nil: no authentication.
     public var authToken: [UInt8]?
     /// The client port speaks TLS with these; nil: plaintext.
@@ -40,6 +44,7 @@ public struct ServerConfiguration: Sendable {
         maxLineLength: Int = LineFramer.defaultMaxLineLength,
         maxConnections: Int = ServerConfiguration.defaultMaxConnections,
         timeouts: ConnectionTimeouts = .never,
+        maxInputBuffer: Int = ServerConfiguration.defaultMaxInputBuffer,
         authToken: [UInt8]? = nil,
         tls: TLSCertificates? = nil,
         clock: any DecisionClock = SystemDecisionClock()
@@ -54,6 +59,7 @@ public struct ServerConfiguration: Sendable {
         self.maxLineLength = maxLineLength
         self.maxConnections = maxConnections
         self.timeouts = timeouts
+        self.maxInputBuffer = maxInputBuffer
         self.authToken = authToken
         self.tls = tls
         self.clock = clock

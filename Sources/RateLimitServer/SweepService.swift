@@ -13,11 +13,17 @@ public struct SweepService: Service {
     let clock: any DecisionClock
     let interval: Duration
     let logger: Logger
+    /// Called after each full pass (once per `interval`).
+    let afterPass: @Sendable () -> Void
     static let maxSlotsPerHold = 4_096
     /// A pass is spread over about a hundred ticks: 100 ms for the default 10 s interval.
     let tick: Duration
 
-    init(shards: [LockedShard], clock: any DecisionClock, interval: Duration, logger: Logger) {
+    init(
+        shards: [LockedShard], clock: any DecisionClock, interval: Duration, logger: Logger,
+        afterPass: @escaping @Sendable () -> Void = {}
+    ) {
+        self.afterPass = afterPass
         self.shards = shards
         self.clock = clock
         self.interval = interval
@@ -46,6 +52,7 @@ public struct SweepService: Service {
             }
             ticks += 1
             if ticks % ticksPerPass == 0 {
+                afterPass()
                 let evictions = shards.reduce(0) { $0 + $1.counters().evictions }
                 if evictions > reportedEvictions {
                     logger.warning(

@@ -78,6 +78,7 @@ struct ConfigReloadService: Service {
             ("when_full", running.whenFull.rawValue, next.whenFull.rawValue),
             ("max_memory", "\(running.maxMemory)", "\(next.maxMemory)"),
             ("max_connections", "\(running.maxConnections)", "\(next.maxConnections)"),
+            ("max_input_buffer", "\(running.maxInputBuffer)", "\(next.maxInputBuffer)"),
             ("idle_timeout", "\(running.idleTimeoutNanos)", "\(next.idleTimeoutNanos)"),
             ("request_timeout", "\(running.requestTimeoutNanos)", "\(next.requestTimeoutNanos)"),
             ("sweep_interval", "\(running.sweepIntervalNanos)", "\(next.sweepIntervalNanos)"),

@@ -67,6 +67,11 @@ struct RateLimitDaemon: ParsableCommand {
     var maxConnections: Int?
 
     @Option(name: .long, help: ArgumentHelp(
+        "Most unparsed input all client connections hold together; past it the largest holders are closed (default 64mb).",
+        valueName: "size"))
+    var maxInputBuffer: String?
+
+    @Option(name: .long, help: ArgumentHelp(
         "Close a connection that sends nothing for this long; 0 for never (default 300s).", valueName: "duration"))
     var idleTimeout: String?
 

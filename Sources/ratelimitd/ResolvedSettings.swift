@@ -30,6 +30,7 @@ struct ResolvedSettings {
     /// 0: never.
     var idleTimeoutNanos = DaemonSettings.defaultIdleTimeoutNanos
     var requestTimeoutNanos = DaemonSettings.defaultRequestTimeoutNanos
+    var maxInputBuffer = ServerConfiguration.defaultMaxInputBuffer
     var sweepIntervalNanos: Int64
     var redis: RedisEndpoint?
     var redisKeyPrefix: String
@@ -59,6 +60,7 @@ struct ResolvedSettings {
             host: listen.host, port: listen.port, shards: shards, rules: rules, maxKeys: maxKeys, maxMemory: maxMemory, whenFull: whenFull,
             maxConnections: maxConnections,
             timeouts: ConnectionTimeouts(idleNanos: idleTimeoutNanos, requestNanos: requestTimeoutNanos),
+            maxInputBuffer: maxInputBuffer,
             authToken: authToken, tls: tls)
     }
 
@@ -105,6 +107,13 @@ struct ResolvedSettings {
         resolved.requestTimeoutNanos = try flags.requestTimeout.map { text throws(FlagError) in
             try timeout(text, flag: "--request-timeout", example: "10s")
         } ?? file.requestTimeoutNanos ?? DaemonSettings.defaultRequestTimeoutNanos
+        resolved.maxInputBuffer = file.maxInputBuffer ?? ServerConfiguration.defaultMaxInputBuffer
+        if let text = flags.maxInputBuffer {
+            guard let bytes = DaemonSettings.parseMemory(text), bytes > 0 else {
+                throw FlagError("--max-input-buffer must be a size from 1mb to 1024tb, such as 64mb, got \"\(text)\"")
+            }
+            resolved.maxInputBuffer = bytes
+        }
         resolved.maxConnections = file.maxConnections ?? ServerConfiguration.defaultMaxConnections
         if let count = flags.maxConnections {
             let range = DaemonSettings.maxConnectionsRange
@@ -332,6 +341,7 @@ struct ResolvedSettings {
         lines.append("log_level = \(logLevel.rawValue)")
         lines.append("shutdown_timeout = \(WindowDuration.format(shutdownTimeoutNanos))")
         lines.append("max_connections = \(maxConnections)")
+        lines.append("max_input_buffer = \(maxInputBuffer) bytes")
         lines.append("idle_timeout = \(idleTimeoutNanos == 0 ? "never" : WindowDuration.format(idleTimeoutNanos))")
         lines.append(tls.map { "TLS on the client port: \($0.files)" } ?? "no TLS: the client port speaks plaintext")
         lines.append(authTokenFile.map { "auth_token_file = \($0): clients must AUTH" } ?? "no auth_token_file: clients need no token")

@@ -55,6 +55,12 @@ public final class LineClient: @unchecked Sendable {
         }
     }
 
+    /// How long a read waits before it fails.
+    public func setReceiveTimeout(milliseconds: Int) {
+        var timeout = timeval(tv_sec: milliseconds / 1000, tv_usec: Int((milliseconds % 1000) * 1000))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
     /// Closes the sending side, as `nc -N` does at the end of its input.
     public func shutdownWrite() {
         shutdown(fd, Int32(SHUT_WR))
