@@ -94,7 +94,7 @@ extension RequestProcessor {
             reply(.bye, dialect)
             state = .closingAfterReplies
         case .stats:
-            reply(.stats(services.collectStatistics()), dialect)
+            statistics(dialect)
         case .auth(let credentials):
             if authenticate(credentials, bytes, dialect) { reply(.ok, dialect) }
         case .hello(let version, let credentials):
@@ -110,6 +110,20 @@ extension RequestProcessor {
         case .configGet(let parameters):
             reply(.configValues(parameters, version: respVersion), dialect)
         }
+    }
+
+    /// `STATS`: collected once per read burst and protocol, so a client pipelining it costs each request a
+    /// copy of the reply, not another pass over every shard's counters under their locks (which slowed every
+    /// CHECK beside it). Requests of one burst are answered at one time, as their CHECKs are.
+    private mutating func statistics(_ dialect: WireDialect) {
+        if let cached = dialect == .line ? burstStatistics.line : burstStatistics.resp {
+            replyEncoded(cached)
+            return
+        }
+        var encoded = allocator.buffer(capacity: 1_024)
+        Self.encode(.stats(services.collectStatistics()), dialect, into: &encoded)
+        if dialect == .line { burstStatistics.line = encoded } else { burstStatistics.resp = encoded }
+        replyEncoded(encoded)
     }
 
     /// Checks `AUTH` credentials (Redis's `default` user is the only one) and answers a failure; returns

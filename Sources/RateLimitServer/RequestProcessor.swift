@@ -57,6 +57,8 @@ struct RequestProcessor {
     /// a client cannot make the connection buffer without bound while Redis is slow.
     var heldBytes = 0
     var nextTicket: UInt64 = 0
+    /// This burst's STATS reply in each protocol, once one was asked for (see `statistics`).
+    var burstStatistics: (line: ByteBuffer?, resp: ByteBuffer?) = (nil, nil)
     /// Where the decider sends what it owes.
     let waiter: any DecisionWaiter
 
@@ -139,6 +141,7 @@ struct RequestProcessor {
         }
         decisionsInBurst = 0
         burstNow = nil
+        if burstStatistics.line != nil || burstStatistics.resp != nil { burstStatistics = (nil, nil) }
     }
 
     var hasOutput: Bool { output.readableBytes > 0 }
@@ -198,6 +201,21 @@ struct RequestProcessor {
         case .line: output.writeLineReply(reply)
         case .resp: output.writeRESPReply(reply)
         }
+    }
+
+    /// A reply already encoded (in the right protocol), in its place among the others.
+    mutating func replyEncoded(_ encoded: ByteBuffer) {
+        var bytes = encoded
+        guard owed > 0 else {
+            output.writeBuffer(&bytes)
+            return
+        }
+        let last = deferred.index(before: deferred.endIndex)
+        var following = deferred[last].following ?? allocator.buffer(capacity: bytes.readableBytes)
+        deferred[last].following = nil
+        heldBytes += bytes.readableBytes
+        following.writeBuffer(&bytes)
+        deferred[last].following = following
     }
 
     /// A reply that must wait behind an answer still owed: kept with the last deferred reply.

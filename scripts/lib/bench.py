@@ -205,6 +205,8 @@ def compare(shards, seconds):
         gcra = redis.load_script("gcra.lua")
         targets = [
             ("ratelimitd CHECK", daemon.port, ["CHECK", "bench:__rand_int__", "1"]),
+            # STATS must cost about what a CHECK does (its reply is ~40 lines: the load generator reads more).
+            ("ratelimitd STATS", daemon.port, ["STATS"]),
             (f"ratelimitd CHECK, default --shards {os.cpu_count()}", default.port, ["CHECK", "bench:__rand_int__", "1"]),
             ("ratelimitd CHECK, shared mode (Redis decides)", shared.port, ["CHECK", "bench:__rand_int__", "1"]),
             # Each target its own keys: a hash, a string and a counter cannot share a name in Redis.
@@ -568,6 +570,9 @@ def render(info, shards, seconds, comparison, own, mem, profile, memory_keys, re
            ratio(comparison[(unpipelined, rl)]["rps"], comparison[(unpipelined, "Redis PING")]["rps"]), 0.9)
     target("one connection: p50 CHECK / p50 PING",
            ratio(comparison[(single, rl)]["p50"], comparison[(single, "Redis PING")]["p50"]), 1.2, False)
+    target("pipelined: STATS / CHECK", ratio(comparison[(pipelined, "ratelimitd STATS")]["rps"], comparison[(pipelined, rl)]["rps"]), 0.7)
+    target("unpipelined: STATS / CHECK",
+           ratio(comparison[(unpipelined, "ratelimitd STATS")]["rps"], comparison[(unpipelined, rl)]["rps"]), 0.7)
     shared = "ratelimitd CHECK, shared mode (Redis decides)"
     target("shared mode, pipelined: CHECK / EVALSHA token bucket",
            ratio(comparison[(pipelined, shared)]["rps"], comparison[(pipelined, "Redis EVALSHA token bucket")]["rps"]), 1.5)
