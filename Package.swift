@@ -13,6 +13,8 @@ let package = Package(
     products: [
         .executable(name: "ratelimitd", targets: ["ratelimitd"]),
         .library(name: "RateLimiting", targets: ["RateLimiting"]),
+        // What the libFuzzer package in Fuzz/ drives.
+        .library(name: "FuzzEntries", targets: ["FuzzEntries"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -151,6 +153,15 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The fuzz targets' bodies (Fuzz/ builds them with libFuzzer; FuzzCorpusTests replays the corpus).
+        .target(
+            name: "FuzzEntries",
+            dependencies: [
+                "DaemonConfig", "EnvoyRules", "RateLimiting", "RedisReplication", "ShardStore", "WireProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Test helpers shared by the server and integration tests: a blocking TCP client, a daemon launcher.
         .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: swiftSettings),
         .testTarget(name: "RateLimitingTests", dependencies: ["RateLimiting", "TestSupport"], swiftSettings: swiftSettings),
@@ -190,6 +201,11 @@ let package = Package(
                 .product(name: "NIOHPACK", package: "swift-nio-http2"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FuzzCorpusTests",
+            dependencies: ["FuzzEntries"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

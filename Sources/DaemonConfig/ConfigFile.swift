@@ -31,6 +31,7 @@ public enum ConfigFile {
     }
 
     public static func parse(_ text: String, file: String) throws(ConfigError) -> DaemonSettings {
+        try rejectControlCharacters(text, file: file)
         let table: TOMLTable
         do {
             table = try TOMLTable(string: text)
@@ -65,6 +66,111 @@ public enum ConfigFile {
             settings.rules = try RuleParser.parse(rules, file: file)
         }
         return settings
+    }
+
+    /// What toml++ (under TOMLKit) checks with assertions, which abort the process, is refused here first,
+    /// with its place (found by scripts/fuzz: `[\u{2}]`, `[é]` and `[:x]` each aborted the daemon, at start
+    /// or on SIGHUP): a control character other than tab and line ends (TOML allows none), a non-ASCII
+    /// character outside a string or comment (TOML's bare keys are ASCII; any other key must be quoted), and
+    /// a table header whose name does not start with a bare key character or a quote.
+    static func rejectControlCharacters(_ text: String, file: String) throws(ConfigError) {
+        enum Place { case code, comment, basic, literal, multilineBasic, multilineLiteral }
+        let bytes = Array(text.utf8)
+        var place = Place.code
+        // Open `[`/`{` of a value (an array may span lines; a `[` at a line's start inside one is no header).
+        var valueDepth = 0
+        var afterEquals = false
+        var lineStart = true
+        var headerKeyExpected = false
+        var line = 1
+        var column = 0
+        var index = 0
+        func starts(_ quote: UInt8, count: Int) -> Bool {
+            index + count <= bytes.count && bytes[index..<index + count].allSatisfy { $0 == quote }
+        }
+        func fail(_ message: String) -> ConfigError {
+            ConfigError(file: file, location: "line \(line), column \(column)", message: "not valid TOML: \(message)")
+        }
+        let quote = UInt8(ascii: "\""), apostrophe = UInt8(ascii: "'"), backslash = UInt8(ascii: "\\")
+        while index < bytes.count {
+            let byte = bytes[index]
+            column += 1
+            if byte == UInt8(ascii: "\n") {
+                if headerKeyExpected { throw fail("a table header ends before its name") }
+                line += 1
+                column = 0
+                if place == .comment || place == .basic || place == .literal { place = .code }
+                if valueDepth == 0 { afterEquals = false }
+                lineStart = true
+                index += 1
+                continue
+            }
+            if (byte < 0x20 && byte != UInt8(ascii: "\t") && byte != UInt8(ascii: "\r")) || byte == 0x7F {
+                throw fail("control character 0x\(String(byte, radix: 16, uppercase: true)) (only tab and line ends may appear)")
+            }
+            switch place {
+            case .code:
+                if byte >= 0x80 { throw fail("a non-ASCII character outside a string or comment (quote such a key)") }
+                let blank = byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t")
+                // `[[` opens an array of tables: one `[` right after the first is no name.
+                let secondBracket = byte == UInt8(ascii: "[") && index > 0 && bytes[index - 1] == UInt8(ascii: "[")
+                    && (index < 2 || bytes[index - 2] != UInt8(ascii: "["))
+                if headerKeyExpected, !blank, !secondBracket {
+                    headerKeyExpected = false
+                    let bare = (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+                        || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-")
+                    guard bare || byte == quote || byte == apostrophe else {
+                        throw fail("a table name must start with a letter, a digit, '_', '-' or a quote")
+                    }
+                }
+                if byte == UInt8(ascii: "[") || byte == UInt8(ascii: "{") {
+                    if afterEquals || valueDepth > 0 {
+                        valueDepth += 1
+                    } else if byte == UInt8(ascii: "["), lineStart {
+                        headerKeyExpected = true
+                    }
+                } else if (byte == UInt8(ascii: "]") || byte == UInt8(ascii: "}")), valueDepth > 0 {
+                    valueDepth -= 1
+                } else if byte == UInt8(ascii: "="), valueDepth == 0 {
+                    afterEquals = true
+                }
+                if !blank { lineStart = false }
+                if byte == UInt8(ascii: "#") {
+                    place = .comment
+                } else if starts(quote, count: 3) {
+                    place = .multilineBasic
+                    index += 2
+                } else if starts(apostrophe, count: 3) {
+                    place = .multilineLiteral
+                    index += 2
+                } else if byte == quote {
+                    place = .basic
+                } else if byte == apostrophe {
+                    place = .literal
+                }
+            case .comment:
+                break
+            case .basic, .multilineBasic:
+                if byte == backslash, index + 1 < bytes.count, bytes[index + 1] != UInt8(ascii: "\n") {
+                    // The escaped byte (a quote, a backslash) ends nothing.
+                    index += 1
+                    column += 1
+                } else if place == .basic, byte == quote {
+                    place = .code
+                } else if place == .multilineBasic, starts(quote, count: 3) {
+                    place = .code
+                    index += 2
+                }
+            case .literal:
+                if byte == apostrophe { place = .code }
+            case .multilineLiteral:
+                if starts(apostrophe, count: 3) {
+                    place = .code
+                    index += 2
+                }
+            }
+            index += 1
+        }
     }
 
     private static func parseServer(_ server: TOMLTable, into settings: inout DaemonSettings, file: String) throws(ConfigError) {

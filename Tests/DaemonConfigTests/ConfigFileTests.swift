@@ -207,3 +207,39 @@ struct MemorySizeTests {
         #expect(throws: ConfigError.self) { try ConfigFile.parse("[store]\nmax_memory = \"lots\"\n", file: "t") }
     }
 }
+
+@Suite("configuration file bytes")
+struct ConfigFileBytesTests {
+    /// Found by scripts/fuzz: toml++ asserted (aborting the daemon, also on SIGHUP) on a control character
+    /// in a table header, and on a non-ASCII one.
+    @Test(arguments: [
+        "[\u{2}]", "[\u{2}\n", "a = 1\n[b\u{0}]\n", "x = \"\u{7F}\"\n", "# comment \u{1B}\n",
+        "\n   matchriptn = 5\n[\u{FFFD}rules]]\nname = 1\n", "[é]\n", "ké = 1\n", "[:erver\nlisten = 5\n",
+        "[[ :rules]]\n", "  [ .a]\n", "[a]\n[=]\n", "[\n   match = 1\n", "[\r\n", "[ # x\n", "[[[a]]]\n",
+    ])
+    func controlCharactersAndBareNonASCIIAreRefusedWithTheirPlace(_ text: String) {
+        do {
+            _ = try ConfigFile.parse(text, file: "t.toml")
+            Issue.record("accepted \(text.debugDescription)")
+        } catch {
+            #expect(["control character", "non-ASCII", "table name must start", "ends before its name"].contains { error.description.contains($0) }, "\(error)")
+        }
+    }
+
+    @Test func tabsLineEndsAndNonASCIIInStringsAndCommentsAreFine() throws {
+        #expect(try ConfigFile.parse("[server]\r\n\tlog_level = \"info\"\t# ok, ça va\r\n", file: "t.toml").logLevel == .info)
+        let rules = """
+            [[rules]]
+            name = "café \\" ü"
+            match = 'a#:*' # é
+            algorithm = \"""token_bucket\"""
+            limit = 5
+            window = '''1s'''
+
+            """
+        #expect(try ConfigFile.parse(rules, file: "t.toml").rules?.first?.name == "café \" ü")
+        // A multi-line array's `[` at a line's start is a value, not a table header; quoted names are fine.
+        #expect(throws: ConfigError.self) { try ConfigFile.parse("[server]\nlisten = [\n  [\"a\"],\n  [{b = 1}],\n]\n", file: "t.toml") }
+        #expect(try ConfigFile.parse("[\"server\"]\nshards = 2\n[ 'store' ]\nmax_keys = 5\n", file: "t.toml").maxKeys == 5)
+    }
+}
