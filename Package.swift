@@ -2,10 +2,11 @@
 import PackageDescription
 
 // One set of settings for every target: Swift 6 language mode (strict concurrency) everywhere.
+// RATELIMITD_TSAN=1 marks a thread-sanitizer build (see ShardLock).
 let swiftSettings: [SwiftSetting] = [
     .swiftLanguageMode(.v6),
     .enableUpcomingFeature("ExistentialAny"),
-]
+] + (Context.environment["RATELIMITD_TSAN"] == "1" ? [.define("RATELIMITD_TSAN")] : [])
 
 let package = Package(
     name: "ratelimitd",
@@ -32,12 +33,14 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
+        // `Locked`: the standard library's Mutex, or in a thread-sanitizer build one the sanitizer can see.
+        .target(name: "Locking", swiftSettings: swiftSettings),
         // glibc's malloc tuning, which Swift's Glibc module does not export.
         .target(name: "CMemory"),
         // Algorithms, limits, rules and rule matching: pure Swift, no NIO, no I/O, no clock reads.
         .target(name: "RateLimiting", swiftSettings: swiftSettings),
         // Shards (the key → state tables behind their locks), the key hash and router, the decision clock.
-        .target(name: "ShardStore", dependencies: ["RateLimiting", "CMemory"], swiftSettings: swiftSettings),
+        .target(name: "ShardStore", dependencies: ["RateLimiting", "CMemory", "Locking"], swiftSettings: swiftSettings),
         // The line protocol: framing, parsing, the command table, error codes, reply encoding.
         .target(
             name: "WireProtocol",
@@ -57,7 +60,7 @@ let package = Package(
         .target(
             name: "RateLimitServer",
             dependencies: [
-                "RateLimiting", "ShardStore", "WireProtocol", "ServiceTicks", "CMemory",
+                "RateLimiting", "ShardStore", "WireProtocol", "ServiceTicks", "CMemory", "Locking",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -73,7 +76,7 @@ let package = Package(
         .target(
             name: "MetricsExporter",
             dependencies: [
-                "RateLimitServer",
+                "RateLimitServer", "Locking",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -91,7 +94,7 @@ let package = Package(
         .target(
             name: "RedisReplication",
             dependencies: [
-                "CHiredis", "DaemonConfig", "ServiceTicks", "ShardStore", "RateLimiting", "WireProtocol",
+                "CHiredis", "DaemonConfig", "ServiceTicks", "ShardStore", "RateLimiting", "WireProtocol", "Locking",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -121,7 +124,7 @@ let package = Package(
         .target(
             name: "EnvoyService",
             dependencies: [
-                "EnvoyRateLimitAPI", "EnvoyRules", "RateLimitServer", "ShardStore", "RateLimiting",
+                "EnvoyRateLimitAPI", "EnvoyRules", "RateLimitServer", "ShardStore", "RateLimiting", "Locking",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),
@@ -145,7 +148,7 @@ let package = Package(
             name: "ratelimitd",
             dependencies: [
                 "DaemonConfig", "RateLimitServer", "RateLimiting", "CMemory", "RedisReplication", "MetricsExporter",
-                "EnvoyRules", "EnvoyService", "ShardStore",
+                "EnvoyRules", "EnvoyService", "ShardStore", "Locking",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),

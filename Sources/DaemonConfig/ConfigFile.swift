@@ -72,14 +72,17 @@ public enum ConfigFile {
     /// with its place (found by scripts/fuzz: `[\u{2}]`, `[é]` and `[:x]` each aborted the daemon, at start
     /// or on SIGHUP): a control character other than tab and line ends (TOML allows none), a non-ASCII
     /// character outside a string or comment (TOML's bare keys are ASCII; any other key must be quoted), and
-    /// a table header whose name does not start with a bare key character or a quote.
+    /// a table header whose name does not start with a bare key character or a quote, and a value missing
+    /// where one is due (after `=`, in an array, `[[[[}` aborted it too).
     static func rejectControlCharacters(_ text: String, file: String) throws(ConfigError) {
         enum Place { case code, comment, basic, literal, multilineBasic, multilineLiteral }
         let bytes = Array(text.utf8)
         var place = Place.code
-        // Open `[`/`{` of a value (an array may span lines; a `[` at a line's start inside one is no header).
-        var valueDepth = 0
+        // Open `[`/`{` of values (an array may span lines; a `[` at a line's start inside one is no header).
+        var containers: [UInt8] = []
         var afterEquals = false
+        enum Expect { case nothing, value, key }
+        var expect = Expect.nothing
         var lineStart = true
         var headerKeyExpected = false
         var line = 1
@@ -97,10 +100,13 @@ public enum ConfigFile {
             column += 1
             if byte == UInt8(ascii: "\n") {
                 if headerKeyExpected { throw fail("a table header ends before its name") }
+                if place != .multilineBasic, place != .multilineLiteral, expect == .value, containers.isEmpty {
+                    throw fail("a key with no value")
+                }
                 line += 1
                 column = 0
                 if place == .comment || place == .basic || place == .literal { place = .code }
-                if valueDepth == 0 { afterEquals = false }
+                if containers.isEmpty { afterEquals = false }
                 lineStart = true
                 index += 1
                 continue
@@ -123,16 +129,36 @@ public enum ConfigFile {
                         throw fail("a table name must start with a letter, a digit, '_', '-' or a quote")
                     }
                 }
+                if byte == UInt8(ascii: "#") {
+                    // A comment: where a value is due only inside an array, which may span lines.
+                    if expect == .value, containers.isEmpty { throw fail("a key with no value") }
+                } else if !blank, expect != .nothing {
+                    let closes = (byte == UInt8(ascii: "]") && containers.last == UInt8(ascii: "["))
+                        || (byte == UInt8(ascii: "}") && containers.last == UInt8(ascii: "{"))
+                    if expect == .value, !closes, [UInt8(ascii: ","), UInt8(ascii: "]"), UInt8(ascii: "}"), UInt8(ascii: "=")].contains(byte) {
+                        throw fail("a value is missing before '\(Character(Unicode.Scalar(byte)))'")
+                    }
+                    let keyStart = (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+                        || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-") || byte == quote || byte == apostrophe
+                    if expect == .key, !closes, !keyStart {
+                        throw fail("an inline table's key must start with a letter, a digit, '_', '-' or a quote")
+                    }
+                    expect = .nothing
+                }
                 if byte == UInt8(ascii: "[") || byte == UInt8(ascii: "{") {
-                    if afterEquals || valueDepth > 0 {
-                        valueDepth += 1
+                    if afterEquals || !containers.isEmpty {
+                        containers.append(byte)
+                        expect = byte == UInt8(ascii: "[") ? .value : .key
                     } else if byte == UInt8(ascii: "["), lineStart {
                         headerKeyExpected = true
                     }
-                } else if (byte == UInt8(ascii: "]") || byte == UInt8(ascii: "}")), valueDepth > 0 {
-                    valueDepth -= 1
-                } else if byte == UInt8(ascii: "="), valueDepth == 0 {
-                    afterEquals = true
+                } else if byte == UInt8(ascii: "]") || byte == UInt8(ascii: "}") {
+                    if !containers.isEmpty { containers.removeLast() }
+                } else if byte == UInt8(ascii: ",") {
+                    if let open = containers.last { expect = open == UInt8(ascii: "[") ? .value : .key }
+                } else if byte == UInt8(ascii: "=") {
+                    if containers.isEmpty { afterEquals = true }
+                    expect = .value
                 }
                 if !blank { lineStart = false }
                 if byte == UInt8(ascii: "#") {

@@ -5,17 +5,17 @@ import RateLimitServer
 import RateLimiting
 import ShardStore
 import SwiftProtobuf
-import Synchronization
+import Locking
 
 typealias RateLimitRequest = Envoy_Service_Ratelimit_V3_RateLimitRequest
 typealias RateLimitResponse = Envoy_Service_Ratelimit_V3_RateLimitResponse
 
 /// The rules in force; a reload swaps them while requests keep coming.
 public final class EnvoyRulesBox: Sendable {
-    private let rules: Mutex<EnvoyRuleSet>
+    private let rules: Locked<EnvoyRuleSet>
 
     public init(_ rules: EnvoyRuleSet) {
-        self.rules = Mutex(rules)
+        self.rules = Locked(rules)
     }
 
     public var current: EnvoyRuleSet { rules.withLock { $0 } }

@@ -1,7 +1,7 @@
 import CoreMetrics
 import Prometheus
 import RateLimitServer
-import Synchronization
+import Locking
 
 /// Turns a `MetricsReading` into the Prometheus text format. The counters and gauges go through
 /// swift-metrics into a swift-prometheus registry: the shards and event loops count on their own (no lock or
@@ -10,7 +10,7 @@ import Synchronization
 /// written out beside the registry's text in the same format.
 public final class PrometheusPublisher: Sendable {
     private let registry = PrometheusCollectorRegistry()
-    private let state: Mutex<State>
+    private let state: Locked<State>
 
     private struct State: ~Copyable {
         let factory: PrometheusMetricsFactory
@@ -41,7 +41,7 @@ public final class PrometheusPublisher: Sendable {
     }
 
     public init() {
-        state = Mutex(State(factory: PrometheusMetricsFactory(registry: registry)))
+        state = Locked(State(factory: PrometheusMetricsFactory(registry: registry)))
     }
 
     /// The text a scrape of `/metrics` gets.

@@ -47,11 +47,7 @@ public final class AuthToken: Sendable {
     /// Counts a failed authentication on `listener` and logs it.
     public func recordFailure(on listener: Listener, peer: SocketAddress?, reason: String) {
         failures.add(on: listener)
-        guard let suppressed = logThrottle.admit() else { return }
-        var metadata: Logger.Metadata = ["listener": "\(listener.rawValue)", "reason": "\(reason)"]
-        if let peer { metadata["peer"] = "\(RateLimitServer.describe(peer))" }
-        if suppressed > 0 { metadata["not_logged"] = "\(suppressed)" }
-        logger.warning("authentication failed", metadata: metadata)
+        logThrottle.log(logger, .warning, "authentication failed", listener: listener, peer: peer, ["reason": "\(reason)"])
     }
 
     public func failures(on listener: Listener) -> Int {

@@ -206,11 +206,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// Every half of the shortest timeout: closes the connection if one has run out.
     private func look() {
         guard let context else { return }
-        activity.requests = processor.requestsAnswered
-        activity.partial = processor.holdsPartialRequest || handshakePending
-        activity.repliesWaiting = !context.channel.isWritable
-        let action = lifecycle.look(at: Int64(context.eventLoop.now.uptimeNanoseconds), activity)
-        activity = ConnectionActivity()
+        let action = lifecycle.look(
+            on: context, &activity, requests: processor.requestsAnswered,
+            partial: processor.holdsPartialRequest || handshakePending)
         switch action {
         case nil:
             return

@@ -105,11 +105,7 @@ public final class ConnectionSetup: Sendable {
     /// Counts a connection that could not be set up and logs it, at most once per `LogThrottle.interval`.
     func record(_ error: any Error, listener: Listener, peer: SocketAddress?) {
         failures.add(on: listener)
-        guard let suppressed = logThrottle.admit() else { return }
-        var metadata: Logger.Metadata = ["listener": "\(listener.rawValue)", "cause": "\(error)"]
-        if let peer { metadata["peer"] = "\(RateLimitServer.describe(peer))" }
-        if suppressed > 0 { metadata["not_logged"] = "\(suppressed)" }
-        logger.error("could not set up a connection; closed it", metadata: metadata)
+        logThrottle.log(logger, .error, "could not set up a connection; closed it", listener: listener, peer: peer, ["cause": "\(error)"])
     }
 
     /// Sets up a listening channel: accepting pauses (200 ms at a time) while the process or the system is

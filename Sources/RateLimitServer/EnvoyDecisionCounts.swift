@@ -1,3 +1,4 @@
+import Locking
 import Synchronization
 
 /// Envoy rate limit decisions by domain, rule and result, for STATS and /metrics alike. Labels are the
@@ -17,7 +18,7 @@ public final class EnvoyDecisionCounts: Sendable {
         }
     }
 
-    private let counts = Mutex<[Labels: Int64]>([:])
+    private let counts = Locked<[Labels: Int64]>([:])
     private let requests = Atomic<Int64>(0)
     private let overLimitRequests = Atomic<Int64>(0)
 

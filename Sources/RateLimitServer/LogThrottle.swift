@@ -1,4 +1,6 @@
+import Logging
 import NIOConcurrencyHelpers
+import NIOCore
 
 /// At most one log line per `interval` for an event a client can cause at will (a failed setup, a wrong
 /// token), so a flood of them cannot flood the journal; the next line says how many were not logged.
@@ -30,5 +32,19 @@ final class LogThrottle: Sendable {
             state.lastLoggedAt = time
             return state.suppressed
         }
+    }
+
+    /// Logs `message` about a connection of `listener` unless a line was logged within `interval`, with the
+    /// peer and how many lines were left out since the last.
+    func log(
+        _ logger: Logger, _ level: Logger.Level, _ message: Logger.Message, listener: Listener, peer: SocketAddress?,
+        _ metadata: Logger.Metadata
+    ) {
+        guard let suppressed = admit() else { return }
+        var metadata = metadata
+        metadata["listener"] = "\(listener.rawValue)"
+        if let peer { metadata["peer"] = "\(RateLimitServer.describe(peer))" }
+        if suppressed > 0 { metadata["not_logged"] = "\(suppressed)" }
+        logger.log(level: level, message, metadata: metadata)
     }
 }

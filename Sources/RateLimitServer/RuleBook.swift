@@ -1,4 +1,5 @@
 import RateLimiting
+import Locking
 import Synchronization
 
 /// The rules in force, replaceable while the server runs (SIGHUP). Connections keep their own copy and
@@ -21,13 +22,13 @@ public final class RuleBook: Sendable {
         var names: [String]
     }
 
-    private let state: Mutex<State>
+    private let state: Locked<State>
     private let generationCounter = Atomic<Int>(0)
 
     public init(_ rules: RuleSet) {
         let names = rules.rules.map(\.name)
         let slots = names.indices.map { $0 + 1 }
-        state = Mutex(State(edition: Edition(rules: rules, generation: 0, slots: slots), names: names))
+        state = Locked(State(edition: Edition(rules: rules, generation: 0, slots: slots), names: names))
     }
 
     public var generation: Int { generationCounter.load(ordering: .acquiring) }

@@ -87,11 +87,7 @@ final class TimeoutClose: ChannelDuplexHandler {
     }
 
     private func look(_ context: ChannelHandlerContext) {
-        activity.requests = responses
-        activity.partial = awaitingResponse
-        activity.repliesWaiting = !context.channel.isWritable
-        let action = lifecycle.look(at: Int64(context.eventLoop.now.uptimeNanoseconds), activity)
-        activity = ConnectionActivity()
+        let action = lifecycle.look(on: context, &activity, requests: responses, partial: awaitingResponse)
         switch action {
         case nil:
             return
@@ -103,5 +99,19 @@ final class TimeoutClose: ChannelDuplexHandler {
         }
         timer?.cancel()
         context.close(promise: nil)
+    }
+}
+
+extension ConnectionLifecycle {
+    /// A look from a handler: `activity` (what it flagged since the last look) completed with what it knows
+    /// now, the loop's clock read, and `activity` started afresh for the next period.
+    mutating func look(
+        on context: ChannelHandlerContext, _ activity: inout ConnectionActivity, requests: UInt64, partial: Bool
+    ) -> TimeoutAction? {
+        activity.requests = requests
+        activity.partial = partial
+        activity.repliesWaiting = !context.channel.isWritable
+        defer { activity = ConnectionActivity() }
+        return look(at: Int64(context.eventLoop.now.uptimeNanoseconds), activity)
     }
 }

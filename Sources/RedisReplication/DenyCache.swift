@@ -1,4 +1,5 @@
 import RateLimiting
+import Locking
 import Synchronization
 
 /// Shared mode's local memory of denials: once Redis has denied a key's request until a time, the same
@@ -26,7 +27,7 @@ final class DenyCache: Sendable {
 
     /// By the key's hash (`KeyHash`), the key kept in the entry to tell keys apart: hashing the bytes again
     /// for every request would cost more than the decision.
-    private let entries = Mutex<[UInt64: Entry]>([:])
+    private let entries = Locked<[UInt64: Entry]>([:])
     /// The number of entries, read without the lock: an empty cache (the usual case) costs one load.
     private let size = Atomic<Int>(0)
     let hits = Atomic<Int>(0)

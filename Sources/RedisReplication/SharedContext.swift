@@ -2,6 +2,7 @@ import DaemonConfig
 import Logging
 import RateLimiting
 import ShardStore
+import Locking
 import Synchronization
 
 /// What every event loop's `SharedLoop` shares: the settings, this daemon's own state (for `on_error =
@@ -93,7 +94,7 @@ final class SharedHealth: Sendable {
         var down: Set<RedisEndpoint> = []
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
     /// Nodes with a back-off in force or an outage under way, read without the lock: when all is well a
     /// success or a connection costs one relaxed load.
     private let troubled = Atomic<Int>(0)

@@ -1,5 +1,5 @@
 import RateLimiting
-import Synchronization
+import Locking
 
 /// A shard behind a lock of its own, so that whichever event loop reads a request decides it there and
 /// then, with no hand-off to another thread. The lock is held only for the decision itself (a hash lookup
@@ -11,10 +11,10 @@ import Synchronization
 /// pipelined CHECKs/s on two shards against 1.0 M+ for this one (BENCHMARKS.md has the runs).
 ///
 /// `@unchecked Sendable`: `shard` and the counters beside it are touched only inside `lock.withLock`, which is what makes sharing it
-/// between event loops safe. (A `Mutex<Shard>` would say so to the compiler, but its `inout sending` value
+/// between event loops safe. (A `Locked<Shard>` would say so to the compiler, but its `inout sending` value
 /// cannot be handed the request's borrowed key bytes.)
 public final class LockedShard: @unchecked Sendable {
-    private let lock = Mutex<Void>(())
+    private let lock = Locked<Void>(())
     private let shard = Shard()
     /// The latest time this shard has decided at. Event loops read the clock before taking the lock, so
     /// two of them can arrive out of order; deciding at `max(now, latest)` keeps each key's time moving

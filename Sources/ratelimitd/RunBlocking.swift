@@ -1,5 +1,5 @@
 import Dispatch
-import Synchronization
+import Locking
 
 /// Runs `body` on the Swift concurrency runtime and waits for it on the main thread.
 ///
@@ -11,7 +11,7 @@ import Synchronization
 /// would start the threads that run the daemon's services (snapshots, sweeps, replication, reloads) at nice
 /// -2, ahead of the event loops that answer clients (nice 0). Unprivileged the raise is refused anyway.
 func runBlocking(_ body: @escaping @Sendable () async throws -> Void) throws {
-    let outcome = Mutex<Result<Void, any Error>?>(nil)
+    let outcome = Locked<Result<Void, any Error>?>(nil)
     let finished = DispatchSemaphore(value: 0)
     Task(priority: .medium) {
         let result: Result<Void, any Error>
