@@ -40,7 +40,8 @@ public final class EnvoyServer: Sendable {
                 .childChannelInitializer { channel in
                     server.connectionSetup.setUp(channel, listener: .envoy) { channel in
                         let calls = GRPCConnectionHandler(
-                            maxMessageBytes: maxRequestBytes, logger: logger, auth: server.auth
+                            maxMessageBytes: maxRequestBytes, logger: logger, auth: server.auth,
+                            inputBudget: server.connectionSetup.inputBudget
                         ) {
                             method, message, later throws(GRPCStatus) in
                             switch method {

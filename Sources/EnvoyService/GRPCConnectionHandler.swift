@@ -35,9 +35,16 @@ final class GRPCConnectionHandler: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
     private var owed: Set<HTTP2StreamID> = []
     private var context: ChannelHandlerContext?
     private let auth: AuthToken?
+    /// Where the partial requests this connection holds count with every client connection's input.
+    private let inputBudget: InputBudget?
+    private var reportedInput = 0
 
-    init(maxMessageBytes: Int, logger: Logger, auth: AuthToken? = nil, answer: @escaping Answer) {
+    init(
+        maxMessageBytes: Int, logger: Logger, auth: AuthToken? = nil, inputBudget: InputBudget? = nil,
+        answer: @escaping Answer
+    ) {
         self.auth = auth
+        self.inputBudget = inputBudget
         self.calls = GRPCUnaryCalls(
             maxMessageBytes: maxMessageBytes, authorize: auth.map { auth in { auth.matches(authorization: $0) } })
         self.answer = answer
@@ -59,6 +66,7 @@ final class GRPCConnectionHandler: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        reportInput(0, context)
         self.context = nil
         owed.removeAll()
     }
@@ -98,7 +106,16 @@ final class GRPCConnectionHandler: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
 
     func channelReadComplete(context: ChannelHandlerContext) {
         flushIfNeeded(context)
+        reportInput(calls.heldBytes, context)
         context.fireChannelReadComplete()
+    }
+
+    /// Tells the input budget what this connection holds when that changed by 4 KiB or more (as the client
+    /// port does).
+    private func reportInput(_ held: Int, _ context: ChannelHandlerContext) {
+        guard let inputBudget, abs(held - reportedInput) >= 4_096 || (held == 0 && reportedInput != 0) else { return }
+        reportedInput = held
+        inputBudget.hold(held, by: context.channel)
     }
 
     private func perform(_ action: GRPCUnaryCalls.Action, context: ChannelHandlerContext) {
@@ -194,6 +211,10 @@ final class GRPCConnectionHandler: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
             calls.streamClosed(closed.streamID)
             owed.remove(closed.streamID)
             if canClose { closeAfterFlush(context) }
+        case is InputBudget.Exceeded:
+            // This connection holds the most unparsed requests of all: it goes (Envoy reconnects).
+            reportedInput = 0
+            context.close(promise: nil)
         case is ChannelShouldQuiesceEvent:
             // Shutdown: tell the client which calls will still be answered (those it has started), answer
             // them, then close.

@@ -36,6 +36,18 @@ struct GRPCUnaryCalls {
         var message: ByteBuffer?
         /// The request's `grpc-encoding`, when it names one other than `identity`.
         var encoding: Substring?
+        /// Bytes of the message copied and held until its end arrives.
+        var held = 0
+    }
+
+    /// Bytes of partial requests held, over every call (for the server's input budget).
+    private(set) var heldBytes = 0
+
+    /// Forgets a call, and what it held.
+    private mutating func forget(_ stream: HTTP2StreamID) -> Call? {
+        let call = calls.removeValue(forKey: stream)
+        heldBytes -= call?.held ?? 0
+        return call
     }
 
     /// The connection window this side keeps open: large enough that many requests in flight never wait
@@ -71,7 +83,7 @@ struct GRPCUnaryCalls {
         if calls[stream] != nil {
             // Trailers from the client: gRPC clients send none, but HTTP/2 allows them; they end the request.
             guard endStream else {
-                calls[stream] = nil
+                _ = forget(stream)
                 return .fail(stream, GRPCStatus(.internalError, "unexpected HEADERS in the middle of a request"), reset: true)
             }
             return finish(stream)
@@ -118,15 +130,20 @@ struct GRPCUnaryCalls {
                 var copy = ByteBuffer()
                 copy.writeImmutableBuffer(data)
                 call.message = copy
+                call.held = data.readableBytes
+                heldBytes += data.readableBytes
             }
         } else {
             var incoming = data
+            call.held += incoming.readableBytes
+            heldBytes += incoming.readableBytes
             call.message!.writeBuffer(&incoming)
         }
         if let message = call.message, message.readableBytes >= 5,
             let length = message.getInteger(at: message.readerIndex + 1, as: UInt32.self), Int(length) > maxMessageBytes
         {
-            calls[stream] = nil
+            calls[stream] = call
+            _ = forget(stream)
             return .fail(
                 stream, GRPCStatus(.resourceExhausted, "request message of \(length) bytes; at most \(maxMessageBytes)"),
                 reset: !endStream)
@@ -137,7 +154,7 @@ struct GRPCUnaryCalls {
 
     /// The stream is gone (the client reset it, or NIO closed it on a stream error): forget the call.
     mutating func streamClosed(_ stream: HTTP2StreamID) {
-        calls[stream] = nil
+        _ = forget(stream)
     }
 
     /// Bytes to give back to the connection window, told its size now (NIO tells it after every DATA frame,
@@ -154,7 +171,7 @@ struct GRPCUnaryCalls {
 
     /// The request is complete: exactly one uncompressed message, or an error.
     private mutating func finish(_ stream: HTTP2StreamID) -> Action {
-        let call = calls.removeValue(forKey: stream)
+        let call = forget(stream)
         guard var message = call?.message, message.readableBytes > 0 else {
             return .fail(stream, GRPCStatus(.internalError, "no request message"), reset: false)
         }

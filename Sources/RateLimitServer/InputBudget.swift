@@ -10,7 +10,7 @@ import NIOCore
 /// grows, or is given back), which ordinary traffic, whose buffer keeps its size, never does.
 public final class InputBudget: Sendable {
     /// What the connection that must give its input up is sent.
-    struct Exceeded: Sendable {}
+    public struct Exceeded: Sendable {}
 
     public let limit: Int
     private let closes = ManagedAtomic(0)
@@ -38,7 +38,7 @@ public final class InputBudget: Sendable {
 
     /// `channel` now holds `bytes` (0 when it is gone or holds nothing); past the limit, the largest
     /// holders are sent `Exceeded` (on their own event loops).
-    func hold(_ bytes: Int, by channel: any Channel) {
+    public func hold(_ bytes: Int, by channel: any Channel) {
         let id = ObjectIdentifier(channel)
         let victims: [any Channel] = state.withLockedValue { state in
             state.total += bytes - (state.holders[id]?.bytes ?? 0)

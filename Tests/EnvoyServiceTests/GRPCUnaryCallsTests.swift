@@ -50,6 +50,30 @@ struct GRPCUnaryCallsTests {
         #expect(calls.receiveHeaders([:], stream: stream, endStream: true) == .call(stream, .shouldRateLimit, ByteBuffer(bytes: Array(0..<100))))
     }
 
+    /// What partial requests hold counts in the server's input budget: bytes kept between frames, given
+    /// back when the call ends however it ends.
+    @Test func partialRequestsAreCountedUntilTheirCallEnds() {
+        var calls = GRPCUnaryCalls(maxMessageBytes: 1024)
+        let whole = Self.frame(Array(repeating: 7, count: 500))
+        _ = calls.receiveHeaders(Self.request(), stream: stream, endStream: false)
+        _ = data(&calls, whole.getSlice(at: 0, length: 200)!, end: false)
+        #expect(calls.heldBytes == 200)
+        _ = data(&calls, whole.getSlice(at: 200, length: 100)!, end: false)
+        #expect(calls.heldBytes == 300)
+        let other = HTTP2StreamID(3)
+        _ = calls.receiveHeaders(Self.request(), stream: other, endStream: false)
+        _ = calls.receiveData(whole.getSlice(at: 0, length: 50)!, stream: other, endStream: false)
+        #expect(calls.heldBytes == 350)
+        #expect(data(&calls, whole.getSlice(at: 300, length: 205)!) == .call(stream, .shouldRateLimit, ByteBuffer(bytes: Array(repeating: 7, count: 500))))
+        #expect(calls.heldBytes == 50)
+        calls.streamClosed(other)
+        #expect(calls.heldBytes == 0)
+        // A message complete in one frame is answered at once, and never held.
+        _ = calls.receiveHeaders(Self.request(), stream: HTTP2StreamID(5), endStream: false)
+        _ = calls.receiveData(whole, stream: HTTP2StreamID(5), endStream: true)
+        #expect(calls.heldBytes == 0)
+    }
+
     @Test func anEmptyMessageIsACall() {
         var calls = GRPCUnaryCalls(maxMessageBytes: 1024)
         _ = calls.receiveHeaders(Self.request(), stream: stream, endStream: false)
