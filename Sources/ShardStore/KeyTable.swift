@@ -136,8 +136,7 @@ struct KeyTable {
         var state = takeState(at: probe.position)
         let result = body(&state)
         if let state {
-            putState(state, at: probe.position)
-            slots[probe.position].isLimited = isLimited(result)
+            putState(state, at: probe.position, limited: isLimited(result))
             if sideBytes > 0, memoryBytes > maxMemory { shedMemory(sparing: key, hash: probe.hash, now: now) }
             if windowNanos != 0 { slots[probe.position].windowClass = windowClass(windowNanos) }
             if tracksChanges { needsListing = noteChange(at: probe.position, before: before, origin: origin) }
@@ -500,10 +499,12 @@ struct KeyTable {
         return .slidingLog(log)
     }
 
-    private mutating func putState(_ state: KeyState, at position: Int) {
+    /// Stores `state` at `position`, with the limited flag, in one write of the entry.
+    private mutating func putState(_ state: KeyState, at position: Int, limited: Bool) {
         var entry = slots[position]
         if entry.kind == .slidingLog { releaseLog(Int(entry.first)) }
         store(state, in: &entry)
+        entry.isLimited = limited
         slots[position] = entry
     }
 
