@@ -31,7 +31,7 @@ public enum ConfigFile {
     }
 
     public static func parse(_ text: String, file: String) throws(ConfigError) -> DaemonSettings {
-        try rejectControlCharacters(text, file: file)
+        try rejectWhatTOMLKitAborts(text, file: file)
         let table: TOMLTable
         do {
             table = try TOMLTable(string: text)
@@ -74,7 +74,7 @@ public enum ConfigFile {
     /// character outside a string or comment (TOML's bare keys are ASCII; any other key must be quoted), and
     /// a table header whose name does not start with a bare key character or a quote, and a value missing
     /// where one is due (after `=`, in an array, `[[[[}` aborted it too).
-    static func rejectControlCharacters(_ text: String, file: String) throws(ConfigError) {
+    static func rejectWhatTOMLKitAborts(_ text: String, file: String) throws(ConfigError) {
         enum Place { case code, comment, basic, literal, multilineBasic, multilineLiteral }
         let bytes = Array(text.utf8)
         var place = Place.code
@@ -230,12 +230,7 @@ public enum ConfigFile {
             settings.requestTimeoutNanos = try timeout(value, file: file, location: location, field: "request_timeout", example: "10s")
         }
         if let value = server["max_input_buffer"] {
-            let text = value.int.map(String.init) ?? value.string
-            guard let text, let bytes = DaemonSettings.parseMemory(text), bytes > 0 else {
-                throw ConfigError(file: file, location: location, field: "max_input_buffer",
-                                  message: "must be a size from 1mb to 1024tb, such as 64mb, got \(value.debugDescription)")
-            }
-            settings.maxInputBuffer = bytes
+            settings.maxInputBuffer = try size(value, zeroAllowed: false, file: file, location: location, field: "max_input_buffer")
         }
         if let value = server["max_connections"] {
             let range = DaemonSettings.maxConnectionsRange
@@ -263,6 +258,18 @@ public enum ConfigFile {
             throw ConfigError(file: file, location: location, field: field, message: "must be a file path, got \(value.debugDescription)")
         }
         return path
+    }
+
+    /// A memory size: an integer of bytes, or a string as `DaemonSettings.parseMemory` reads it.
+    private static func size(
+        _ value: any TOMLValueConvertible, zeroAllowed: Bool, file: String, location: String, field: String
+    ) throws(ConfigError) -> Int {
+        let text = value.int.map(String.init) ?? value.string
+        guard let text, let bytes = DaemonSettings.parseMemory(text), zeroAllowed || bytes > 0 else {
+            throw ConfigError(file: file, location: location, field: field,
+                              message: "must be \(DaemonSettings.sizeDescription(zeroAllowed: zeroAllowed)), got \(value.debugDescription)")
+        }
+        return bytes
     }
 
     /// A connection timeout: "0" (never) or a duration string.
@@ -293,12 +300,7 @@ public enum ConfigFile {
             settings.sweepIntervalNanos = try duration(value, file: file, location: location, field: "sweep_interval")
         }
         if let value = store["max_memory"] {
-            let text = value.int.map(String.init) ?? value.string
-            guard let text, let bytes = DaemonSettings.parseMemory(text) else {
-                throw ConfigError(file: file, location: location, field: "max_memory",
-                                  message: "must be 0 (no bound) or a size from 1mb to 1024tb, such as 2gb, 512mb or 1073741824, got \(value.debugDescription)")
-            }
-            settings.maxMemory = bytes
+            settings.maxMemory = try size(value, zeroAllowed: true, file: file, location: location, field: "max_memory")
         }
         if let value = store["when_full"] {
             guard let text = value.string, DaemonSettings.whenFullChoices.contains(text) else {

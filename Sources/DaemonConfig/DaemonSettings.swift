@@ -86,6 +86,11 @@ public struct DaemonSettings: Sendable {
     /// At least a mebibyte (0 turns the bound off).
     public static let minMaxMemory = 1 << 20
 
+    /// What a size setting may be, for error messages: `zeroAllowed` when 0 turns the bound off.
+    public static func sizeDescription(zeroAllowed: Bool) -> String {
+        (zeroAllowed ? "0 (no bound) or " : "") + "a size from 1mb to 1024tb, such as 64mb, 2gb or 1073741824"
+    }
+
     /// A memory size as Redis writes `maxmemory`: bytes, or a number with `k`/`m`/`g` (powers of 1000) or
     /// `kb`/`mb`/`gb` (powers of 1024), any letter case; "0" for no bound. nil when malformed, below
     /// `minMaxMemory` or past 2^50.
@@ -115,6 +120,12 @@ public struct DaemonSettings: Sendable {
             return "must be printable ASCII without spaces"
         }
         return nil
+    }
+
+    /// Whether a secret file (the auth token, a TLS key) of these permission bits can be read by users other
+    /// than its owner.
+    public static func readableByOthers(mode: UInt32) -> Bool {
+        mode & 0o044 != 0
     }
 
     /// The most shards accepted; far more than cores only adds threads and lock stripes nobody needs.
@@ -148,10 +159,5 @@ public enum AuthTokenRules {
                 "must hold one token of 1 to \(maxLength) printable ASCII bytes without spaces (a trailing newline is ignored); it holds \(bytes.count) bytes"))
         }
         return .success(Array(token))
-    }
-
-    /// Whether a file of these permission bits can be read by users other than its owner.
-    public static func readableByOthers(mode: UInt32) -> Bool {
-        mode & 0o044 != 0
     }
 }

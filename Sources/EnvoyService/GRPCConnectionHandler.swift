@@ -110,10 +110,9 @@ final class GRPCConnectionHandler: ChannelDuplexHandler, NIOHTTP2FrameDelegate {
         context.fireChannelReadComplete()
     }
 
-    /// Tells the input budget what this connection holds when that changed by 4 KiB or more (as the client
-    /// port does).
+    /// Tells the input budget what this connection holds, when worth it (see `InputBudget.worthReporting`).
     private func reportInput(_ held: Int, _ context: ChannelHandlerContext) {
-        guard let inputBudget, abs(held - reportedInput) >= 4_096 || (held == 0 && reportedInput != 0) else { return }
+        guard let inputBudget, InputBudget.worthReporting(held, after: reportedInput) else { return }
         reportedInput = held
         inputBudget.hold(held, by: context.channel)
     }

@@ -142,8 +142,8 @@ struct GRPCUnaryCalls {
         if let message = call.message, message.readableBytes >= 5,
             let length = message.getInteger(at: message.readerIndex + 1, as: UInt32.self), Int(length) > maxMessageBytes
         {
-            calls[stream] = call
-            _ = forget(stream)
+            calls[stream] = nil
+            heldBytes -= call.held
             return .fail(
                 stream, GRPCStatus(.resourceExhausted, "request message of \(length) bytes; at most \(maxMessageBytes)"),
                 reset: !endStream)

@@ -18,9 +18,15 @@ public enum FuzzEntries {
     /// pieces (split where the first byte says): both must give the same replies, as a client's bytes may
     /// arrive in any pieces.
     public static func lineProtocol(_ data: [UInt8]) {
-        let whole = lineReplies([data])
+        sameRepliesHoweverSplit(data, lineReplies, "line")
+    }
+
+    /// `replies` of the input fed whole, and fed in two pieces split where its first byte says, must agree.
+    static func sameRepliesHoweverSplit(_ data: [UInt8], _ replies: ([[UInt8]]) -> [String], _ protocolName: String) {
         let split = Int(data.first ?? 0) % (data.count + 1)
-        precondition(whole == lineReplies([Array(data[..<split]), Array(data[split...])]), "line replies depend on how bytes arrive")
+        precondition(
+            replies([data]) == replies([Array(data[..<split]), Array(data[split...])]),
+            "\(protocolName) replies depend on how bytes arrive")
     }
 
     static func lineReplies(_ pieces: [[UInt8]]) -> [String] {
@@ -50,9 +56,7 @@ public enum FuzzEntries {
 
     /// RESP: frames decoded, and each parsed and answered, fed whole and in two pieces: the same replies.
     public static func resp(_ data: [UInt8]) {
-        let whole = respReplies([data])
-        let split = Int(data.first ?? 0) % (data.count + 1)
-        precondition(whole == respReplies([Array(data[..<split]), Array(data[split...])]), "RESP replies depend on how bytes arrive")
+        sameRepliesHoweverSplit(data, respReplies, "RESP")
     }
 
     static func respReplies(_ pieces: [[UInt8]]) -> [String] {

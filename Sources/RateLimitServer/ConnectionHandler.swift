@@ -109,12 +109,11 @@ final class ConnectionHandler: ChannelDuplexHandler {
         reportInput(context)
     }
 
-    /// Tells the input budget what this connection holds, when that changed by 4 KiB or more: a pipelining
-    /// client's small partial requests at read boundaries come and go without taking the budget's lock.
+    /// Tells the input budget what this connection holds, when worth it (see `InputBudget.worthReporting`).
     private func reportInput(_ context: ChannelHandlerContext) {
         guard let inputBudget else { return }
         let held = lifecycle.isClosed ? 0 : processor.heldInputBytes()
-        guard abs(held - reportedInput) >= 4_096 else { return }
+        guard InputBudget.worthReporting(held, after: reportedInput) else { return }
         reportedInput = held
         inputBudget.hold(held, by: context.channel)
     }
@@ -150,17 +149,13 @@ final class ConnectionHandler: ChannelDuplexHandler {
     func channelInactive(context: ChannelHandlerContext) {
         if handshakePending { tlsFailures?.wrappingIncrement(ordering: .relaxed) }
         lifecycle.closed()
-        if reportedInput != 0 {
-            reportedInput = 0
-            inputBudget?.hold(0, by: context.channel)
-        }
+        reportInput(context)
         processor.services.statistics.connectionClosed()
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         logger.debug("connection error", metadata: ["error": "\(error)"])
-
         lifecycle.closed()
         context.close(promise: nil)
     }

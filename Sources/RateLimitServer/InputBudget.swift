@@ -33,6 +33,17 @@ public final class InputBudget: Sendable {
         closes.wrappingIncrement(ordering: .relaxed)
     }
 
+    /// A connection reports what it holds only when that changed by this much since its last report, so a
+    /// pipelining client's small partial requests at read boundaries come and go without taking the lock.
+    static let reportingStep = 4_096
+
+    /// Whether a connection that holds `held` now, and last told the budget `reported`, should tell it again.
+    /// Holding nothing is always told, so a connection that let go never stays counted. (The connection
+    /// records what it told before calling `hold`, which may shed that very connection at once.)
+    public static func worthReporting(_ held: Int, after reported: Int) -> Bool {
+        abs(held - reported) >= reportingStep || (held == 0 && reported != 0)
+    }
+
     /// The bytes all connections hold now.
     public var total: Int { state.withLockedValue { $0.total } }
 

@@ -20,7 +20,7 @@ final class LogThrottle: Sendable {
     }
 
     /// nil: do not log this one. Otherwise log it, saying how many were left out since the last line.
-    func admit() -> Int? {
+    private func admit() -> Int? {
         let time = now()
         return state.withLockedValue { state in
             // A clock that stepped back logs at once rather than staying quiet until it catches up.

@@ -52,7 +52,7 @@ extension RequestProcessor {
     }
 
     /// A fatal protocol error: answer it after everything before it, then close.
-    private mutating func fail(_ error: ProtocolError, _ dialect: WireDialect) {
+    mutating func fail(_ error: ProtocolError, _ dialect: WireDialect) {
         reply(.error(error), dialect)
         state = .closingAfterReplies
     }

@@ -169,13 +169,18 @@ struct RequestProcessor {
     /// The connection must give up its unparsed input (`InputBudget`): answered `ERR busy`, after every reply
     /// before it, and closed.
     mutating func shedInput() {
+        giveUpHeldInput(ProtocolError(
+            .busy, "too much unparsed input held across connections (max_input_buffer); closing the connection"))
+    }
+
+    /// Drops the input held and answers `error` in the protocol its first byte names, after every reply
+    /// before it; the connection then closes.
+    private mutating func giveUpHeldInput(_ error: ProtocolError) {
         guard state == .open else { return }
         let dialect: WireDialect = input.readableBytesView.first == UInt8(ascii: "*") ? .resp : .line
         input = ByteBuffer()
         stalled = false
-        reply(.error(ProtocolError(
-            .busy, "too much unparsed input held across connections (max_input_buffer); closing the connection")), dialect)
-        state = .closingAfterReplies
+        fail(error, dialect)
     }
 
     /// Part of a request is held, waiting for its rest (complete requests held by a stall are not).
@@ -184,11 +189,8 @@ struct RequestProcessor {
     /// The partial request held took `request_timeout`: answered `ERR timeout` (in the protocol its first
     /// byte names), after every reply before it, and the connection closes.
     mutating func timeOut(afterNanos nanos: Int64) {
-        let dialect: WireDialect = input.readableBytesView.first == UInt8(ascii: "*") ? .resp : .line
-        input.clear()
-        reply(.error(ProtocolError(
-            .timeout, "request incomplete after \(WindowDuration.format(nanos)); closing the connection")), dialect)
-        state = .closingAfterReplies
+        giveUpHeldInput(ProtocolError(
+            .timeout, "request incomplete after \(WindowDuration.format(nanos)); closing the connection"))
     }
 
     /// Parsing waits for the decider, not for the client.
@@ -196,7 +198,7 @@ struct RequestProcessor {
 
     mutating func reply(_ reply: Reply, _ dialect: WireDialect) {
         if case .error(let error) = reply { loopMetrics.countError(error.code) }
-        guard owed == 0 else { return replyBehindDeferred(reply, dialect) }
+        guard owed == 0 else { return appendBehindDeferred { Self.encode(reply, dialect, into: &$0) } }
         switch dialect {
         case .line: output.writeLineReply(reply)
         case .resp: output.writeRESPReply(reply)
@@ -206,25 +208,18 @@ struct RequestProcessor {
     /// A reply already encoded (in the right protocol), in its place among the others.
     mutating func replyEncoded(_ encoded: ByteBuffer) {
         var bytes = encoded
-        guard owed > 0 else {
-            output.writeBuffer(&bytes)
-            return
-        }
-        let last = deferred.index(before: deferred.endIndex)
-        var following = deferred[last].following ?? allocator.buffer(capacity: bytes.readableBytes)
-        deferred[last].following = nil
-        heldBytes += bytes.readableBytes
-        following.writeBuffer(&bytes)
-        deferred[last].following = following
+        guard owed == 0 else { return appendBehindDeferred { $0.writeBuffer(&bytes) } }
+        output.writeBuffer(&bytes)
     }
 
-    /// A reply that must wait behind an answer still owed: kept with the last deferred reply.
-    private mutating func replyBehindDeferred(_ reply: Reply, _ dialect: WireDialect) {
+    /// A reply that must wait behind an answer still owed: `write` adds it to the replies kept with the last
+    /// deferred one, whose bytes count in `heldBytes`.
+    private mutating func appendBehindDeferred(_ write: (inout ByteBuffer) -> Void) {
         let last = deferred.index(before: deferred.endIndex)
         var following = deferred[last].following ?? allocator.buffer(capacity: 64)
         deferred[last].following = nil
         let before = following.readableBytes
-        Self.encode(reply, dialect, into: &following)
+        write(&following)
         heldBytes += following.readableBytes - before
         deferred[last].following = following
     }

@@ -31,50 +31,53 @@ public final class TLSCertificates: Sendable {
     public let files: TLSFiles
     private let current: NIOLockedValueBox<NIOSSLContext>
 
+    /// The key file's permission bits as they were read at start, for the warning about others reading it.
+    public let keyMode: UInt32
+
     public init(_ files: TLSFiles) throws(TLSFilesError) {
         self.files = files
-        self.current = NIOLockedValueBox(try Self.context(files))
+        let (context, keyMode) = try Self.context(files)
+        self.current = NIOLockedValueBox(context)
+        self.keyMode = keyMode
     }
 
     var context: NIOSSLContext { current.withLockedValue { $0 } }
 
     /// Reads the files again; on failure the context in force stays.
     public func reload() throws(TLSFilesError) {
-        let next = try Self.context(files)
+        let next = try Self.context(files).context
         current.withLockedValue { $0 = next }
     }
 
-    /// Whether users other than the key file's owner can read it.
-    public static func keyReadableByOthers(_ files: TLSFiles) -> Bool {
-        guard let read = try? SnapshotFile.readRegularFile(files.key) else { return false }
-        return read.mode & 0o044 != 0
-    }
-
     /// A server context from the files: TLS 1.2 or later, NIO's default ciphers, and, with a client CA,
-    /// client certificates required and checked against it (not against a host name: clients are not named).
-    public static func context(_ files: TLSFiles) throws(TLSFilesError) -> NIOSSLContext {
-        let chain = try parse(files.certificate, "tls_cert") { try NIOSSLCertificate.fromPEMBytes($0) }
+    /// client certificates required and checked against it (not against a host name: clients are not named);
+    /// with the key file's permission bits.
+    public static func context(_ files: TLSFiles) throws(TLSFilesError) -> (context: NIOSSLContext, keyMode: UInt32) {
+        let chain = try parse(files.certificate, "tls_cert") { try NIOSSLCertificate.fromPEMBytes($0) }.value
         guard !chain.isEmpty else { throw TLSFilesError(description: "tls_cert: \(files.certificate) holds no PEM certificate") }
-        let key = try parse(files.key, "tls_key") { try NIOSSLPrivateKey(bytes: $0, format: .pem) }
+        let (key, keyMode) = try parse(files.key, "tls_key") { try NIOSSLPrivateKey(bytes: $0, format: .pem) }
         var configuration = TLSConfiguration.makeServerConfiguration(
             certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
         configuration.minimumTLSVersion = .tlsv12
         if let path = files.clientCA {
-            let authorities = try parse(path, "tls_client_ca") { try NIOSSLCertificate.fromPEMBytes($0) }
+            let authorities = try parse(path, "tls_client_ca") { try NIOSSLCertificate.fromPEMBytes($0) }.value
             guard !authorities.isEmpty else { throw TLSFilesError(description: "tls_client_ca: \(path) holds no PEM certificate") }
             configuration.certificateVerification = .noHostnameVerification
             configuration.trustRoots = .certificates(authorities)
             configuration.sendCANameList = true
         }
         do {
-            return try NIOSSLContext(configuration: configuration)
+            return (try NIOSSLContext(configuration: configuration), keyMode)
         } catch {
             // The usual cause: a key that is not the certificate's.
             throw TLSFilesError(description: "tls_cert \(files.certificate) and tls_key \(files.key) cannot be used together: \(error)")
         }
     }
 
-    private static func parse<T>(_ path: String, _ setting: String, _ make: ([UInt8]) throws -> T) throws(TLSFilesError) -> T {
+    /// The file's contents made into a `T`, with its permission bits.
+    private static func parse<T>(
+        _ path: String, _ setting: String, _ make: ([UInt8]) throws -> T
+    ) throws(TLSFilesError) -> (value: T, mode: UInt32) {
         let read: (bytes: [UInt8], mode: UInt32)?
         do {
             read = try SnapshotFile.readRegularFile(path)
@@ -83,7 +86,7 @@ public final class TLSCertificates: Sendable {
         }
         guard let read else { throw TLSFilesError(description: "\(setting): \(path) does not exist") }
         do {
-            return try make(read.bytes)
+            return (try make(read.bytes), read.mode)
         } catch {
             throw TLSFilesError(description: "\(setting): \(path) is not PEM that can be used: \(error)")
         }

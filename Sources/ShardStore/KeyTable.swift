@@ -84,8 +84,6 @@ struct KeyTable {
     /// New keys not stored because every key looked at for eviction was limited.
     private(set) var refusals = 0
     private var sweepCursor = 0
-    /// An eviction shifted entries since the caller's probe, so its empty place may have moved.
-    private var evictedSinceProbe = false
     /// Whether changes are marked for replication; off, the request path pays one untaken branch.
     var tracksChanges = false
     private var sampler: UInt64 = 0x2545_F491_4F6C_DD1D
@@ -121,13 +119,16 @@ struct KeyTable {
             var state: KeyState?
             let result = body(&state)
             if let state {
+                let evictionsBefore = evictions
                 if let until = makeRoom(forKeyOf: key.count, state, now: now) {
                     refusedUntil = until
                     refusals += 1
                     return result
                 }
+                // An eviction shifts entries back, so the probe's empty place may have moved.
                 insert(key, probe: probe, state: state, windowClass: windowClass(windowNanos),
-                       changed: marks, restored: tracksChanges && origin != .decision, limited: isLimited(result))
+                       changed: marks, restored: tracksChanges && origin != .decision, limited: isLimited(result),
+                       moved: evictions != evictionsBefore)
                 needsListing = marks
             }
             return result
@@ -291,15 +292,14 @@ struct KeyTable {
 
     // MARK: Insertion and removal
 
-    /// Inserts at `probe`'s place; call once the table has room (see `update`).
+    /// Inserts at `probe`'s place; call once the table has room (see `update`). `moved`: entries shifted since
+    /// the probe (an eviction), so the place is looked for again.
     private mutating func insert(
         _ key: UnsafeRawBufferPointer, probe: Probe, state: KeyState, windowClass: UInt8, changed: Bool,
-        restored: Bool, limited: Bool
+        restored: Bool, limited: Bool, moved: Bool
     ) {
         var position = probe.position
-        // An eviction just before shifted entries back: the empty place may have moved.
-        var moved = evictedSinceProbe
-        evictedSinceProbe = false
+        var moved = moved
         if count + 1 > slots.count * 7 / 8 {
             grow()
             moved = true
@@ -476,7 +476,6 @@ struct KeyTable {
         guard victim >= 0 else { return protectedUntil == .max ? now &+ 1_000_000_000 : protectedUntil }
         remove(at: victim)
         evictions += 1
-        evictedSinceProbe = true
         return nil
     }
 

@@ -109,10 +109,7 @@ struct ResolvedSettings {
         } ?? file.requestTimeoutNanos ?? DaemonSettings.defaultRequestTimeoutNanos
         resolved.maxInputBuffer = file.maxInputBuffer ?? ServerConfiguration.defaultMaxInputBuffer
         if let text = flags.maxInputBuffer {
-            guard let bytes = DaemonSettings.parseMemory(text), bytes > 0 else {
-                throw FlagError("--max-input-buffer must be a size from 1mb to 1024tb, such as 64mb, got \"\(text)\"")
-            }
-            resolved.maxInputBuffer = bytes
+            resolved.maxInputBuffer = try size(text, flag: "--max-input-buffer", zeroAllowed: false)
         }
         resolved.maxConnections = file.maxConnections ?? ServerConfiguration.defaultMaxConnections
         if let count = flags.maxConnections {
@@ -125,10 +122,7 @@ struct ResolvedSettings {
         resolved.whenFull = file.whenFull.flatMap(WhenFull.init(rawValue:)) ?? .deny
         resolved.maxMemory = file.maxMemory ?? DaemonSettings.defaultMaxMemory
         if let text = flags.maxMemory {
-            guard let bytes = DaemonSettings.parseMemory(text) else {
-                throw FlagError("--max-memory must be 0 (no bound) or a size from 1mb to 1024tb, such as 2gb or 512mb, got \"\(text)\"")
-            }
-            resolved.maxMemory = bytes
+            resolved.maxMemory = try size(text, flag: "--max-memory", zeroAllowed: true)
         }
         if let text = flags.whenFull {
             guard let choice = WhenFull(rawValue: text) else {
@@ -296,9 +290,17 @@ struct ResolvedSettings {
         }
         guard let contents else { throw FlagError("auth_token_file: \(path) does not exist") }
         switch AuthTokenRules.token(in: contents.bytes) {
-        case .success(let token): return (token, AuthTokenRules.readableByOthers(mode: contents.mode))
+        case .success(let token): return (token, DaemonSettings.readableByOthers(mode: contents.mode))
         case .failure(let problem): throw FlagError("auth_token_file: \(path) \(problem)")
         }
+    }
+
+    /// A size flag, read as the configuration file reads the same setting.
+    private static func size(_ text: String, flag: String, zeroAllowed: Bool) throws(FlagError) -> Int {
+        guard let bytes = DaemonSettings.parseMemory(text), zeroAllowed || bytes > 0 else {
+            throw FlagError("\(flag) must be \(DaemonSettings.sizeDescription(zeroAllowed: zeroAllowed)), got \"\(text)\"")
+        }
+        return bytes
     }
 
     /// A connection timeout flag: 0 (never) or a duration.
@@ -321,7 +323,7 @@ struct ResolvedSettings {
             warnings.append(
                 "warning: the auth token is \(authToken.count) bytes; one of 32 random bytes or more (openssl rand -hex 32) cannot be guessed")
         }
-        if let tls, TLSCertificates.keyReadableByOthers(tls.files) {
+        if let tls, DaemonSettings.readableByOthers(mode: tls.keyMode) {
             warnings.append("warning: tls_key \(tls.files.key) can be read by its group or by everyone; chmod 600 it")
         }
         guard authToken == nil else { return warnings }
