@@ -135,6 +135,20 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // GET /check for forward-auth gateways (Caddy, Traefik, nginx's auth_request): HTTP/1.1 with NIOHTTP1,
+        // on the server's event loops, deciding through the server's decider.
+        .target(
+            name: "HTTPCheck",
+            dependencies: [
+                "RateLimitServer", "ShardStore", "RateLimiting", "WireProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The TOML configuration file and its validation.
         .target(
             name: "DaemonConfig",
@@ -148,7 +162,7 @@ let package = Package(
             name: "ratelimitd",
             dependencies: [
                 "DaemonConfig", "RateLimitServer", "RateLimiting", "CMemory", "RedisReplication", "MetricsExporter",
-                "EnvoyRules", "EnvoyService", "ShardStore", "Locking",
+                "EnvoyRules", "EnvoyService", "HTTPCheck", "ShardStore", "Locking",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -202,6 +216,17 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),
                 .product(name: "NIOHPACK", package: "swift-nio-http2"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "HTTPCheckTests",
+            dependencies: [
+                "HTTPCheck", "RateLimitServer", "RateLimiting", "ShardStore", "WireProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

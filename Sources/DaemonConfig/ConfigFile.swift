@@ -9,7 +9,7 @@ import TOMLKit
 /// Reads and validates a ratelimitd TOML file. Every mistake is reported with the file, the rule or section,
 /// and the field; unknown settings are mistakes too, so a typo cannot silently leave a default in force.
 public enum ConfigFile {
-    static let topLevelKeys: Set<String> = ["server", "store", "redis", "metrics", "envoy", "rules"]
+    static let topLevelKeys: Set<String> = ["server", "store", "redis", "metrics", "envoy", "http", "rules"]
     static let serverKeys: Set<String> = [
         "listen", "shards", "log_level", "shutdown_timeout", "max_connections", "idle_timeout",
         "request_timeout", "auth_token_file", "tls_cert", "tls_key", "tls_client_ca", "max_input_buffer",
@@ -18,6 +18,7 @@ public enum ConfigFile {
     static let redisKeys: Set<String> = ["url", "mode", "key_prefix", "flush_interval", "on_error", "timeout"]
     static let metricsKeys: Set<String> = ["listen"]
     static let envoyKeys: Set<String> = ["listen", "config"]
+    static let httpKeys: Set<String> = ["listen", "deny_status"]
     static let ruleKeys: Set<String> = ["name", "match", "algorithm", "limit", "window", "burst"]
 
     public static func load(path: String) throws(ConfigError) -> DaemonSettings {
@@ -58,6 +59,9 @@ public enum ConfigFile {
         }
         if let envoy = try section("envoy", of: table, file: file) {
             try parseEnvoy(envoy, into: &settings, file: file)
+        }
+        if let http = try section("http", of: table, file: file) {
+            try parseHTTP(http, into: &settings, file: file)
         }
         if let rules = table["rules"] {
             guard let rules = rules.array else {
@@ -347,6 +351,22 @@ public enum ConfigFile {
                                   message: "must be the path of a YAML file or a directory of them, got \(value.debugDescription)")
             }
             settings.envoyConfigPath = path
+        }
+    }
+
+    private static func parseHTTP(_ http: TOMLTable, into settings: inout DaemonSettings, file: String) throws(ConfigError) {
+        let location = "[http]"
+        try rejectUnknown(http, allowed: httpKeys, file: file, location: location)
+        if let listen = try optionalListen(http, file: file, location: location, off: "none", example: 7284) {
+            settings.httpListen = listen
+        }
+        if let value = http["deny_status"] {
+            let range = DaemonSettings.httpDenyStatuses
+            guard let status = value.int, range.contains(status) else {
+                throw ConfigError(file: file, location: location, field: "deny_status",
+                                  message: "must be an HTTP status from \(range.lowerBound) to \(range.upperBound) (429, or 403 for nginx's auth_request), got \(value.debugDescription)")
+            }
+            settings.httpDenyStatus = status
         }
     }
 

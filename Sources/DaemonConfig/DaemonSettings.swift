@@ -50,6 +50,10 @@ public struct DaemonSettings: Sendable {
     public var envoyListen: ListenAddress??
     /// `[envoy] config`: envoyproxy/ratelimit's YAML, a file or a directory of them.
     public var envoyConfigPath: String?
+    /// `[http] listen`: where `GET /check` is served; `.some(nil)` for "" (off).
+    public var httpListen: ListenAddress??
+    /// `[http] deny_status`: the status of a denied check (429 unless set).
+    public var httpDenyStatus: Int?
 
     public init(listen: ListenAddress? = nil, shards: Int? = nil, logLevel: LogLevelName? = nil, rules: [Rule]? = nil) {
         self.listen = listen
@@ -63,6 +67,10 @@ public struct DaemonSettings: Sendable {
     public static let defaultSweepIntervalNanos: Int64 = 10_000_000_000
 
     public static let defaultMetricsListen = ListenAddress(host: "127.0.0.1", port: 9283)
+    public static let defaultHTTPDenyStatus = 429
+    /// What `deny_status` may be: a client error, which forward-auth gateways pass on as a refusal (nginx's
+    /// `auth_request` only 401 and 403).
+    public static let httpDenyStatuses = 400...499
     public static let defaultRedisKeyPrefix = "ratelimitd:"
     public static let defaultIdleTimeoutNanos: Int64 = 300_000_000_000
     public static let defaultRequestTimeoutNanos: Int64 = 10_000_000_000

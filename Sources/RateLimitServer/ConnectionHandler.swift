@@ -8,7 +8,7 @@ import WireProtocol
 
 /// Serves one client connection: feeds each read to its `RequestProcessor`, which answers every complete
 /// request at once, and writes the replies of a read burst with one flush.
-final class ConnectionHandler: ChannelDuplexHandler {
+final class ConnectionHandler: ChannelDuplexHandler, DeferredAnswerReceiver {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -22,7 +22,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// A drain is due at the end of the loop's turn (answers the decider owed have come).
     private var drainScheduled = false
     /// Where a decider that answers later sends its answers; it brings them back to this handler's loop.
-    private let waiter: ConnectionWaiter
+    private let waiter: LoopWaiter<ConnectionHandler>
     private var context: ChannelHandlerContext?
 
     /// What the timeouts look at: flags set as things happen, so a read costs no clock read.
@@ -46,7 +46,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         self.inputBudget = inputBudget
         self.tlsFailures = tlsFailures
         self.handshakePending = tlsFailures != nil
-        let waiter = ConnectionWaiter(eventLoop: eventLoop)
+        let waiter = LoopWaiter<ConnectionHandler>(eventLoop: eventLoop)
         self.waiter = waiter
         self.processor = RequestProcessor(
             services: services, allocator: allocator, loopMetrics: loopMetrics, waiter: waiter)
@@ -59,7 +59,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         if processor.services.auth != nil { processor.peer = context.channel.remoteAddress }
-        waiter.handler = self
+        waiter.receiver = self
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -76,8 +76,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         timer?.cancel()
         timer = nil
         self.context = nil
-        waiter.handler = nil
-        waiter.open.store(false, ordering: .relaxed)
+        waiter.close()
     }
 
     /// An answer the decider owed, on this handler's event loop: written with whatever it held back. The
@@ -240,27 +239,3 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
 @available(*, unavailable)
 extension ConnectionHandler: Sendable {}
-
-/// Takes a connection's deferred answers from whichever thread the decider answers on, and hands them to
-/// the connection's handler on its event loop; a connection closed meanwhile drops them.
-final class ConnectionWaiter: DecisionWaiter, @unchecked Sendable {
-    // @unchecked: `handler` is only read and written on `eventLoop`.
-    let eventLoop: any EventLoop
-    /// Strong, and cleared when the handler leaves the pipeline: a weak reference would give the handler a
-    /// side table, which makes every retain and release of it (NIO does several per read) take the slow path.
-    var handler: ConnectionHandler?
-    /// Cleared when the connection is gone, so that an answer owed to it is dropped here rather than sent to
-    /// an event loop that may have shut down since.
-    let open = Atomic<Bool>(true)
-
-    init(eventLoop: any EventLoop) {
-        self.eventLoop = eventLoop
-    }
-
-    /// Always through the loop's task queue, even from the loop itself: the decider may answer while the
-    /// handler is still inside the call that asked (a request decided by `on_error` at once).
-    func resolve(ticket: UInt64, result: ShardResult) {
-        guard open.load(ordering: .relaxed) else { return }
-        eventLoop.execute { [self] in handler?.resolved(ticket: ticket, result: result) }
-    }
-}

@@ -12,6 +12,20 @@ public enum Listener: String, CaseIterable, Sendable {
     case client
     case metrics
     case envoy
+    /// `GET /check`, for forward-auth gateways.
+    case http
+
+    /// The bytes an HTTP/1 request (head and body) may have before its response; past them the connection
+    /// is closed. nil on the listeners that bound requests themselves. A `GET /metrics` is a few hundred
+    /// bytes; a forward-auth check carries every header of the client's request, cookies included, which
+    /// nginx alone lets reach 32 KiB by default.
+    var maxRequestBytes: Int? {
+        switch self {
+        case .metrics: 16_384
+        case .http: 65_536
+        case .client, .envoy: nil
+        }
+    }
 }
 
 /// Sets up every accepted connection, on every listener, the same way: admission first (at most
@@ -90,7 +104,7 @@ public final class ConnectionSetup: Sendable {
             }
             if listener != .client,
                 let timeouts = TimeoutClose(
-                    timeouts, timesRequests: listener == .metrics, counts: timeoutCounts, inputBudget: inputBudget)
+                    timeouts, maxRequestBytes: listener.maxRequestBytes, counts: timeoutCounts, inputBudget: inputBudget)
             {
                 try channel.pipeline.syncOperations.addHandler(timeouts)
             }
@@ -198,8 +212,8 @@ final class AcceptPause: ChannelInboundHandler {
 
 /// A connection over `max_connections`: told so, in its own protocol where it can be known, and closed. A
 /// client connection's first byte says which (`*` is RESP, as Redis clients send it; anything else the line
-/// protocol); one that says nothing within a second is closed without a word. The metrics listener answers
-/// HTTP 503; the gRPC listener closes at once (an HTTP/2 client takes a closed connection as unavailable).
+/// protocol); one that says nothing within a second is closed without a word. The HTTP listeners answer
+/// 503; the gRPC listener closes at once (an HTTP/2 client takes a closed connection as unavailable).
 final class RefusedConnection: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -216,7 +230,7 @@ final class RefusedConnection: ChannelInboundHandler {
         switch listener {
         case .envoy:
             context.close(promise: nil)
-        case .metrics:
+        case .metrics, .http:
             let body = "busy: \(Self.message)\n"
             answer("HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)", context)
         case .client:

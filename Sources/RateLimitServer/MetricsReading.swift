@@ -84,7 +84,7 @@ extension RateLimitServer {
         reading.connectionSetupFailures = Listener.allCases.map { ($0.rawValue, connectionSetup.failures(on: $0)) }
         reading.rejectedConnections = Listener.allCases.map { ($0.rawValue, connectionSetup.refusals(on: $0)) }
         if let auth {
-            reading.authFailures = [Listener.client, .envoy].map { ($0.rawValue, auth.failures(on: $0)) }
+            reading.authFailures = [Listener.client, .envoy, .http].map { ($0.rawValue, auth.failures(on: $0)) }
         }
         reading.acceptPauses = connectionSetup.acceptPauses
         reading.tlsFailures = connectionSetup.tlsFailures

@@ -1,37 +1,38 @@
 import NIOCore
 
 /// The timeouts as a handler of their own, for the listeners whose handlers are not ours to extend: the
-/// metrics listener's HTTP/1 (a request is incomplete from its first byte until its response is written)
-/// and the gRPC listener's HTTP/2 (idle only: its frames interleave, so "a request" is a stream, which the
-/// gRPC handler bounds by size instead). The client listener's own handler times itself. On the metrics
-/// listener it also closes a request over 16 KiB before its response (a `GET /metrics` is a few hundred
-/// bytes; NIO's HTTP decoder would otherwise hold up to 80 KiB of headers per connection).
+/// HTTP/1 listeners (a request is incomplete from its first byte until its response is written) and the
+/// gRPC listener's HTTP/2 (idle only: its frames interleave, so "a request" is a stream, which the gRPC
+/// handler bounds by size instead). The client listener's own handler times itself. On an HTTP/1 listener
+/// it also closes a request larger than the listener's `maxRequestBytes` before its response (NIO's HTTP
+/// decoder would otherwise hold up to 80 KiB of headers per connection, and any body).
 final class TimeoutClose: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = NIOAny
 
     private var lifecycle: ConnectionLifecycle
     private let interval: Int64?
-    private let timesRequests: Bool
+    /// nil: requests are neither timed nor sized (HTTP/2).
+    private let maxRequestBytes: Int?
     private let counts: TimeoutCounts
     private var activity = ConnectionActivity()
     private var awaitingResponse = false
     private var responses: UInt64 = 0
     /// Bytes read since the last response began, on a listener that times requests.
     private var requestBytes = 0
-    static let maxRequestBytes = 16_384
     private let inputBudget: InputBudget?
     private var timer: RepeatedTask?
 
     /// nil when there is nothing to watch: every timeout that applies is off, and requests are not sized.
-    init?(_ timeouts: ConnectionTimeouts, timesRequests: Bool, counts: TimeoutCounts, inputBudget: InputBudget? = nil) {
+    init?(_ timeouts: ConnectionTimeouts, maxRequestBytes: Int?, counts: TimeoutCounts, inputBudget: InputBudget? = nil) {
+        let timesRequests = maxRequestBytes != nil
         self.inputBudget = inputBudget
         var timeouts = timeouts
         if !timesRequests { timeouts.requestNanos = 0 }
         guard timeouts.lookIntervalNanos != nil || timesRequests else { return nil }
         self.lifecycle = ConnectionLifecycle(timeouts: timeouts)
         self.interval = timeouts.lookIntervalNanos
-        self.timesRequests = timesRequests
+        self.maxRequestBytes = maxRequestBytes
         self.counts = counts
     }
 
@@ -47,10 +48,10 @@ final class TimeoutClose: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         activity.heard = true
-        awaitingResponse = timesRequests
-        if timesRequests {
+        if let maxRequestBytes {
+            awaitingResponse = true
             requestBytes += unwrapInboundIn(data).readableBytes
-            guard requestBytes <= Self.maxRequestBytes else {
+            guard requestBytes <= maxRequestBytes else {
                 inputBudget?.countOversized()
                 timer?.cancel()
                 context.close(promise: nil)

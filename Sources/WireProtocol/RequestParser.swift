@@ -51,7 +51,7 @@ public enum RequestParser {
     }
 
     /// Validates a key and returns where it is in the parsed bytes.
-    static func key(_ word: UnsafeRawBufferPointer.SubSequence) throws(ProtocolError) -> Range<Int> {
+    public static func key(_ word: UnsafeRawBufferPointer.SubSequence) throws(ProtocolError) -> Range<Int> {
         guard !word.isEmpty, word.count <= KeyRules.maxKeyLength else {
             throw ProtocolError(.badKey, "key is \(word.count) bytes; keys are 1 to \(KeyRules.maxKeyLength) bytes")
         }
@@ -61,14 +61,14 @@ public enum RequestParser {
         return word.startIndex..<word.endIndex
     }
 
-    static func cost(_ word: UnsafeRawBufferPointer.SubSequence) throws(ProtocolError) -> Int64 {
+    public static func cost(_ word: UnsafeRawBufferPointer.SubSequence) throws(ProtocolError) -> Int64 {
         guard let value = decimal(word, max: maxCost) else {
             throw ProtocolError(.badCost, "cost must be an integer from 0 to \(maxCost), got \(Printable.quote(word))")
         }
         return value
     }
 
-    static func algorithm(_ word: UnsafeRawBufferPointer.SubSequence) throws(ProtocolError) -> Algorithm {
+    public static func algorithm(_ word: UnsafeRawBufferPointer.SubSequence) throws(ProtocolError) -> Algorithm {
         guard let algorithm = Algorithm.allCases.first(where: { $0.rawValue.utf8.elementsEqual(word) }) else {
             throw ProtocolError(
                 .badAlgorithm, "unknown algorithm \(Printable.quote(word)); expected one of \(Algorithm.namesList)")
@@ -77,7 +77,7 @@ public enum RequestParser {
     }
 
     /// `<limit>/<window>`, e.g. `100/1m`, `1000/250ms`.
-    static func limit(_ word: UnsafeRawBufferPointer.SubSequence, algorithm: Algorithm) throws(ProtocolError) -> Limit {
+    public static func limit(_ word: UnsafeRawBufferPointer.SubSequence, algorithm: Algorithm) throws(ProtocolError) -> Limit {
         guard let slash = word.firstIndex(of: UInt8(ascii: "/")),
             let count = decimal(word[word.startIndex..<slash], max: Limit.maxLimit),
             let window = WindowDuration.parseNanos(UnsafeRawBufferPointer(rebasing: word[(slash + 1)...]))

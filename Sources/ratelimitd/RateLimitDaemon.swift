@@ -6,6 +6,7 @@ import Darwin
 #endif
 import DaemonConfig
 import EnvoyService
+import HTTPCheck
 import Logging
 import NIOCore
 import RateLimitServer
@@ -137,6 +138,15 @@ struct RateLimitDaemon: ParsableCommand {
         "envoyproxy/ratelimit's YAML rules for it: a file, or a directory of .yaml/.yml files.", valueName: "path"))
     var envoyConfig: String?
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Serve GET /check (forward-auth gateways: Caddy, Traefik, nginx auth_request) on this address; \"\" for none (default none).",
+        valueName: "host:port"))
+    var httpListen: String?
+
+    @Option(name: .long, help: ArgumentHelp(
+        "The status of a denied GET /check: 400 to 499 (default 429; 403 for nginx's auth_request).", valueName: "status"))
+    var httpDenyStatus: Int?
+
     @Flag(name: .long, help: "If the snapshot cannot be read, rename it to <path>.bad-<time> and start empty.")
     var discardBadSnapshot = false
 
@@ -216,9 +226,15 @@ struct RateLimitDaemon: ParsableCommand {
                         host: address.host, port: address.port, rules: rules, server: server, logger: logger)
                     envoy = (bound, rules)
                 }
+                var http: HTTPCheckServer?
+                if let address = settings.httpListen {
+                    http = try await HTTPCheckServer.bind(
+                        host: address.host, port: address.port, denyStatus: settings.httpDenyStatus, server: server,
+                        logger: logger)
+                }
                 let services = Self.services(
                     server: server, snapshotter: finalSnapshotter, replicator: finalReplicator,
-                    metrics: metrics, envoy: envoy, settings: settings, reload: self, logger: logger)
+                    metrics: metrics, envoy: envoy, http: http, settings: settings, reload: self, logger: logger)
                 try await ServiceGroup(configuration: services).run()
             }
         } catch {
@@ -233,7 +249,8 @@ struct RateLimitDaemon: ParsableCommand {
     private static func services(
         server: RateLimitServer, snapshotter: Snapshotter?, replicator: Replicator?,
         metrics: MetricsEndpoint?,
-        envoy: (server: EnvoyServer, rules: EnvoyRulesBox)?, settings: ResolvedSettings, reload flags: RateLimitDaemon,
+        envoy: (server: EnvoyServer, rules: EnvoyRulesBox)?, http: HTTPCheckServer?, settings: ResolvedSettings,
+        reload flags: RateLimitDaemon,
         logger: Logger
     ) -> ServiceGroupConfiguration {
         let notifier = SystemdNotifier.fromEnvironment()
@@ -258,6 +275,7 @@ struct RateLimitDaemon: ParsableCommand {
         }
         if let metrics { services.append(.init(service: MetricsService(endpoint: metrics))) }
         if let envoy { services.append(.init(service: EnvoyService(server: envoy.server))) }
+        if let http { services.append(.init(service: HTTPCheckService(server: http))) }
         services.append(.init(service: WatchdogService(server: server, notifier: notifier)))
         services.append(.init(service: ShutdownClockService(server: server, notifier: notifier)))
         var configuration = ServiceGroupConfiguration(

@@ -44,6 +44,9 @@ struct ResolvedSettings {
     /// nil: no Envoy rate limit service.
     var envoyListen: ListenAddress?
     var envoyConfigPath: String?
+    /// nil: no HTTP check endpoint.
+    var httpListen: ListenAddress?
+    var httpDenyStatus = DaemonSettings.defaultHTTPDenyStatus
     /// `auth_token_file`, and the token read from it here, so `--check-config` and SIGHUP check it too.
     var authTokenFile: String?
     var authToken: [UInt8]?
@@ -90,6 +93,7 @@ struct ResolvedSettings {
             resolved.metricsListen = try optionalListen(text, flag: "--metrics-listen", off: "no metrics")
         }
         try resolveEnvoy(flags, file: file, into: &resolved)
+        try resolveHTTP(flags, file: file, into: &resolved)
         if let path = flags.authTokenFile {
             guard !path.isEmpty else { throw FlagError("--auth-token-file needs a file path") }
             resolved.authTokenFile = path
@@ -174,6 +178,21 @@ struct ResolvedSettings {
             resolved.rules = try RuleSet(rules)
         }
         return resolved
+    }
+
+    private static func resolveHTTP(_ flags: RateLimitDaemon, file: DaemonSettings, into resolved: inout ResolvedSettings) throws {
+        resolved.httpListen = file.httpListen ?? nil
+        if let text = flags.httpListen {
+            resolved.httpListen = try optionalListen(text, flag: "--http-listen", off: "none")
+        }
+        resolved.httpDenyStatus = file.httpDenyStatus ?? DaemonSettings.defaultHTTPDenyStatus
+        if let status = flags.httpDenyStatus {
+            let range = DaemonSettings.httpDenyStatuses
+            guard range.contains(status) else {
+                throw FlagError("--http-deny-status must be an HTTP status from \(range.lowerBound) to \(range.upperBound), got \(status)")
+            }
+            resolved.httpDenyStatus = status
+        }
     }
 
     private static func resolveEnvoy(_ flags: RateLimitDaemon, file: DaemonSettings, into resolved: inout ResolvedSettings) throws {
@@ -329,6 +348,7 @@ struct ResolvedSettings {
         guard authToken == nil else { return warnings }
         var exposed = [("client port", listen)]
         if let envoyListen { exposed.append(("Envoy gRPC port", envoyListen)) }
+        if let httpListen { exposed.append(("HTTP check port", httpListen)) }
         return warnings + exposed.filter { !$0.1.isLoopback }.map { name, address in
             "warning: the \(name) listens on \(address), beyond loopback, and nothing authenticates clients: anyone who reaches it can reset any key or check it under any limit; set auth_token_file, or listen on loopback or a private network"
         }
@@ -363,6 +383,7 @@ struct ResolvedSettings {
         } else {
             lines.append("no Envoy rate limit service")
         }
+        lines.append(httpListen.map { "http checks on http://\($0)/check, denials answer \(httpDenyStatus)" } ?? "no HTTP check endpoint")
         if let redis, redisShared {
             lines.append("redis = \(redis), mode shared, key_prefix \"\(redisKeyPrefix)\", "
                 + "timeout \(WindowDuration.format(redisTimeoutNanos)), on_error \(redisOnError.rawValue)")

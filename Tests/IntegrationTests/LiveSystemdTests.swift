@@ -193,6 +193,59 @@ struct LiveSystemdTests {
         #expect(readme.contains("```ini\n" + Self.tokenDropIn + "```\n"), "README's drop-in differs from the tested one")
     }
 
+    /// nginx as Debian runs it (its own unit, workers as www-data) in front of the installed service, with
+    /// the shipped site files copied from where `scripts/install` put them into `/etc/nginx/conf.d/`, as
+    /// README says: the Lua module on the client port, and `auth_request` on the HTTP check port.
+    @Test func nginxUnderSystemdAsksTheInstalledServiceThroughTheInstalledClients() throws {
+        let lua = (front: try RedisServerProcess.freePort(), application: try RedisServerProcess.freePort())
+        let authRequest = try RedisServerProcess.freePort()
+        let http = try RedisServerProcess.freePort()
+        var port = 0
+        let container = try SystemdContainer(repositoryRoot: Self.root) { root in
+            let share = "\(root)/usr/local/share/ratelimitd/nginx"
+            let config = "\(root)/etc/ratelimitd/ratelimitd.toml"
+            port = Int(try String(contentsOfFile: config, encoding: .utf8)
+                .components(separatedBy: "listen = \"127.0.0.1:")[1].prefix { $0.isNumber }) ?? 0
+            // What an operator adds: a rule for the addresses nginx sends, and the HTTP check port.
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: config))
+            handle.seekToEndOfFile()
+            handle.write(Data((Gateways.rules + "\n\n[http]\nlisten = \"127.0.0.1:\(http)\"\n").utf8))
+            try handle.close()
+            func install(_ file: String, _ replacing: [(String, String)]) throws {
+                var text = try String(contentsOfFile: "\(share)/\(file)", encoding: .utf8)
+                for (from, to) in replacing {
+                    try #require(text.contains(from), "\(file) lacks \(from)")
+                    text = text.replacingOccurrences(of: from, with: to)
+                }
+                try text.write(toFile: "\(root)/etc/nginx/conf.d/\(file)", atomically: false, encoding: .utf8)
+            }
+            try install("ratelimitd.conf", [
+                ("127.0.0.1:8080", "127.0.0.1:\(lua.front)"), ("127.0.0.1:8090", "127.0.0.1:\(lua.application)"),
+                ("port = 7283", "port = \(port)"),
+            ])
+            try install("auth_request.conf", [
+                ("127.0.0.1:8082", "127.0.0.1:\(authRequest)"), ("127.0.0.1:8090", "127.0.0.1:\(lua.application)"),
+                ("127.0.0.1:7284", "127.0.0.1:\(http)"),
+            ])
+            // Debian's default site would take port 80 of the machine (the container shares its network).
+            try FileManager.default.removeItem(atPath: "\(root)/etc/nginx/sites-enabled/default")
+        }
+        #expect(try container.run(["systemctl", "is-active", "ratelimitd", "nginx"]).output == "active\nactive\n")
+        let workers = try container.run(["ps", "-o", "user=", "-C", "nginx"]).output
+        #expect(workers.split(separator: "\n").contains("www-data"), "\(workers)")
+
+        let exchanges = try Gateways.countDown(port: lua.front)
+        let nginxLog = (try? container.journal(["-u", "nginx"])) ?? []
+        #expect(exchanges.map(\.status) == [200, 200, 200, 200, 200, 429], "\(nginxLog)")
+        #expect(exchanges.prefix(5).map { $0.headers["ratelimit-remaining"] } == ["4", "3", "2", "1", "0"])
+        #expect(719...720 ~= Int(exchanges.last?.headers["retry-after"] ?? "") ?? -1, "\(exchanges.last?.headers ?? [:])")
+        // auth_request keys on the same address through the HTTP check port: that client is spent already.
+        let limited = try HTTPExchange.get("http://127.0.0.1:\(authRequest)/")
+        #expect(limited.status == 429 && limited.body == "rate limited\n", "\(limited)")
+        #expect(719...720 ~= Int(limited.headers["retry-after"] ?? "") ?? -1, "\(limited.headers)")
+        #expect(try LineClient(port: port).request("CHECK ip:127.0.0.1 0").hasPrefix("ALLOW 0 "))
+    }
+
     @Test func aFrozenDaemonIsKilledAndRestartedByTheWatchdog() throws {
         let container = try boot()
         #expect(try container.property("WatchdogUSec") == "10s")

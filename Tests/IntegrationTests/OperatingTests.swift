@@ -100,7 +100,11 @@ struct OperatingTests {
         let environment = ["DESTDIR": destination, "RATELIMITD_BINARY": DaemonProcess.binaryPath]
         let install = try ExternalTool.runProgram("\(Self.root)/scripts/install", [], environment: environment)
         #expect(install.status == 0, "\(install.output)")
-        let files = ["usr/local/bin/ratelimitd", "etc/systemd/system/ratelimitd.service", "etc/ratelimitd/ratelimitd.toml"]
+        let files = [
+            "usr/local/bin/ratelimitd", "etc/systemd/system/ratelimitd.service", "etc/ratelimitd/ratelimitd.toml",
+            "usr/local/share/ratelimitd/nginx/ratelimitd.lua", "usr/local/share/ratelimitd/haproxy/ratelimitd.lua",
+            "usr/local/share/ratelimitd/envoy/envoy.yaml",
+        ]
         for file in files { #expect(FileManager.default.fileExists(atPath: "\(destination)/\(file)"), "\(file)") }
         // The installed default configuration is valid.
         let check = try DaemonProcess.runToExit(["--config", "\(destination)/etc/ratelimitd/ratelimitd.toml", "--check-config"])
@@ -116,6 +120,7 @@ struct OperatingTests {
         #expect(uninstall.status == 0, "\(uninstall.output)")
         #expect(!FileManager.default.fileExists(atPath: "\(destination)/usr/local/bin/ratelimitd"))
         #expect(!FileManager.default.fileExists(atPath: "\(destination)/etc/systemd/system/ratelimitd.service"))
+        #expect(!FileManager.default.fileExists(atPath: "\(destination)/usr/local/share/ratelimitd"))
         #expect(FileManager.default.fileExists(atPath: config))
         let purge = try ExternalTool.runProgram("\(Self.root)/scripts/uninstall", ["--purge"], environment: environment)
         #expect(purge.status == 0)

@@ -24,8 +24,9 @@ public final class SystemdContainer: @unchecked Sendable {
     }
 
     /// Copies the cached system, installs the daemon built for these tests into it with `scripts/install`,
-    /// points the installed configuration at free ports, enables the unit and boots.
-    public init(repositoryRoot: String) throws {
+    /// points the installed configuration at free ports, enables the unit, lets `prepare` change the tree
+    /// (given its root) and boots.
+    public init(repositoryRoot: String, prepare: (String) throws -> Void = { _ in }) throws {
         guard let cache = Self.cachedRootFileSystem else {
             throw LineClient.Failure(
                 description: "RATELIMITD_SYSTEMD_ROOTFS names no root file system: scripts/test builds it")
@@ -52,6 +53,7 @@ public final class SystemdContainer: @unchecked Sendable {
             .replacingOccurrences(of: "\n[metrics]\n", with: "\n[metrics]\nlisten = \"127.0.0.1:\(metricsPort)\"\n")
             .write(toFile: config, atomically: false, encoding: .utf8)
         try Self.check(ExternalTool.run("systemctl", ["--root=\(root)", "enable", "ratelimitd"]), "enabling the unit")
+        try prepare(root)
 
         _ = FileManager.default.createFile(atPath: consoleLog, contents: nil)
         let executable = try ExternalTool.find("systemd-nspawn").orThrow("systemd-nspawn")

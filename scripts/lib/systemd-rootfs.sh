@@ -4,9 +4,10 @@
 # Usage: ensure_systemd_rootfs (exports RATELIMITD_SYSTEMD_ROOTFS)
 
 # systemd, systemd-sysv, dbus and procps make a bootable system with systemctl and ps; libhiredis is the one
-# library the daemon links that minbase lacks. The Swift runtime is bound in read-only at boot.
+# library the daemon links that minbase lacks; nginx with its Lua module is the gateway the live test puts
+# in front of the service, both under systemd. The Swift runtime is bound in read-only at boot.
 SYSTEMD_ROOTFS_SUITE=bookworm
-SYSTEMD_ROOTFS_PACKAGES=systemd,systemd-sysv,dbus,procps,libhiredis0.14
+SYSTEMD_ROOTFS_PACKAGES=systemd,systemd-sysv,dbus,procps,libhiredis0.14,nginx,libnginx-mod-http-lua
 
 ensure_systemd_rootfs() {
     ensure_packages debootstrap systemd-container

@@ -1,0 +1,60 @@
+import Foundation
+import TestSupport
+import Testing
+
+/// `contrib/haproxy/ratelimitd.lua` in a real HAProxy (Debian's, built with Lua), loaded from where
+/// `scripts/install` puts it, configured as `contrib/haproxy/haproxy.cfg` (README's copy), as the
+/// unprivileged user.
+@Suite("HAProxy with the Lua action", .serialized, .timeLimit(.minutes(3)))
+struct HAProxyTests {
+    static func haproxy(daemonPort: Int, more: [(String, String)] = []) throws -> (GatewayProcess, front: Int) {
+        let front = try RedisServerProcess.freePort()
+        let application = try RedisServerProcess.freePort()
+        let share = try InstalledTree.share(repository: Gateways.root)
+        let config = try Gateways.contrib("haproxy/haproxy.cfg", [
+            ("/usr/local/share/ratelimitd/haproxy/", "\(share)/haproxy/"),
+            ("bind 127.0.0.1:8083", "bind 127.0.0.1:\(front)"),
+            ("127.0.0.1:8090", "127.0.0.1:\(application)"),
+            ("setenv RATELIMITD_ADDR 127.0.0.1:7283", "setenv RATELIMITD_ADDR 127.0.0.1:\(daemonPort)"),
+        ] + more)
+        let haproxy = try #require(ExternalTool.find("haproxy"), "haproxy is not installed (scripts/test installs it)")
+        let process = try GatewayProcess(
+            "haproxy", executable: haproxy, arguments: ["-db", "-f", "{dir}/haproxy.cfg"],
+            files: ["haproxy.cfg": config], readyPort: front)
+        return (process, front)
+    }
+
+    @Test(.enabled(if: ExternalTool.available("haproxy")))
+    func countsDownThenAnswers429WithRetryAfterOnTheDaemonsBucket() throws {
+        let (daemon, _) = try Gateways.daemon()
+        // The line protocol spends one of the client's five first: HAProxy sees what is left of the same bucket.
+        let line = try LineClient(port: daemon.port)
+        #expect(try line.request("CHECK ip:127.0.0.1 1").hasPrefix("ALLOW 4 "))
+        let (haproxy, front) = try Self.haproxy(daemonPort: daemon.port)
+        let exchanges = try Gateways.countDown(port: front, limit: 4)
+        #expect(exchanges.map(\.status) == [200, 200, 200, 200, 429], "\(haproxy.output())")
+        #expect(exchanges.prefix(4).map { $0.headers["ratelimit-remaining"] } == ["3", "2", "1", "0"])
+        #expect(exchanges.prefix(4).map(\.body) == Array(repeating: "hello from the application", count: 4))
+        let denied = try #require(exchanges.last)
+        #expect(719...720 ~= Int(denied.headers["retry-after"] ?? "") ?? -1, "\(denied.headers)")
+        #expect(denied.headers["ratelimit-remaining"] == "0")
+        #expect(try line.request("CHECK ip:127.0.0.1 0").hasPrefix("ALLOW 0 "))
+    }
+
+    @Test(.enabled(if: ExternalTool.available("haproxy")))
+    func anErrorNeverFailsTheRequestTheConfigurationDecides() throws {
+        let dead = try RedisServerProcess.freePort()
+        let silent = try Gateways.silentPort()
+        defer { close(silent.fd) }
+        for (port, refuse) in [(dead, false), (silent.port, false), (dead, true), (silent.port, true)] {
+            let (haproxy, front) = try Self.haproxy(
+                daemonPort: port,
+                more: refuse ? [("    # http-request deny deny_status 503 if", "    http-request deny deny_status 503 if")] : [])
+            let exchanges = try (0..<3).map { _ in try HTTPExchange.get("http://127.0.0.1:\(front)/") }
+            #expect(exchanges.map(\.status) == Array(repeating: refuse ? 503 : 200, count: 3), "\(haproxy.output())")
+            #expect(haproxy.output().contains(
+                port == dead ? "ratelimitd: cannot connect to 127.0.0.1:\(port)" : "ratelimitd: no answer from 127.0.0.1:\(port) within 20 ms"),
+                "\(haproxy.output())")
+        }
+    }
+}
