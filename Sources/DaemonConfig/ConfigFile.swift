@@ -13,6 +13,7 @@ public enum ConfigFile {
     static let serverKeys: Set<String> = [
         "listen", "shards", "log_level", "shutdown_timeout", "max_connections", "idle_timeout",
         "request_timeout", "auth_token_file", "tls_cert", "tls_key", "tls_client_ca", "max_input_buffer",
+        "unix_socket", "unix_socket_mode",
     ]
     static let storeKeys: Set<String> = ["snapshot_path", "snapshot_interval", "max_keys", "sweep_interval", "when_full", "max_memory"]
     static let redisKeys: Set<String> = ["url", "mode", "key_prefix", "flush_interval", "on_error", "timeout"]
@@ -227,6 +228,21 @@ public enum ConfigFile {
             settings.idleTimeoutNanos = try timeout(value, file: file, location: location, field: "idle_timeout", example: "300s")
         }
         settings.authTokenFile = try path(server["auth_token_file"], file: file, location: location, field: "auth_token_file")
+        if let value = server["unix_socket"] {
+            guard let path = value.string, path.isEmpty || DaemonSettings.unixSocketProblem(path) == nil else {
+                let problem = value.string.flatMap(DaemonSettings.unixSocketProblem) ?? "must be a path"
+                throw ConfigError(file: file, location: location, field: "unix_socket",
+                                  message: "\(problem), or \"\" for none, got \(value.debugDescription)")
+            }
+            settings.unixSocket = path
+        }
+        if let value = server["unix_socket_mode"] {
+            guard let mode = value.string.flatMap(DaemonSettings.parseMode) else {
+                throw ConfigError(file: file, location: location, field: "unix_socket_mode",
+                                  message: "must be a string of octal permission bits such as \"0660\", got \(value.debugDescription)")
+            }
+            settings.unixSocketMode = mode
+        }
         settings.tlsCert = try path(server["tls_cert"], file: file, location: location, field: "tls_cert")
         settings.tlsKey = try path(server["tls_key"], file: file, location: location, field: "tls_key")
         settings.tlsClientCA = try path(server["tls_client_ca"], file: file, location: location, field: "tls_client_ca")

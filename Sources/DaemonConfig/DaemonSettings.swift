@@ -29,6 +29,10 @@ public struct DaemonSettings: Sendable {
     public var tlsCert: String?
     public var tlsKey: String?
     public var tlsClientCA: String?
+    /// `[server] unix_socket`: a unix socket the client protocols are served on too; `""` for none.
+    public var unixSocket: String?
+    /// `[server] unix_socket_mode`: its permission bits.
+    public var unixSocketMode: UInt32?
     /// `[server] max_input_buffer`: unparsed input all client connections may hold together.
     public var maxInputBuffer: Int?
     /// `[server] request_timeout`: a request incomplete, or replies unread, this long: closed; 0: never.
@@ -134,6 +138,26 @@ public struct DaemonSettings: Sendable {
     /// than its owner.
     public static func readableByOthers(mode: UInt32) -> Bool {
         mode & 0o044 != 0
+    }
+
+    /// Anyone on the machine may connect, as anyone may to a loopback port.
+    public static let defaultUnixSocketMode: UInt32 = 0o666
+
+    /// Why `path` cannot be a unix socket path, or nil if it can: absolute, and short enough for
+    /// `sockaddr_un` (107 bytes and the terminating zero).
+    public static func unixSocketProblem(_ path: String) -> String? {
+        guard path.hasPrefix("/") else { return "must be an absolute path" }
+        guard path.utf8.count <= 107 else { return "must be at most 107 bytes (the limit of a unix socket address)" }
+        return nil
+    }
+
+    /// Permission bits written as `chmod` takes them: three or four octal digits, such as "0660"; nil when
+    /// malformed.
+    public static func parseMode(_ text: String) -> UInt32? {
+        guard (3...4).contains(text.utf8.count), text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x37 }),
+            let mode = UInt32(text, radix: 8), mode <= 0o777
+        else { return nil }
+        return mode
     }
 
     /// The most shards accepted; far more than cores only adds threads and lock stripes nobody needs.

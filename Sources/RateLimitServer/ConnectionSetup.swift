@@ -99,7 +99,8 @@ public final class ConnectionSetup: Sendable {
         }
         channel.closeFuture.whenComplete { [open] _ in open.wrappingDecrement(ordering: .relaxed) }
         do {
-            if let options = channel.syncOptions {
+            // A unix socket has no Nagle to turn off, and refuses the option.
+            if let options = channel.syncOptions, channel.localAddress?.protocol != .unix {
                 try options.setOption(.tcpOption(.tcp_nodelay), value: 1)
             }
             if listener != .client,

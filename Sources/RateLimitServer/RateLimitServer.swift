@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import NIOCore
 import NIOPosix
@@ -62,8 +65,9 @@ public final class RateLimitServer: Sendable {
                 timeouts: configuration.timeouts, maxInputBuffer: configuration.maxInputBuffer))
     }
 
-    /// Binds the listening socket and starts serving; returns the bound channel (its `localAddress` holds
-    /// the port when 0 was asked for).
+    /// Binds the listening socket (and the unix socket, when configured) and starts serving; returns the TCP
+    /// listener (its `localAddress` holds the port when 0 was asked for). Closing it closes the unix socket
+    /// too, and removes its file.
     public func start() async throws -> any Channel {
         decider.start()
         let services = ConnectionServices(
@@ -76,8 +80,39 @@ public final class RateLimitServer: Sendable {
             statistics: statistics,
             auth: auth
         )
+        let channel = try await bootstrap(services).bind(host: configuration.host, port: configuration.port).get()
+        var unix = ""
+        if let socket = configuration.unixSocket {
+            let listener: any Channel
+            do {
+                listener = try await bootstrap(services)
+                    .bind(unixDomainSocketPath: socket.path, cleanupExistingSocketFile: true).get()
+            } catch {
+                try? await channel.close()
+                throw UnixSocketError(description: "cannot listen on the unix socket \(socket.path): \(error)")
+            }
+            // The bits the socket file gets decide who may connect: bind leaves them to the umask.
+            guard chmod(socket.path, mode_t(socket.mode)) == 0 else {
+                let reason = String(cString: strerror(errno))
+                try? await listener.close()
+                try? await channel.close()
+                throw UnixSocketError(description: "cannot set the mode of the unix socket \(socket.path): \(reason)")
+            }
+            channel.closeFuture.whenComplete { _ in listener.close(promise: nil) }
+            listener.closeFuture.whenComplete { _ in unlink(socket.path) }
+            unix = " and \(socket.path)"
+        }
+        logger.info(
+            "listening on \(channel.localAddress.map(Self.describe) ?? "?")\(unix)",
+            metadata: ["shards": "\(shards.count)", "rules": "\(ruleBook.current.rules.rules.count)"]
+        )
+        return channel
+    }
+
+    /// How every client listener (TCP, unix socket) sets up what it accepts.
+    private func bootstrap(_ services: ConnectionServices) -> ServerBootstrap {
         let logger = self.logger
-        let channel = try await ServerBootstrap(group: group)
+        return ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelInitializer { [connectionSetup] channel in connectionSetup.setUpListener(channel, listener: .client) }
@@ -99,13 +134,6 @@ public final class RateLimitServer: Sendable {
                     connections.register(channel)
                 }
             }
-            .bind(host: configuration.host, port: configuration.port)
-            .get()
-        logger.info(
-            "listening on \(channel.localAddress.map(Self.describe) ?? "?")",
-            metadata: ["shards": "\(shards.count)", "rules": "\(ruleBook.current.rules.rules.count)"]
-        )
-        return channel
     }
 
     /// Asks every open connection to answer what it has read and close, and waits until they have. Call
@@ -185,4 +213,8 @@ public final class RateLimitServer: Sendable {
         default: "\(address.ipAddress ?? "?"):\(address.port ?? 0)"
         }
     }
+}
+
+public struct UnixSocketError: Error, CustomStringConvertible {
+    public let description: String
 }

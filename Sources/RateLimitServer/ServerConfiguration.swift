@@ -32,6 +32,8 @@ public struct ServerConfiguration: Sendable {
     /// The client port speaks TLS with these; nil: plaintext.
     public var tls: TLSCertificates?
     public var clock: any DecisionClock
+    /// A unix socket the client protocols are served on too, and the permission bits it gets.
+    public var unixSocket: (path: String, mode: UInt32)?
 
     public init(
         host: String = "127.0.0.1",
@@ -47,8 +49,10 @@ public struct ServerConfiguration: Sendable {
         maxInputBuffer: Int = ServerConfiguration.defaultMaxInputBuffer,
         authToken: [UInt8]? = nil,
         tls: TLSCertificates? = nil,
+        unixSocket: (path: String, mode: UInt32)? = nil,
         clock: any DecisionClock = SystemDecisionClock()
     ) {
+        self.unixSocket = unixSocket
         self.host = host
         self.port = port
         self.shards = shards

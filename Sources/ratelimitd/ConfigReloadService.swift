@@ -89,6 +89,8 @@ struct ConfigReloadService: Service {
             ("redis mode", running.redisShared ? "shared" : "replicate", next.redisShared ? "shared" : "replicate"),
             ("redis on_error", running.redisOnError.rawValue, next.redisOnError.rawValue),
             ("redis timeout", "\(running.redisTimeoutNanos)", "\(next.redisTimeoutNanos)"),
+            ("unix_socket", running.unixSocket ?? "none", next.unixSocket ?? "none"),
+            ("unix_socket_mode", String(running.unixSocketMode, radix: 8), String(next.unixSocketMode, radix: 8)),
             ("http listen", running.httpListen.map { "\($0)" } ?? "none", next.httpListen.map { "\($0)" } ?? "none"),
             ("http deny_status", "\(running.httpDenyStatus)", "\(next.httpDenyStatus)"),
             ("envoy listen", running.envoyListen.map { "\($0)" } ?? "none", next.envoyListen.map { "\($0)" } ?? "none"),

@@ -89,6 +89,16 @@ struct RateLimitDaemon: ParsableCommand {
     var tlsClientCA: String?
 
     @Option(name: .long, help: ArgumentHelp(
+        "Serve the client protocols on this unix socket too (an absolute path); \"\" for none (default none).",
+        valueName: "path"))
+    var unixSocket: String?
+
+    @Option(name: .long, help: ArgumentHelp(
+        "The unix socket's permission bits, in octal (default 0666: anyone on the machine, as loopback).",
+        valueName: "mode"))
+    var unixSocketMode: String?
+
+    @Option(name: .long, help: ArgumentHelp(
         "File holding the token clients must give (AUTH <token>; gRPC authorization: Bearer <token>); reloaded on SIGHUP.",
         valueName: "path"))
     var authTokenFile: String?

@@ -44,6 +44,9 @@ struct ResolvedSettings {
     /// nil: no Envoy rate limit service.
     var envoyListen: ListenAddress?
     var envoyConfigPath: String?
+    /// nil: no unix socket.
+    var unixSocket: String?
+    var unixSocketMode = DaemonSettings.defaultUnixSocketMode
     /// nil: no HTTP check endpoint.
     var httpListen: ListenAddress?
     var httpDenyStatus = DaemonSettings.defaultHTTPDenyStatus
@@ -64,7 +67,7 @@ struct ResolvedSettings {
             maxConnections: maxConnections,
             timeouts: ConnectionTimeouts(idleNanos: idleTimeoutNanos, requestNanos: requestTimeoutNanos),
             maxInputBuffer: maxInputBuffer,
-            authToken: authToken, tls: tls)
+            authToken: authToken, tls: tls, unixSocket: unixSocket.map { ($0, unixSocketMode) })
     }
 
     static func resolve(_ flags: RateLimitDaemon) throws -> ResolvedSettings {
@@ -94,6 +97,7 @@ struct ResolvedSettings {
         }
         try resolveEnvoy(flags, file: file, into: &resolved)
         try resolveHTTP(flags, file: file, into: &resolved)
+        try resolveUnixSocket(flags, file: file, into: &resolved)
         if let path = flags.authTokenFile {
             guard !path.isEmpty else { throw FlagError("--auth-token-file needs a file path") }
             resolved.authTokenFile = path
@@ -178,6 +182,26 @@ struct ResolvedSettings {
             resolved.rules = try RuleSet(rules)
         }
         return resolved
+    }
+
+    private static func resolveUnixSocket(
+        _ flags: RateLimitDaemon, file: DaemonSettings, into resolved: inout ResolvedSettings
+    ) throws {
+        resolved.unixSocket = file.unixSocket
+        if let path = flags.unixSocket {
+            if let problem = path.isEmpty ? nil : DaemonSettings.unixSocketProblem(path) {
+                throw FlagError("--unix-socket \(problem), got \"\(path)\"")
+            }
+            resolved.unixSocket = path
+        }
+        if resolved.unixSocket == "" { resolved.unixSocket = nil }
+        resolved.unixSocketMode = file.unixSocketMode ?? DaemonSettings.defaultUnixSocketMode
+        if let text = flags.unixSocketMode {
+            guard let mode = DaemonSettings.parseMode(text) else {
+                throw FlagError("--unix-socket-mode must be octal permission bits such as 0660, got \"\(text)\"")
+            }
+            resolved.unixSocketMode = mode
+        }
     }
 
     private static func resolveHTTP(_ flags: RateLimitDaemon, file: DaemonSettings, into resolved: inout ResolvedSettings) throws {
@@ -359,6 +383,9 @@ struct ResolvedSettings {
         var lines = ["configuration OK" + (configPath.map { " (\($0))" } ?? " (built-in defaults)")]
         lines += exposureWarnings
         lines.append("listen = \(listen)")
+        if let unixSocket {
+            lines.append("unix_socket = \(unixSocket), mode \(String(unixSocketMode, radix: 8))")
+        }
         lines.append("shards = \(shards)")
         lines.append("log_level = \(logLevel.rawValue)")
         lines.append("shutdown_timeout = \(WindowDuration.format(shutdownTimeoutNanos))")

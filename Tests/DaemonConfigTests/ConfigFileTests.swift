@@ -112,6 +112,19 @@ struct ConfigFileTests {
         #expect(try ConfigFile.parse("", file: "m.toml").metricsListen == nil)
     }
 
+    @Test func readsTheHTTPSectionAndTheUnixSocket() throws {
+        let on = try ConfigFile.parse(
+            "[server]\nunix_socket = \"/run/ratelimitd/ratelimitd.sock\"\nunix_socket_mode = \"0660\"\n"
+                + "[http]\nlisten = \"127.0.0.1:7284\"\ndeny_status = 403", file: "h.toml")
+        #expect(on.httpListen == .some(ListenAddress(host: "127.0.0.1", port: 7284)))
+        #expect(on.httpDenyStatus == 403)
+        #expect(on.unixSocket == "/run/ratelimitd/ratelimitd.sock" && on.unixSocketMode == 0o660)
+        let off = try ConfigFile.parse("[http]\nlisten = \"\"\n[server]\nunix_socket = \"\"", file: "h.toml")
+        #expect(off.httpListen == .some(nil) && off.unixSocket == "")
+        #expect(DaemonSettings.parseMode("666") == 0o666 && DaemonSettings.parseMode("0600") == 0o600)
+        for bad in ["", "66", "0o660", "0888", "7777", "12345"] { #expect(DaemonSettings.parseMode(bad) == nil, "\(bad)") }
+    }
+
     @Test func anEmptyFileMeansDefaults() throws {
         let settings = try ConfigFile.parse("", file: "empty.toml")
         #expect(settings.listen == nil && settings.shards == nil && settings.rules == nil)
@@ -154,6 +167,14 @@ struct ConfigFileTests {
         ("[redis]\nurl = \"redis://h\"\nkey_prefix = \"has space\"", ["[redis]", "key_prefix", "spaces"]),
         ("[redis]\nurl = \"redis://h\"\nflush_interval = \"0ms\"", ["[redis]", "flush_interval"]),
         ("[redis]\nurl = \"redis://h\"\nhost = \"h\"", ["[redis]", "host", "unknown setting"]),
+        ("[http]\nlisten = \"7284\"", ["[http]", "listen", "HOST:PORT"]),
+        ("[http]\ndeny_status = 200", ["[http]", "deny_status", "from 400 to 499"]),
+        ("[http]\ndeny_status = \"429\"", ["[http]", "deny_status", "from 400 to 499"]),
+        ("[http]\nport = 7284", ["[http]", "port", "unknown setting"]),
+        ("[server]\nunix_socket = \"relative.sock\"", ["[server]", "unix_socket", "absolute"]),
+        ("[server]\nunix_socket = \"/\(String(repeating: "s", count: 107))\"", ["[server]", "unix_socket", "107 bytes"]),
+        ("[server]\nunix_socket_mode = 660", ["[server]", "unix_socket_mode", "octal"]),
+        ("[server]\nunix_socket_mode = \"0999\"", ["[server]", "unix_socket_mode", "octal"]),
     ])
     func refusesBadFilesNamingWhere(text: String, fragments: [String]) {
         do {

@@ -95,4 +95,37 @@ struct ForwardAuthTests {
         #expect(exchanges.last?.body == "rate limited\n")
         #expect(try LineClient(port: daemon.port).request("CHECK ip:198.51.100.1 0") == "ALLOW 5 0")
     }
+
+    @Test(.enabled(if: ExternalTool.available("caddy", "nginx")))
+    func aCheckPortThatDoesNotAnswerFailsTheRequestClosed() throws {
+        let dead = try RedisServerProcess.freePort()
+        let front = (caddy: try RedisServerProcess.freePort(), nginx: try RedisServerProcess.freePort())
+        let application = try RedisServerProcess.freePort()
+        let caddy = try GatewayProcess(
+            "caddy", executable: try #require(ExternalTool.find("caddy"), "scripts/test installs caddy"),
+            arguments: ["run", "--config", "{dir}/Caddyfile", "--adapter", "caddyfile"],
+            files: ["Caddyfile": try Gateways.contrib("caddy/Caddyfile", [
+                ("forward_auth 127.0.0.1:7284", "forward_auth 127.0.0.1:\(dead)"),
+                ("http://127.0.0.1:8084", "http://127.0.0.1:\(front.caddy)"), ("127.0.0.1:8090", "127.0.0.1:\(application)"),
+            ])], readyPort: front.caddy)
+        #expect(try HTTPExchange.get("http://127.0.0.1:\(front.caddy)/").status == 502, "\(caddy.output())")
+        let nginx = try NginxTests.nginx(site: try Gateways.contrib("nginx/auth_request.conf", [
+            ("listen 127.0.0.1:8082;", "listen 127.0.0.1:\(front.nginx);"),
+            ("http://127.0.0.1:7284/check", "http://127.0.0.1:\(dead)/check"),
+        ]), frontPort: front.nginx)
+        #expect(try HTTPExchange.get("http://127.0.0.1:\(front.nginx)/").status == 500, "\(nginx.output("error.log"))")
+    }
+
+    /// README's copies of the gateway files are the files the tests run.
+    @Test func readmeHoldsEveryGatewayFileAsTested() throws {
+        let readme = try String(contentsOfFile: "\(Gateways.root)/README.md", encoding: .utf8)
+        for (file, language) in [
+            ("nginx/ratelimitd.conf", "nginx"), ("nginx/auth_request.conf", "nginx"), ("haproxy/haproxy.cfg", "haproxy"),
+            ("caddy/Caddyfile", "caddyfile"), ("traefik/traefik.yml", "yaml"), ("traefik/ratelimitd.yml", "yaml"),
+        ] {
+            let text = try String(contentsOfFile: "\(Gateways.root)/contrib/\(file)", encoding: .utf8)
+            #expect(readme.contains("```\(language)\n" + text + "```\n"), "README's copy of contrib/\(file) differs from the file")
+        }
+        #expect(readme.contains("```toml\n" + Gateways.rules + "\n```\n"), "README's gateway rule differs from the tested one")
+    }
 }

@@ -57,4 +57,22 @@ struct HAProxyTests {
                 "\(haproxy.output())")
         }
     }
+
+    @Test(.enabled(if: ExternalTool.available("haproxy")))
+    func theActionAsksTheDaemonOnItsUnixSocket() throws {
+        let directory = NSTemporaryDirectory() + "rl-socket-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try Unprivileged.handOver(directory)
+        let socket = directory + "/ratelimitd.sock"
+        let (daemon, _) = try Gateways.daemon(["--unix-socket", socket, "--unix-socket-mode", "0600"])
+        // 0600: only the daemon's own user may connect, and HAProxy runs as that user here.
+        var status = stat()
+        #expect(stat(socket, &status) == 0 && status.st_mode & 0o777 == 0o600)
+        let (haproxy, front) = try Self.haproxy(
+            daemonPort: daemon.port,
+            more: [("setenv RATELIMITD_ADDR 127.0.0.1:\(daemon.port)", "setenv RATELIMITD_ADDR \(socket)")])
+        let exchanges = try Gateways.countDown(port: front)
+        #expect(exchanges.map(\.status) == [200, 200, 200, 200, 200, 429], "\(haproxy.output())")
+    }
 }

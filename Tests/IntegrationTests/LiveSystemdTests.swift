@@ -195,7 +195,8 @@ struct LiveSystemdTests {
 
     /// nginx as Debian runs it (its own unit, workers as www-data) in front of the installed service, with
     /// the shipped site files copied from where `scripts/install` put them into `/etc/nginx/conf.d/`, as
-    /// README says: the Lua module on the client port, and `auth_request` on the HTTP check port.
+    /// README says: the Lua module on the service's unix socket (its dynamic user's, under PrivateUsers),
+    /// and `auth_request` on the HTTP check port.
     @Test func nginxUnderSystemdAsksTheInstalledServiceThroughTheInstalledClients() throws {
         let lua = (front: try RedisServerProcess.freePort(), application: try RedisServerProcess.freePort())
         let authRequest = try RedisServerProcess.freePort()
@@ -210,6 +211,11 @@ struct LiveSystemdTests {
             let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: config))
             handle.seekToEndOfFile()
             handle.write(Data((Gateways.rules + "\n\n[http]\nlisten = \"127.0.0.1:\(http)\"\n").utf8))
+            let text = try String(contentsOfFile: config, encoding: .utf8)
+            try #require(text.contains("# unix_socket = \"/run/ratelimitd/ratelimitd.sock\""))
+            try text.replacingOccurrences(
+                of: "# unix_socket = \"/run/ratelimitd/ratelimitd.sock\"", with: "unix_socket = \"/run/ratelimitd/ratelimitd.sock\""
+            ).write(toFile: config, atomically: false, encoding: .utf8)
             try handle.close()
             func install(_ file: String, _ replacing: [(String, String)]) throws {
                 var text = try String(contentsOfFile: "\(share)/\(file)", encoding: .utf8)
@@ -219,9 +225,10 @@ struct LiveSystemdTests {
                 }
                 try text.write(toFile: "\(root)/etc/nginx/conf.d/\(file)", atomically: false, encoding: .utf8)
             }
+            // The Lua module on the service's unix socket, as README's variant has it.
             try install("ratelimitd.conf", [
                 ("127.0.0.1:8080", "127.0.0.1:\(lua.front)"), ("127.0.0.1:8090", "127.0.0.1:\(lua.application)"),
-                ("port = 7283", "port = \(port)"),
+                ("host = \"127.0.0.1\", port = 7283", "host = \"unix:/run/ratelimitd/ratelimitd.sock\""),
             ])
             try install("auth_request.conf", [
                 ("127.0.0.1:8082", "127.0.0.1:\(authRequest)"), ("127.0.0.1:8090", "127.0.0.1:\(lua.application)"),

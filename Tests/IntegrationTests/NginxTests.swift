@@ -108,4 +108,26 @@ struct NginxTests {
                 || log.contains("ratelimitd: no answer from 127.0.0.1:\(port): \(why)"), "\(log)")
         }
     }
+
+    @Test(.enabled(if: ExternalTool.available("nginx")))
+    func theModuleAsksTheDaemonOnItsUnixSocket() throws {
+        let directory = NSTemporaryDirectory() + "rl-socket-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try Unprivileged.handOver(directory)
+        let socket = directory + "/ratelimitd.sock"
+        let (daemon, _) = try Gateways.daemon(["--unix-socket", socket])
+        #expect(daemon.log.contains("listening on 127.0.0.1:\(daemon.port) and \(socket)"), "\(daemon.log)")
+        let (site, front) = try Self.site(
+            daemonPort: daemon.port, more: [("host = \"127.0.0.1\", port = \(daemon.port)", "host = \"unix:\(socket)\"")])
+        let nginx = try Self.nginx(site: site, frontPort: front)
+        let exchanges = try Gateways.countDown(port: front)
+        #expect(exchanges.map(\.status) == [200, 200, 200, 200, 200, 429], "\(nginx.output("error.log"))")
+        #expect(exchanges.prefix(5).map { $0.headers["ratelimit-remaining"] } == ["4", "3", "2", "1", "0"])
+        // One connection, on the socket: the TCP port's client is the only other.
+        let line = try LineClient(port: daemon.port)
+        #expect(try line.statistics()["total_connections"] == 2)
+        #expect(try daemon.signalAndWait(SIGTERM) == 0)
+        #expect(!FileManager.default.fileExists(atPath: socket), "the socket file is removed at exit")
+    }
 }
