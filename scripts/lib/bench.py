@@ -273,6 +273,147 @@ def h2load(port, connections, streams, seconds, body):
                        "http://127.0.0.1:PORT/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit"}
 
 
+def h1load(url, connections, seconds):
+    """GETs `url` with h2load over HTTP/1.1 (`--h1`), keep-alive, one request outstanding per connection:
+    requests per second and latency percentiles (µs) from its per-request log."""
+    requests = tempfile.NamedTemporaryFile(delete=False)
+    requests.close()
+    output = run(["h2load", "--h1", "-D", f"{seconds:g}", "--warm-up-time", "1", "-c", str(connections), "-m", "1",
+                  "--log-file", requests.name, url])
+    latencies = sorted(int(line.split()[2]) for line in open(requests.name) if len(line.split()) >= 3)
+    statuses = [int(line.split()[1]) for line in open(requests.name) if len(line.split()) >= 3]
+    os.unlink(requests.name)
+
+    def percentile(q):
+        return float(latencies[min(len(latencies) - 1, int(len(latencies) * q))]) if latencies else 0.0
+    return {"rps": float(re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", output).group(1)),
+            "p50": percentile(0.5), "p99": percentile(0.99),
+            "ok": sum(1 for status in statuses if status == 200), "other": sum(1 for status in statuses if status != 200)}
+
+
+class Gateway:
+    """nginx or HAProxy in the foreground on its own prefix, from a configuration text."""
+
+    def __init__(self, kind, config, ready_port):
+        self.directory = tempfile.mkdtemp(prefix=f"rl-bench-{kind}-")
+        path = os.path.join(self.directory, "gateway.conf")
+        with open(path, "w") as out:
+            out.write(config.replace("{dir}", self.directory))
+        if kind == "nginx":
+            command = ["nginx", "-p", self.directory, "-e", os.path.join(self.directory, "error.log"), "-c", path,
+                       "-g", "daemon off;"]
+        else:
+            command = ["haproxy", "-db", "-f", path]
+        self.output = open(os.path.join(self.directory, "output"), "w")
+        self.process = subprocess.Popen(command, stdout=self.output, stderr=self.output)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", ready_port)) == 0:
+                    return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"{kind} did not start: " + open(os.path.join(self.directory, "output")).read())
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.output.close()
+        subprocess.run(["rm", "-rf", self.directory])
+
+
+def contrib(path, replacements):
+    text = open(os.path.join(ROOT, "contrib", path)).read()
+    for old, new in replacements:
+        if old not in text:
+            raise RuntimeError(f"contrib/{path} lacks {old}")
+        text = text.replace(old, new)
+    return text
+
+
+def gateways(seconds, connections=16):
+    """The gateways of contrib/ in front of one daemon (default shards), each against itself without
+    ratelimitd: nginx with the Lua module, HAProxy with the Lua action, and the HTTP check endpoint against
+    nginx answering a constant. One worker (nginx) or thread (HAProxy), every request on the same key (the
+    bench rule admits them all), h2load over HTTP/1.1 with keep-alive."""
+    http = free_port()
+    daemon = Daemon(os.cpu_count(), extra=["--http-listen", f"127.0.0.1:{http}"])
+    ports = {name: free_port() for name in ("nginx_plain", "nginx_lua", "application", "haproxy_plain", "haproxy_lua",
+                                            "haproxy_application")}
+    site = contrib("nginx/ratelimitd.conf", [
+        ("/usr/local/share/ratelimitd/nginx/", os.path.join(ROOT, "contrib/nginx/")),
+        ("listen 127.0.0.1:8080;", f"listen 127.0.0.1:{ports['nginx_lua']};"),
+        ("127.0.0.1:8090", f"127.0.0.1:{ports['application']}"),
+        ("port = 7283", f"port = {daemon.port}"),
+        ('key = "ip:" ..', 'key = "bench:" ..'),
+    ])
+    # The same server without the module: what nginx costs by itself.
+    plain = site[site.index("server {"):site.index("server {", site.index("server {") + 1)]
+    plain = re.sub(r"access_by_lua_block \{.*?\n        \}\n", "", plain, flags=re.S)
+    plain = plain.replace(f"listen 127.0.0.1:{ports['nginx_lua']};", f"listen 127.0.0.1:{ports['nginx_plain']};")
+    nginx_config = f"""load_module /usr/lib/nginx/modules/ndk_http_module.so;
+load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
+worker_processes 1;
+pid {{dir}}/nginx.pid;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {{dir}}/body; proxy_temp_path {{dir}}/proxy; fastcgi_temp_path {{dir}}/fastcgi;
+    uwsgi_temp_path {{dir}}/uwsgi; scgi_temp_path {{dir}}/scgi;
+    # Keep-alive to the application, as a production site would.
+    upstream application {{ server 127.0.0.1:{ports['application']}; keepalive 32; }}
+{site.replace(f"proxy_pass http://127.0.0.1:{ports['application']};", "proxy_pass http://application; proxy_http_version 1.1; proxy_set_header Connection '';")}
+{plain.replace(f"proxy_pass http://127.0.0.1:{ports['application']};", "proxy_pass http://application; proxy_http_version 1.1; proxy_set_header Connection '';")}
+}}
+"""
+    haproxy = contrib("haproxy/haproxy.cfg", [
+        ("/usr/local/share/ratelimitd/haproxy/", os.path.join(ROOT, "contrib/haproxy/")),
+        ("bind 127.0.0.1:8083", f"bind 127.0.0.1:{ports['haproxy_lua']}"),
+        ("127.0.0.1:8090", f"127.0.0.1:{ports['haproxy_application']}"),
+        ("setenv RATELIMITD_ADDR 127.0.0.1:7283", f"setenv RATELIMITD_ADDR 127.0.0.1:{daemon.port}"),
+        ("set-var-fmt(txn.ratelimitd_key) ip:%[src]", "set-var-fmt(txn.ratelimitd_key) bench:%[src]"),
+        ("global\n", "global\n    nbthread 1\n"),
+    ])
+    haproxy += f"""
+frontend plain
+    bind 127.0.0.1:{ports['haproxy_plain']}
+    default_backend app
+"""
+    cases = [
+        ("nginx alone (proxy to an application)", "nginx_plain", "/"),
+        ("nginx + Lua module (contrib/nginx/ratelimitd.conf)", "nginx_lua", "/"),
+        ("HAProxy alone (proxy to an application)", "haproxy_plain", "/"),
+        ("HAProxy + Lua action (contrib/haproxy/haproxy.cfg)", "haproxy_lua", "/"),
+        ("nginx answering a constant (return 200)", "application", "/"),
+        ("ratelimitd GET /check", None, "/check?key=bench:h"),
+    ]
+    started = []
+    try:
+        started.append(Gateway("nginx", nginx_config, ports["nginx_lua"]))
+        started.append(Gateway("haproxy", haproxy, ports["haproxy_lua"]))
+        results = []
+        for name, port, path in cases:
+            log(f"  h2load --h1: {name}")
+            url = f"http://127.0.0.1:{ports[port] if port else http}{path}"
+            decided = statistics(daemon.port)["allowed"]
+            result = h1load(url, connections, seconds)
+            result["decided"] = statistics(daemon.port)["allowed"] - decided
+            results.append((name, result))
+        return {"results": results, "connections": connections,
+                "command": f"h2load --h1 -D {seconds:g} --warm-up-time 1 -c {connections} -m 1 URL"}
+    finally:
+        for gateway in started:
+            gateway.stop()
+        daemon.stop()
+
+
 def own_load(shards, seconds):
     rules = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
     rules.write(ENVOY_RULES)
@@ -517,7 +658,37 @@ def render_replication(lines, result):
     lines.append("")
 
 
-def render(info, shards, seconds, comparison, own, mem, profile, memory_keys, replicated):
+def render_gateways(lines, result):
+    by_name = dict(result["results"])
+    lines.append("### Gateways (contrib/)")
+    lines.append("")
+    lines.append(f"Each gateway with one worker or thread, driven over HTTP/1.1 keep-alive by h2load with "
+                 f"{result['connections']} connections, one request outstanding on each; the daemon with its default "
+                 "shards, every request on one key that the rule always admits. `decided` is what the daemon "
+                 "counted as allowed during the case.")
+    lines.append("")
+    lines.append("| case | req/s | p50 µs | p99 µs | 200s | other | decided |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|")
+    for name, row in result["results"]:
+        lines.append(f"| {name} | {row['rps']:,.0f} | {row['p50']:.0f} | {row['p99']:.0f} | {row['ok']:,} | "
+                     f"{row['other']:,} | {row['decided']:,} |")
+    lines.append("")
+    pairs = [("nginx + Lua module (contrib/nginx/ratelimitd.conf)", "nginx alone (proxy to an application)"),
+             ("HAProxy + Lua action (contrib/haproxy/haproxy.cfg)", "HAProxy alone (proxy to an application)"),
+             ("ratelimitd GET /check", "nginx answering a constant (return 200)")]
+    lines.append("| ratio | req/s | p50 added µs |")
+    lines.append("|---|---:|---:|")
+    for with_it, without in pairs:
+        a, b = by_name[with_it], by_name[without]
+        lines.append(f"| {with_it} ÷ {without} | {ratio(a['rps'], b['rps']):.2f}× | {a['p50'] - b['p50']:+.0f} |")
+    lines.append("")
+    lines.append("```")
+    lines.append(result["command"])
+    lines.append("```")
+    lines.append("")
+
+
+def render(info, shards, seconds, comparison, own, mem, profile, memory_keys, replicated, gateway=None):
     lines = [START, ""]
     lines.append(f"Run on {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC by `scripts/bench`.")
     lines.append("")
@@ -640,6 +811,8 @@ def render(info, shards, seconds, comparison, own, mem, profile, memory_keys, re
     lines.append("")
     if replicated:
         render_replication(lines, replicated)
+    if gateway:
+        render_gateways(lines, gateway)
     if profile:
         lines.append("### Heap allocations and instructions per request")
         lines.append("")
@@ -668,6 +841,7 @@ def main():
     parser.add_argument("--memory-keys", type=int, default=1_000_000)
     parser.add_argument("--no-profile", action="store_true", help="skip the valgrind counts")
     parser.add_argument("--no-replication", action="store_true", help="skip the replication cases")
+    parser.add_argument("--no-gateways", action="store_true", help="skip the gateway cases")
     options = parser.parse_args()
     started = time.time()
     info = machine()
@@ -681,6 +855,10 @@ def main():
     if not options.no_replication:
         log("replication")
         replicated = replication(options.seconds, options.memory_keys)
+    gateway = None
+    if not options.no_gateways:
+        log("gateways")
+        gateway = gateways(options.seconds)
     profile = {}
     if not options.no_profile:
         for shards, pipeline in ((1, 1), (1, 16), (2, 16)):
@@ -695,7 +873,7 @@ def main():
         finally:
             redis.stop()
     section = render(info, options.shards, options.seconds, comparison, own, mem, profile, options.memory_keys,
-                     replicated)
+                     replicated, gateway)
     text = open(REPORT).read() if os.path.exists(REPORT) else f"# Benchmarks\n\n{START}\n{END}\n"
     if START in text and END in text:
         text = text[:text.index(START)] + section + text[text.index(END) + len(END):]
