@@ -75,4 +75,28 @@ struct HAProxyTests {
         let exchanges = try Gateways.countDown(port: front)
         #expect(exchanges.map(\.status) == [200, 200, 200, 200, 200, 429], "\(haproxy.output())")
     }
+
+    @Test(.enabled(if: ExternalTool.available("haproxy")))
+    func aThreadKeepsOneConnectionAndReplacesOneTheDaemonClosed() throws {
+        let (daemon, _) = try Gateways.daemon(["--idle-timeout", "300ms"])
+        let line = try LineClient(port: daemon.port)
+        let before = try line.statistics()["total_connections"] ?? 0
+        // One thread, so one pool: its one connection serves every check.
+        let (haproxy, front) = try Self.haproxy(daemonPort: daemon.port, more: [("global\n", "global\n    nbthread 1\n")])
+        var statuses: [Int: Int] = [:]
+        for _ in 0..<20 { statuses[try HTTPExchange.get("http://127.0.0.1:\(front)/").status, default: 0] += 1 }
+        #expect(statuses == [200: 5, 429: 15], "\(haproxy.output())")
+        #expect(try line.statistics()["total_connections"] == before + 1)
+        // The daemon closes it once idle; the next check opens another within the request, no ERROR.
+        var closed = false
+        for _ in 0..<100 where !closed {
+            closed = try line.statistics()["idle_closed"] == 1
+            if !closed { usleep(20_000) }
+        }
+        try #require(closed, "the pooled connection was not closed: \(daemon.log)")
+        let next = try HTTPExchange.get("http://127.0.0.1:\(front)/")
+        #expect(next.status == 429 && next.headers["retry-after"] != nil, "\(haproxy.output())")
+        #expect(!haproxy.output().contains("ratelimitd: "), "\(haproxy.output())")
+        #expect(try line.statistics()["total_connections"] == before + 2)
+    }
 }

@@ -130,4 +130,24 @@ struct NginxTests {
         #expect(try daemon.signalAndWait(SIGTERM) == 0)
         #expect(!FileManager.default.fileExists(atPath: socket), "the socket file is removed at exit")
     }
+
+    @Test(.enabled(if: ExternalTool.available("nginx")))
+    func aPooledConnectionTheDaemonClosedLeavesThePool() throws {
+        let (daemon, _) = try Gateways.daemon(["--idle-timeout", "200ms"])
+        let (site, front) = try Self.site(daemonPort: daemon.port)
+        let nginx = try Self.nginx(site: site, frontPort: front)
+        #expect(try HTTPExchange.get("http://127.0.0.1:\(front)/").headers["ratelimit-remaining"] == "4")
+        // The daemon closes the pooled connection once it has been idle long enough.
+        let line = try LineClient(port: daemon.port)
+        var closed = false
+        for _ in 0..<100 where !closed {
+            closed = try line.statistics()["idle_closed"] == 1
+            if !closed { usleep(20_000) }
+        }
+        try #require(closed, "the pooled connection was not closed: \(daemon.log)")
+        // nginx dropped it from the pool when it closed: the next request opens another, not failing open.
+        let next = try HTTPExchange.get("http://127.0.0.1:\(front)/")
+        #expect(next.status == 200 && next.headers["ratelimit-remaining"] == "3", "\(nginx.output("error.log"))")
+        #expect(!nginx.output("error.log").contains("ratelimitd: "), "\(nginx.output("error.log"))")
+    }
 }

@@ -5,23 +5,24 @@
 --     setenv RATELIMITD_ADDR 127.0.0.1:7283
 --     lua-load /usr/local/share/ratelimitd/haproxy/ratelimitd.lua
 --   frontend fe
---     http-request set-var(txn.ratelimitd_key) src
+--     http-request set-var-fmt(txn.ratelimitd_key) ip:%[src]
 --     http-request lua.ratelimitd
 --     http-request deny deny_status 429 hdr Retry-After %[var(txn.ratelimitd_retry_after)] if { var(txn.ratelimitd_verdict) -m str DENY }
 --
 -- The action reads txn.ratelimitd_key (required; a key is 1 to 256 bytes of printable ASCII without
--- spaces; prefix it in set-var, e.g. concat) and, if set, txn.ratelimitd_cost (default 1). It sets
+-- spaces) and, if set, txn.ratelimitd_cost (default 1). It sets
 -- txn.ratelimitd_verdict to ALLOW, DENY or ERROR, txn.ratelimitd_remaining, and txn.ratelimitd_retry_after
 -- (seconds, rounded up; on DENY, unless the cost can never fit) and txn.ratelimitd_reset (seconds). It
 -- never fails the request: on ERROR (daemon unreachable, slower than the timeout, an ERR reply) the
 -- configuration decides, and the reason is logged at most once a second.
 --
 -- Environment (setenv in the global section, before lua-load): RATELIMITD_ADDR (host:port, or a unix
--- socket path; default 127.0.0.1:7283), RATELIMITD_TIMEOUT_MS (the whole exchange; default 20),
+-- socket path; default 127.0.0.1:7283), RATELIMITD_TIMEOUT_MS (each step: connecting, each reply;
+-- default 20),
 -- RATELIMITD_TOKEN (the daemon's auth token, if it has one).
 --
--- Each check opens its own connection: HAProxy's Lua sockets belong to the thread that made them, and a
--- socket's timeout also closes it when idle, so a pool would need care this module does not take.
+-- Connections are pooled per HAProxy thread (a Lua socket may only be used on the thread that made it):
+-- a check takes one from its thread's pool, or opens one, and gives it back.
 
 local address = os.getenv("RATELIMITD_ADDR") or "127.0.0.1:7283"
 local timeout_ms = tonumber(os.getenv("RATELIMITD_TIMEOUT_MS") or "20")
@@ -60,8 +61,13 @@ local function seconds(ms)
     return math.ceil(ms / 1000)
 end
 
--- One exchange: the reply line to CHECK, or nil and why.
-local function ask(line)
+-- Idle connections kept per thread, and how long one may stay idle (HAProxy closes a socket idle past its
+-- timeout; keep it below the daemon's idle_timeout, 300 s by default).
+local POOL_SIZE = 32
+local IDLE_SECONDS = 60
+local pools = {}
+
+local function connect()
     local socket = core.tcp()
     socket:settimeout(timeout_ms / 1000)
     local ok
@@ -72,25 +78,66 @@ local function ask(line)
     end
     if not ok then
         socket:close()
-        return nil, "cannot connect to " .. address
+        return nil
     end
-    if token then line = "AUTH " .. token .. "\n" .. line end
+    return socket
+end
+
+-- Sends `line` (AUTH first on a fresh connection when there is a token) and reads the reply to CHECK.
+local function exchange(socket, line, fresh)
+    if token and fresh then line = "AUTH " .. token .. "\n" .. line end
     local sent = socket:send(line)
-    if not sent or sent < #line then
-        socket:close()
-        return nil, "cannot send to " .. address
-    end
-    if token then
+    if not sent or sent < #line then return nil, "cannot send to " .. address end
+    if token and fresh then
         local reply = socket:receive("*l")
-        if reply ~= "OK" then
-            socket:close()
-            return nil, "AUTH refused by " .. address .. ": " .. tostring(reply)
-        end
+        if reply ~= "OK" then return nil, "AUTH refused by " .. address .. ": " .. tostring(reply) end
     end
     local reply = socket:receive("*l")
-    socket:close()
-    if not reply then
-        return nil, "no answer from " .. address .. " within " .. timeout_ms .. " ms"
+    if not reply then return nil, "no answer from " .. address .. " within " .. timeout_ms .. " ms" end
+    return reply
+end
+
+-- One check on `thread`: the reply line to CHECK, or nil and why.
+local function now_ms()
+    local now = core.now()
+    return now.sec * 1000 + now.usec / 1000
+end
+
+local function ask(thread, line)
+    local pool = pools[thread]
+    if not pool then
+        pool = {}
+        pools[thread] = pool
+    end
+    local socket = table.remove(pool)
+    local reply, err
+    if socket then
+        socket:settimeout(timeout_ms / 1000)
+        local started = now_ms()
+        reply, err = exchange(socket, line, false)
+        if not reply then
+            socket:close()
+            -- Failing sooner than the timeout, the pooled connection was closed while it waited (a daemon
+            -- restart, its idle_timeout): the check is asked once more on a fresh one. A daemon that was
+            -- merely slow is not asked twice.
+            if now_ms() - started >= timeout_ms then return nil, err end
+            socket = nil
+        end
+    end
+    if not socket then
+        socket = connect()
+        if not socket then return nil, "cannot connect to " .. address end
+        reply, err = exchange(socket, line, true)
+        if not reply then
+            socket:close()
+            return nil, err
+        end
+    end
+    if #pool < POOL_SIZE and (reply:sub(1, 6) == "ALLOW " or reply:sub(1, 5) == "DENY ") then
+        socket:settimeout(IDLE_SECONDS)
+        pool[#pool + 1] = socket
+    else
+        socket:close()
     end
     return reply
 end
@@ -116,7 +163,7 @@ core.register_action("ratelimitd", { "http-req" }, function(txn)
             return fail(txn, "txn.ratelimitd_cost is not an integer from 0 to 1000000000")
         end
     end
-    local reply, err = ask(string.format("CHECK %s %d\n", key, cost))
+    local reply, err = ask(txn.f:thread(), string.format("CHECK %s %d\n", key, cost))
     if not reply then return fail(txn, err) end
     local verdict, remaining, reset = reply:match("^(%u+) (%d+) (%-?%d+)$")
     if verdict ~= "ALLOW" and verdict ~= "DENY" then

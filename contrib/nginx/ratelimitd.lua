@@ -102,25 +102,10 @@ function _M.check(opts)
     end
     if not ok then return nil, "cannot connect to " .. pool .. ": " .. err end
 
-    local reused = sock:getreusedtimes() > 0
+    -- nginx drops a pooled connection as soon as the daemon closes it (a restart, its idle_timeout), so
+    -- one taken from the pool was open a moment ago.
     local reply
     reply, err = exchange(sock, opts, line, deadline)
-    if not reply and reused and (err == "closed" or err == "connection reset by peer") then
-        -- The pooled connection was closed by the daemon (a restart, its idle_timeout) while it waited in
-        -- the pool: the request never reached it, so it is sent once more on a fresh connection.
-        sock:close()
-        sock = ngx.socket.tcp()
-        local ms = floor(deadline - now_ms())
-        if ms < 1 then return nil, "timeout" end
-        sock:settimeouts(ms, ms, ms)
-        if host:sub(1, 5) == "unix:" then
-            ok, err = sock:connect(host, { pool = pool, pool_size = opts.pool_size or 32 })
-        else
-            ok, err = sock:connect(host, port, { pool = pool, pool_size = opts.pool_size or 32 })
-        end
-        if not ok then return nil, "cannot connect to " .. pool .. ": " .. err end
-        reply, err = exchange(sock, opts, line, deadline)
-    end
     if not reply then
         sock:close()
         return nil, "no answer from " .. pool .. ": " .. err
