@@ -174,7 +174,7 @@ let package = Package(
         .target(
             name: "FuzzEntries",
             dependencies: [
-                "DaemonConfig", "EnvoyRules", "RateLimiting", "RedisReplication", "ShardStore", "WireProtocol",
+                "DaemonConfig", "EnvoyRules", "HTTPCheck", "RateLimiting", "RedisReplication", "ShardStore", "WireProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings

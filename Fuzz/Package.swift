@@ -6,7 +6,7 @@ import PackageDescription
 // FuzzEntries' (in the main package), so `scripts/test` replays the same corpus through the same checks.
 let fuzzers = [
     ("FuzzLine", "lineProtocol"), ("FuzzRESP", "resp"), ("FuzzSnapshot", "snapshot"),
-    ("FuzzRedisValue", "redisValue"), ("FuzzConfig", "config"),
+    ("FuzzRedisValue", "redisValue"), ("FuzzConfig", "config"), ("FuzzHTTPCheck", "httpCheck"),
 ]
 
 let package = Package(

@@ -12,6 +12,7 @@ import WireProtocol
 public enum FuzzEntries {
     public static let targets: [(name: String, run: @Sendable ([UInt8]) -> Void)] = [
         ("line", lineProtocol), ("resp", resp), ("snapshot", snapshot), ("redis-value", redisValue), ("config", config),
+        ("http-check", httpCheck),
     ]
 
     /// Line protocol: the input framed into lines and each parsed and answered, fed whole and fed in two

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Logging
 import NIOCore
 import NIOPosix
@@ -85,21 +82,12 @@ public final class RateLimitServer: Sendable {
         if let socket = configuration.unixSocket {
             let listener: any Channel
             do {
-                listener = try await bootstrap(services)
-                    .bind(unixDomainSocketPath: socket.path, cleanupExistingSocketFile: true).get()
+                listener = try await UnixSocketFile.bind(path: socket.path, mode: socket.mode, bootstrap(services))
             } catch {
                 try? await channel.close()
-                throw UnixSocketError(description: "cannot listen on the unix socket \(socket.path): \(error)")
-            }
-            // The bits the socket file gets decide who may connect: bind leaves them to the umask.
-            guard chmod(socket.path, mode_t(socket.mode)) == 0 else {
-                let reason = String(cString: strerror(errno))
-                try? await listener.close()
-                try? await channel.close()
-                throw UnixSocketError(description: "cannot set the mode of the unix socket \(socket.path): \(reason)")
+                throw error
             }
             channel.closeFuture.whenComplete { _ in listener.close(promise: nil) }
-            listener.closeFuture.whenComplete { _ in unlink(socket.path) }
             unix = " and \(socket.path)"
         }
         logger.info(
@@ -213,8 +201,4 @@ public final class RateLimitServer: Sendable {
         default: "\(address.ipAddress ?? "?"):\(address.port ?? 0)"
         }
     }
-}
-
-public struct UnixSocketError: Error, CustomStringConvertible {
-    public let description: String
 }

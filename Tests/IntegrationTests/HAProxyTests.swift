@@ -99,4 +99,31 @@ struct HAProxyTests {
         #expect(!haproxy.output().contains("ratelimitd: "), "\(haproxy.output())")
         #expect(try line.statistics()["total_connections"] == before + 2)
     }
+
+    @Test(.enabled(if: ExternalTool.available("haproxy")))
+    func anErrorReplyIsTheErrorVerdict() throws {
+        let (daemon, _) = try Gateways.daemon()
+        let (haproxy, front) = try Self.haproxy(
+            daemonPort: daemon.port,
+            more: [("set-var-fmt(txn.ratelimitd_key) ip:%[src]", "set-var-fmt(txn.ratelimitd_key) unruled:%[src]"),
+                   ("    # http-request deny deny_status 503 if", "    http-request deny deny_status 503 if")])
+        #expect(try HTTPExchange.get("http://127.0.0.1:\(front)/").status == 503)
+        #expect(haproxy.output().contains(
+            "ratelimitd: 127.0.0.1:\(daemon.port) answered: ERR no_rule no rule matches key 'unruled:127.0.0.1'"),
+            "\(haproxy.output())")
+    }
+
+    @Test(.enabled(if: ExternalTool.available("haproxy")))
+    func theTokenIsSentOncePerConnection() throws {
+        let (daemon, _) = try Gateways.daemon(["--auth-token-file", try AuthTests.tokenFile()])
+        let (haproxy, front) = try Self.haproxy(
+            daemonPort: daemon.port,
+            more: [("global\n", "global\n    nbthread 1\n    setenv RATELIMITD_TOKEN \(AuthTests.token)\n")])
+        let exchanges = try (0..<3).map { _ in try HTTPExchange.get("http://127.0.0.1:\(front)/") }
+        #expect(exchanges.map { $0.headers["ratelimit-remaining"] } == ["4", "3", "2"], "\(haproxy.output())")
+        let line = try LineClient(port: daemon.port)
+        #expect(try line.request("AUTH \(AuthTests.token)") == "OK")
+        let stats = try line.statistics()
+        #expect(stats["auth_failures"] == 0 && stats["total_connections"] == 2, "\(stats)")
+    }
 }

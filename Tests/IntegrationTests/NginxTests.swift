@@ -150,4 +150,40 @@ struct NginxTests {
         #expect(next.status == 200 && next.headers["ratelimit-remaining"] == "3", "\(nginx.output("error.log"))")
         #expect(!nginx.output("error.log").contains("ratelimitd: "), "\(nginx.output("error.log"))")
     }
+
+    @Test(.enabled(if: ExternalTool.available("nginx")))
+    func anErrorReplyFailsOpenOrClosedAndIsLogged() throws {
+        let (daemon, _) = try Gateways.daemon()
+        // No rule matches this key: the daemon answers ERR no_rule.
+        for failOpen in [true, false] {
+            let (site, front) = try Self.site(
+                daemonPort: daemon.port,
+                more: [("key = \"ip:\" ..", "key = \"unruled:\" ..")] + (failOpen ? [] : [("fail_open = true", "fail_open = false")]))
+            let nginx = try Self.nginx(site: site, frontPort: front)
+            let exchange = try HTTPExchange.get("http://127.0.0.1:\(front)/")
+            #expect(exchange.status == (failOpen ? 200 : 503) && exchange.headers["ratelimit-remaining"] == nil)
+            #expect(nginx.output("error.log").contains(
+                "ratelimitd: 127.0.0.1:\(daemon.port) answered: ERR no_rule no rule matches key 'unruled:127.0.0.1'"),
+                "\(nginx.output("error.log"))")
+        }
+    }
+
+    @Test(.enabled(if: ExternalTool.available("nginx")))
+    func theTokenIsSentOncePerConnection() throws {
+        let (daemon, _) = try Gateways.daemon(["--auth-token-file", try AuthTests.tokenFile()])
+        for (token, works) in [(AuthTests.token, true), ("not-the-token", false)] {
+            let (site, front) = try Self.site(
+                daemonPort: daemon.port, more: [("fail_open = true }", "fail_open = true, token = \"\(token)\" }")])
+            let nginx = try Self.nginx(site: site, frontPort: front)
+            let exchanges = try (0..<3).map { _ in try HTTPExchange.get("http://127.0.0.1:\(front)/") }
+            #expect(exchanges.map { $0.headers["ratelimit-remaining"] } == (works ? ["4", "3", "2"] : [nil, nil, nil]),
+                    "\(nginx.output("error.log"))")
+            #expect(nginx.output("error.log").contains("AUTH refused") == !works, "\(nginx.output("error.log"))")
+        }
+        // One connection authenticated once, then three refused ones (not pooled).
+        let line = try LineClient(port: daemon.port)
+        #expect(try line.request("AUTH \(AuthTests.token)") == "OK")
+        let stats = try line.statistics()
+        #expect(stats["auth_failures"] == 3 && stats["total_connections"] == 5, "\(stats)")
+    }
 }

@@ -78,8 +78,8 @@ public enum ExternalTool {
         let deadline = Date().addingTimeInterval(timeoutSeconds)
         while process.isRunning, Date() < deadline { usleep(10_000) }
         if process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
+            // SIGTERM, then SIGKILL: a child that ignores SIGTERM (as it may inherit) must not hang the test.
+            process.stopGently(within: 2)
             throw LineClient.Failure(description: "\(path) \(arguments) did not finish in \(timeoutSeconds) s")
         }
         try handle.close()

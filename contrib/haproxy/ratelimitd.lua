@@ -90,7 +90,8 @@ local function exchange(socket, line, fresh)
     if not sent or sent < #line then return nil, "cannot send to " .. address end
     if token and fresh then
         local reply = socket:receive("*l")
-        if reply ~= "OK" then return nil, "AUTH refused by " .. address .. ": " .. tostring(reply) end
+        if not reply then return nil, "no answer to AUTH from " .. address .. " within " .. timeout_ms .. " ms" end
+        if reply ~= "OK" then return nil, "AUTH refused by " .. address .. ": " .. reply end
     end
     local reply = socket:receive("*l")
     if not reply then return nil, "no answer from " .. address .. " within " .. timeout_ms .. " ms" end
@@ -120,7 +121,8 @@ local function ask(thread, line)
             -- Failing sooner than the timeout, the pooled connection was closed while it waited (a daemon
             -- restart, its idle_timeout): the check is asked once more on a fresh one. A daemon that was
             -- merely slow is not asked twice.
-            if now_ms() - started >= timeout_ms then return nil, err end
+            -- (Half the timeout: HAProxy times in its own ticks, so a real timeout may measure a little short.)
+            if now_ms() - started >= timeout_ms / 2 then return nil, err end
             socket = nil
         end
     end

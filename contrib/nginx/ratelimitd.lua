@@ -1,6 +1,6 @@
 -- ratelimitd client for nginx's Lua module (Debian: libnginx-mod-http-lua; OpenResty).
 --
---   lua_package_path "/usr/share/ratelimitd/nginx/?.lua;;";
+--   lua_package_path "/usr/local/share/ratelimitd/nginx/?.lua;;";
 --   access_by_lua_block {
 --     require("ratelimitd").enforce{ key = "ip:" .. ngx.var.remote_addr }
 --   }
@@ -44,7 +44,7 @@ local function valid_key(key)
 end
 
 local function valid_cost(cost)
-    return type(cost) == "number" and cost >= 0 and cost <= 1e9 and cost == floor(cost)
+    return cost ~= nil and cost >= 0 and cost <= 1e9 and cost == floor(cost)
 end
 
 local function now_ms()
@@ -79,17 +79,23 @@ local function exchange(sock, opts, line, deadline)
 end
 
 function _M.check(opts)
-    local key, cost = opts.key, opts.cost or 1
+    -- A cost may come from a variable (ngx.var.x is a string).
+    local key, cost = opts.key, tonumber(opts.cost or 1)
     if not valid_key(key) then
         return nil, "bad key: keys are 1 to 256 bytes of printable ASCII without spaces"
     end
     if not valid_cost(cost) then
         return nil, "bad cost: an integer from 0 to 1000000000"
     end
+    if opts.token ~= nil and (type(opts.token) ~= "string" or opts.token == "" or opts.token:find("[^\33-\126]")) then
+        return nil, "bad token: printable ASCII without spaces"
+    end
     local timeout = opts.timeout_ms or 20
     local deadline = now_ms() + timeout
     local host, port = opts.host or "127.0.0.1", opts.port or 7283
-    local pool = host:sub(1, 5) == "unix:" and host or (host .. ":" .. port)
+    local address = host:sub(1, 5) == "unix:" and host or (host .. ":" .. port)
+    -- Connections authenticated with one token are never handed to a call with another (or none).
+    local pool = opts.token and (address .. "#" .. ngx.crc32_long(opts.token)) or address
     local line = "CHECK " .. key .. " " .. string.format("%d", cost) .. "\n"
 
     local sock = ngx.socket.tcp()
@@ -100,7 +106,7 @@ function _M.check(opts)
     else
         ok, err = sock:connect(host, port, { pool = pool, pool_size = opts.pool_size or 32 })
     end
-    if not ok then return nil, "cannot connect to " .. pool .. ": " .. err end
+    if not ok then return nil, "cannot connect to " .. address .. ": " .. err end
 
     -- nginx drops a pooled connection as soon as the daemon closes it (a restart, its idle_timeout), so
     -- one taken from the pool was open a moment ago.
@@ -108,13 +114,13 @@ function _M.check(opts)
     reply, err = exchange(sock, opts, line, deadline)
     if not reply then
         sock:close()
-        return nil, "no answer from " .. pool .. ": " .. err
+        return nil, "no answer from " .. address .. ": " .. err
     end
 
     local verdict, remaining, reset = reply:match("^(%u+) (%d+) (%-?%d+)$")
     if verdict ~= "ALLOW" and verdict ~= "DENY" then
         sock:close()
-        return nil, pool .. " answered: " .. reply
+        return nil, address .. " answered: " .. reply
     end
     sock:setkeepalive(opts.keepalive_ms or 60000, opts.pool_size or 32)
     return verdict, tonumber(remaining), tonumber(reset)
