@@ -33,7 +33,7 @@ final class CheckHTTPHandler: ChannelInboundHandler, DeferredAnswerReceiver {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        waiter.receiver = self
+        waiter.attach(self)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -70,23 +70,11 @@ final class CheckHTTPHandler: ChannelInboundHandler, DeferredAnswerReceiver {
 
     private func respond(_ response: CheckResponse, to head: HTTPRequestHead, context: ChannelHandlerContext) {
         state = .idle
-        let body = Array(response.body.utf8)
-        var headers = HTTPHeaders()
-        for (name, value) in response.headers { headers.add(name: name, value: value) }
-        headers.add(name: "Content-Type", value: "text/plain; charset=utf-8")
-        headers.add(name: "Content-Length", value: "\(body.count)")
         // A decision holds only for the moment it was made.
-        headers.add(name: "Cache-Control", value: "no-store")
-        let keepAlive = head.isKeepAlive
-        if !keepAlive { headers.add(name: "Connection", value: "close") }
-        context.write(
-            wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: response.status, headers: headers))),
-            promise: nil)
-        if head.method != .HEAD {
-            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
-        }
-        let written = context.writeAndFlush(wrapOutboundOut(.end(nil)))
-        if !keepAlive { written.whenComplete { [channel = context.channel] _ in channel.close(promise: nil) } }
+        PlainHTTPResponse(
+            status: response.status, headers: response.headers + [("Cache-Control", "no-store")],
+            body: Array(response.body.utf8)
+        ).write(answering: head, on: context)
     }
 }
 

@@ -99,29 +99,14 @@ final class MetricsHTTPHandler: ChannelInboundHandler {
 
     private func respond(to head: HTTPRequestHead, context: ChannelHandlerContext) {
         let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
-        let status: HTTPResponseStatus
-        var body: [UInt8]
-        var contentType = "text/plain; charset=utf-8"
+        let response: PlainHTTPResponse
         if head.method != .GET && head.method != .HEAD {
-            (status, body) = (.methodNotAllowed, Array("only GET /metrics\n".utf8))
+            response = PlainHTTPResponse(status: .methodNotAllowed, body: Array("only GET /metrics\n".utf8))
         } else if path == "/metrics" {
-            (status, body) = (.ok, render())
-            contentType = "text/plain; version=0.0.4; charset=utf-8"
+            response = PlainHTTPResponse(status: .ok, body: render(), contentType: "text/plain; version=0.0.4; charset=utf-8")
         } else {
-            (status, body) = (.notFound, Array("not found; metrics are at /metrics\n".utf8))
+            response = PlainHTTPResponse(status: .notFound, body: Array("not found; metrics are at /metrics\n".utf8))
         }
-        var headers = HTTPHeaders()
-        headers.add(name: "Content-Type", value: contentType)
-        headers.add(name: "Content-Length", value: "\(body.count)")
-        let keepAlive = head.isKeepAlive
-        if !keepAlive { headers.add(name: "Connection", value: "close") }
-        if head.method == .HEAD { body = [] }
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))),
-                      promise: nil)
-        if !body.isEmpty {
-            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
-        }
-        let written = context.writeAndFlush(wrapOutboundOut(.end(nil)))
-        if !keepAlive { written.whenComplete { [channel = context.channel] _ in channel.close(promise: nil) } }
+        response.write(answering: head, on: context)
     }
 }

@@ -59,7 +59,7 @@ final class ConnectionHandler: ChannelDuplexHandler, DeferredAnswerReceiver {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         if processor.services.auth != nil { processor.peer = context.channel.remoteAddress }
-        waiter.receiver = self
+        waiter.attach(self)
     }
 
     func channelActive(context: ChannelHandlerContext) {

@@ -14,7 +14,7 @@ public final class LoopWaiter<Receiver: DeferredAnswerReceiver>: DecisionWaiter,
     let eventLoop: any EventLoop
     /// Strong, and cleared when the handler leaves the pipeline: a weak reference would give the handler a
     /// side table, which makes every retain and release of it (NIO does several per read) take the slow path.
-    public var receiver: Receiver?
+    private var receiver: Receiver?
     /// Cleared when the connection is gone, so that an answer owed to it is dropped here rather than sent to
     /// an event loop that may have shut down since.
     private let open = Atomic<Bool>(true)
@@ -30,8 +30,15 @@ public final class LoopWaiter<Receiver: DeferredAnswerReceiver>: DecisionWaiter,
         eventLoop.execute { [self] in receiver?.resolved(ticket: ticket, result: result) }
     }
 
-    /// The connection is gone: drop the receiver and every answer still owed. Call on `eventLoop`.
+    /// Where answers go from now on: the connection's handler, as it joins the pipeline.
+    public func attach(_ receiver: Receiver) {
+        eventLoop.assertInEventLoop()
+        self.receiver = receiver
+    }
+
+    /// The connection is gone: drop the receiver and every answer still owed.
     public func close() {
+        eventLoop.assertInEventLoop()
         receiver = nil
         open.store(false, ordering: .relaxed)
     }

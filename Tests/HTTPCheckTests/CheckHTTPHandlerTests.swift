@@ -52,7 +52,7 @@ struct CheckHTTPHandlerTests {
 
     static func response(_ status: String, _ headers: [String], body: String) -> String {
         "HTTP/1.1 \(status)\r\n" + (headers + [
-            "Content-Type: text/plain; charset=utf-8", "Content-Length: \(body.utf8.count)", "Cache-Control: no-store",
+            "Cache-Control: no-store", "Content-Type: text/plain; charset=utf-8", "Content-Length: \(body.utf8.count)",
         ]).map { $0 + "\r\n" }.joined() + "\r\n" + body
     }
 
@@ -134,7 +134,17 @@ struct CheckHTTPHandlerTests {
         let channel = try Self.connection()
         try channel.writeInbound(ByteBuffer(string: "HEAD /check?key=user:1 HTTP/1.1\r\nHost: rl\r\n\r\n"))
         #expect(try Self.written(channel) == "HTTP/1.1 200 OK\r\nRateLimit-Remaining: 2\r\nRateLimit-Reset: 20\r\n"
-            + "Content-Type: text/plain; charset=utf-8\r\nContent-Length: 14\r\nCache-Control: no-store\r\n\r\n")
+            + "Cache-Control: no-store\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 14\r\n\r\n")
+    }
+
+    @Test func http10WithKeepAliveIsToldSoAndKeptOpen() throws {
+        let channel = try Self.connection()
+        try channel.writeInbound(ByteBuffer(string: "GET /check?key=user:1 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"))
+        #expect(try Self.written(channel).hasPrefix(
+            "HTTP/1.0 200 OK\r\nRateLimit-Remaining: 2\r\nRateLimit-Reset: 20\r\nCache-Control: no-store\r\n"
+                + "Content-Type: text/plain; charset=utf-8\r\nContent-Length: 14\r\nConnection: keep-alive\r\n\r\n"))
+        channel.embeddedEventLoop.run()
+        #expect(channel.isActive)
     }
 
     @Test func http10WithoutKeepAliveIsClosedAfterItsResponse() throws {
