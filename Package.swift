@@ -137,16 +137,14 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // GET /check for forward-auth gateways (Caddy, Traefik, nginx's auth_request): HTTP/1.1 with NIOHTTP1,
-        // on the server's event loops, deciding through the server's decider.
+        // a side listener of the server, deciding through the server's decider.
         .target(
             name: "HTTPCheck",
             dependencies: [
                 "RateLimitServer", "ShardStore", "RateLimiting", "WireProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -229,14 +229,14 @@ struct RateLimitDaemon: ParsableCommand {
                     metrics = try await MetricsEndpoint.bind(
                         host: address.host, port: address.port, server: server, logger: logger)
                 }
-                var envoy: (server: EnvoyServer, rules: EnvoyRulesBox)?
+                var envoy: (server: SideListener, rules: EnvoyRulesBox)?
                 if let address = settings.envoyListen {
                     let rules = EnvoyRulesBox(settings.envoyRules)
                     let bound = try await EnvoyServer.bind(
                         host: address.host, port: address.port, rules: rules, server: server, logger: logger)
                     envoy = (bound, rules)
                 }
-                var http: HTTPCheckServer?
+                var http: SideListener?
                 if let address = settings.httpListen {
                     http = try await HTTPCheckServer.bind(
                         host: address.host, port: address.port, denyStatus: settings.httpDenyStatus, server: server,
@@ -259,7 +259,7 @@ struct RateLimitDaemon: ParsableCommand {
     private static func services(
         server: RateLimitServer, snapshotter: Snapshotter?, replicator: Replicator?,
         metrics: MetricsEndpoint?,
-        envoy: (server: EnvoyServer, rules: EnvoyRulesBox)?, http: HTTPCheckServer?, settings: ResolvedSettings,
+        envoy: (server: SideListener, rules: EnvoyRulesBox)?, http: SideListener?, settings: ResolvedSettings,
         reload flags: RateLimitDaemon,
         logger: Logger
     ) -> ServiceGroupConfiguration {
@@ -284,8 +284,8 @@ struct RateLimitDaemon: ParsableCommand {
             services.append(.init(service: SnapshotService(snapshotter: snapshotter, interval: interval, logger: logger)))
         }
         if let metrics { services.append(.init(service: MetricsService(endpoint: metrics))) }
-        if let envoy { services.append(.init(service: EnvoyService(server: envoy.server))) }
-        if let http { services.append(.init(service: HTTPCheckService(server: http))) }
+        if let envoy { services.append(.init(service: SideListenerService(envoy.server))) }
+        if let http { services.append(.init(service: SideListenerService(http))) }
         services.append(.init(service: WatchdogService(server: server, notifier: notifier)))
         services.append(.init(service: ShutdownClockService(server: server, notifier: notifier)))
         var configuration = ServiceGroupConfiguration(
