@@ -38,6 +38,14 @@ enum Gateways {
         return (daemon, http)
     }
 
+    /// A fresh directory the daemon's user may create its unix socket in (removed by the caller).
+    static func socketDirectory() throws -> String {
+        let path = NSTemporaryDirectory() + "rl-socket-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        try Unprivileged.handOver(path)
+        return path
+    }
+
     /// A port that accepts connections (the kernel completes them from the backlog) and never answers:
     /// a daemon that is slower than any timeout. Closed when the returned descriptor is.
     static func silentPort() throws -> (fd: Int32, port: Int) {

@@ -60,10 +60,8 @@ struct HAProxyTests {
 
     @Test(.enabled(if: ExternalTool.available("haproxy")))
     func theActionAsksTheDaemonOnItsUnixSocket() throws {
-        let directory = NSTemporaryDirectory() + "rl-socket-\(UUID().uuidString.prefix(8))"
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let directory = try Gateways.socketDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        try Unprivileged.handOver(directory)
         let socket = directory + "/ratelimitd.sock"
         let (daemon, _) = try Gateways.daemon(["--unix-socket", socket, "--unix-socket-mode", "0600"])
         // 0600: only the daemon's own user may connect, and HAProxy runs as that user here.

@@ -111,10 +111,8 @@ struct NginxTests {
 
     @Test(.enabled(if: ExternalTool.available("nginx")))
     func theModuleAsksTheDaemonOnItsUnixSocket() throws {
-        let directory = NSTemporaryDirectory() + "rl-socket-\(UUID().uuidString.prefix(8))"
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let directory = try Gateways.socketDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        try Unprivileged.handOver(directory)
         let socket = directory + "/ratelimitd.sock"
         let (daemon, _) = try Gateways.daemon(["--unix-socket", socket])
         #expect(daemon.log.contains("listening on 127.0.0.1:\(daemon.port) and \(socket)"), "\(daemon.log)")

@@ -6,20 +6,13 @@ import Testing
 /// taken, and the file removed at exit only while it is the daemon's own.
 @Suite("unix socket", .serialized, .timeLimit(.minutes(2)))
 struct UnixSocketTests {
-    func directory() throws -> String {
-        let path = NSTemporaryDirectory() + "rl-unix-\(UUID().uuidString.prefix(8))"
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        try Unprivileged.handOver(path)
-        return path
-    }
-
     func mode(_ path: String) -> UInt32 {
         var status = stat()
         return stat(path, &status) == 0 ? UInt32(status.st_mode & 0o7777) : 0
     }
 
     @Test func aLiveSocketIsNeverTakenAndAStaleOneIsReplaced() throws {
-        let folder = try directory()
+        let folder = try Gateways.socketDirectory()
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let socket = folder + "/ratelimitd.sock"
         let first = try DaemonProcess(arguments: ["--unix-socket", socket, "--unix-socket-mode", "0660"])
@@ -50,7 +43,7 @@ struct UnixSocketTests {
     }
 
     @Test func aPathThatIsNotASocketStopsStartUp() throws {
-        let folder = try directory()
+        let folder = try Gateways.socketDirectory()
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let file = folder + "/not-a-socket"
         try "data".write(toFile: file, atomically: true, encoding: .utf8)

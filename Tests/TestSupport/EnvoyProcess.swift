@@ -74,19 +74,7 @@ public final class EnvoyProcess: @unchecked Sendable {
 
     /// `GET path` through Envoy's front listener: the status and the response headers (lower-cased names).
     public func get(_ path: String = "/", headers: [String: String] = [:]) throws -> (status: Int, headers: [String: String]) {
-        let arguments = ["-s", "-m", "5", "-o", "/dev/null", "-D", "-"]
-            + headers.flatMap { ["-H", "\($0.key): \($0.value)"] } + ["http://127.0.0.1:\(frontPort)\(path)"]
-        let output = try ExternalTool.run("curl", arguments).output
-        var lines = output.split(separator: "\r\n").map(String.init)
-        guard let statusLine = lines.first, let status = Int(statusLine.split(separator: " ").dropFirst().first ?? "") else {
-            throw LineClient.Failure(description: "no HTTP response through Envoy: \(output)")
-        }
-        lines.removeFirst()
-        var fields: [String: String] = [:]
-        for line in lines {
-            guard let colon = line.firstIndex(of: ":") else { continue }
-            fields[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-        }
-        return (status, fields)
+        let exchange = try HTTPExchange.get("http://127.0.0.1:\(frontPort)\(path)", headers: headers)
+        return (exchange.status, exchange.headers)
     }
 }

@@ -102,6 +102,13 @@ public final class RedisServerProcess: @unchecked Sendable {
     }
 
     private static func canBind(_ port: Int) -> Bool {
+        onLoopback(port: port) { fd, address, length in bind(fd, address, length) == 0 }
+    }
+
+    /// `body` with a fresh TCP socket and the address of `port` on 127.0.0.1; the socket is closed after.
+    public static func onLoopback(
+        port: Int, _ body: (Int32, UnsafePointer<sockaddr>, socklen_t) -> Bool
+    ) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return false }
         defer { close(fd) }
@@ -111,7 +118,7 @@ public final class RedisServerProcess: @unchecked Sendable {
         address.sin_port = in_port_t(UInt16(port).bigEndian)
         return withUnsafePointer(to: &address) { pointer in
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+                body(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
             }
         }
     }
