@@ -102,8 +102,8 @@ struct ConnectionSetupTests {
             let stats = try LineClient(port: port).statistics()
             #expect(stats["connection_setup_failures"] == 1)
             let reading = server.readMetrics().connectionSetupFailures
-            #expect(reading.map(\.listener) == ["client", "metrics", "envoy"])
-            #expect(reading.map(\.count) == [0, 1, 0])
+            #expect(reading.map(\.listener) == ["client", "metrics", "envoy", "http"])
+            #expect(reading.map(\.count) == [0, 1, 0, 0])
         }
     }
 }
