@@ -13,29 +13,39 @@ public struct CheckQuery: Sendable, Hashable {
     public var denyStatus: Int?
 
     public static let parameters = ["key", "prefix", "cost", "limit", "algorithm", "deny_status"]
+    private static let parameterBytes = parameters.map { Array($0.utf8) }
     /// What `deny_status` may be: a client error, so that forward-auth gateways pass it on as a refusal.
     public static let denyStatuses = 400...499
 
     /// Parses `query` (what follows `?`, percent-encoded). `client` is the address a `prefix=` key ends
     /// with; it is read only when the query has one.
     public static func parse(_ query: Substring, client: () -> String?) throws(ProtocolError) -> CheckQuery {
-        var values: [String: [UInt8]] = [:]
-        for pair in query.split(separator: "&", omittingEmptySubsequences: true) {
-            let name = String(pair.prefix { $0 != "=" })
-            guard parameters.contains(name) else {
+        // Bytes, not String: a check is on every request a gateway serves, and String's indexing and a
+        // dictionary of names cost more than the decision itself.
+        let bytes = Array(query.utf8)
+        var values = [[UInt8]?](repeating: nil, count: parameters.count)
+        var start = 0
+        while start < bytes.count {
+            let end = bytes[start...].firstIndex(of: UInt8(ascii: "&")) ?? bytes.count
+            defer { start = end + 1 }
+            guard end > start else { continue }
+            let equals = bytes[start..<end].firstIndex(of: UInt8(ascii: "=")) ?? end
+            let name = bytes[start..<equals]
+            guard let index = parameterBytes.firstIndex(where: { $0.elementsEqual(name) }) else {
                 throw ProtocolError(
                     .wrongArguments,
-                    "unknown parameter \(Printable.quote(Array(name.utf8))); /check takes \(parameters.joined(separator: ", "))")
+                    "unknown parameter \(Printable.quote(Array(name))); /check takes \(parameters.joined(separator: ", "))")
             }
-            guard values[name] == nil else { throw ProtocolError(.wrongArguments, "\(name) is given twice") }
-            guard let value = percentDecoded(pair.dropFirst(name.count + 1).utf8) else {
-                throw ProtocolError(.wrongArguments, "\(name) has a malformed percent-escape")
+            guard values[index] == nil else { throw ProtocolError(.wrongArguments, "\(parameters[index]) is given twice") }
+            guard let value = percentDecoded(bytes[min(equals + 1, end)..<end]) else {
+                throw ProtocolError(.wrongArguments, "\(parameters[index]) has a malformed percent-escape")
             }
-            values[name] = value
+            values[index] = value
         }
+        func value(_ name: String) -> [UInt8]? { values[parameters.firstIndex(of: name)!] }
 
         var key: [UInt8]
-        switch (values["key"], values["prefix"]) {
+        switch (value("key"), value("prefix")) {
         case (let given?, nil):
             key = given
         case (nil, let prefix?):
@@ -50,23 +60,23 @@ public struct CheckQuery: Sendable, Hashable {
         }
         _ = try words(key) { word throws(ProtocolError) in try RequestParser.key(word) }
         var query = CheckQuery(key: key)
-        if let cost = values["cost"] {
+        if let cost = value("cost") {
             query.cost = try words(cost) { word throws(ProtocolError) in try RequestParser.cost(word) }
         }
-        let algorithm = try values["algorithm"].map { name throws(ProtocolError) in
+        let algorithm = try value("algorithm").map { name throws(ProtocolError) in
             try words(name) { word throws(ProtocolError) in try RequestParser.algorithm(word) }
         }
-        if let limit = values["limit"] {
+        if let limit = value("limit") {
             query.limit = try words(limit) { word throws(ProtocolError) in
                 try RequestParser.limit(word, algorithm: algorithm ?? .tokenBucket)
             }
         } else if algorithm != nil {
             throw ProtocolError(.wrongArguments, "algorithm= goes with limit=; a rule's algorithm is its own")
         }
-        if let status = values["deny_status"] {
-            guard let code = Int(String(decoding: status, as: UTF8.self)), denyStatuses.contains(code),
-                status.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 })
-            else {
+        if let status = value("deny_status") {
+            let code = status.count == 3 && status.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 })
+                ? status.reduce(0) { $0 * 10 + Int($1 - 0x30) } : 0
+            guard denyStatuses.contains(code) else {
                 throw ProtocolError(
                     .wrongArguments,
                     "deny_status must be from \(denyStatuses.lowerBound) to \(denyStatuses.upperBound), got \(Printable.quote(status))")
@@ -78,7 +88,7 @@ public struct CheckQuery: Sendable, Hashable {
 
     /// `bytes` with every `%XX` decoded; nil when a `%` is not followed by two hex digits. `+` stays a plus
     /// (RFC 3986): a space could never be part of a key anyway.
-    static func percentDecoded(_ bytes: Substring.UTF8View) -> [UInt8]? {
+    static func percentDecoded(_ bytes: ArraySlice<UInt8>) -> [UInt8]? {
         var decoded: [UInt8] = []
         decoded.reserveCapacity(bytes.count)
         var index = bytes.startIndex

@@ -93,8 +93,9 @@ struct HTTPChecker: Sendable {
     }
 
     static func split(_ uri: String) -> (path: Substring, query: Substring) {
-        guard let mark = uri.firstIndex(of: "?") else { return (uri[...], "") }
-        return (uri[..<mark], uri[uri.index(after: mark)...])
+        // By bytes: finding a Character in a String walks grapheme clusters.
+        guard let mark = uri.utf8.firstIndex(of: UInt8(ascii: "?")) else { return (uri[...], "") }
+        return (uri[..<mark], uri[uri.utf8.index(after: mark)...])
     }
 }
 
