@@ -61,18 +61,10 @@ struct HTTPChecker: Sendable {
         } catch {
             return .respond(.error(error))
         }
-        if ruleBook.generation != rules.generation { rules = ruleBook.current }
+        ruleBook.refresh(&rules)
         let denyStatus = request.denyStatus ?? self.denyStatus
-        let result = request.key.withUnsafeBytes { key -> Result<ShardResult?, ProtocolError> in
-            let limit: Limit
-            var slot = 0
-            if let given = request.limit {
-                limit = given
-            } else if let (index, ruled) = rules.rules.indexedLimit(for: key) {
-                (limit, slot) = (ruled, rules.slots[index])
-            } else {
-                return .failure(.noRule(key: key))
-            }
+        let result = request.key.withUnsafeBytes { [rules] key -> Result<ShardResult?, ProtocolError> in
+            guard let (limit, slot) = rules.limit(for: key, given: request.limit) else { return .failure(.noRule(key: key)) }
             return .success(decider.run(
                 .check(cost: request.cost, limit: limit), key: key, hash: KeyHash.hash(key), now: clock.nanosecondsNow(),
                 slot: slot, ticket: ticket, waiter: waiter))

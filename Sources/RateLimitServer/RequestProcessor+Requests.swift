@@ -79,10 +79,8 @@ extension RequestProcessor {
         switch request {
         case .check(let span, let cost, let given):
             let key = UnsafeRawBufferPointer(rebasing: bytes[span])
-            if let given {
-                route(key: key, operation: .check(cost: cost, limit: given), slot: 0, dialect)
-            } else if let (index, limit) = rules.indexedLimit(for: key) {
-                route(key: key, operation: .check(cost: cost, limit: limit), slot: ruleSlots[index], dialect)
+            if let (limit, slot) = rules.limit(for: key, given: given) {
+                route(key: key, operation: .check(cost: cost, limit: limit), slot: slot, dialect)
             } else {
                 reply(.error(.noRule(key: key)), dialect)
             }

@@ -19,11 +19,9 @@ struct RequestProcessor {
 
     let services: ConnectionServices
     let connectionID: Int
-    /// This connection's copy of the rules, refreshed when the rule book's generation moves on.
-    var rules: RuleSet
-    var rulesGeneration: Int
-    /// The counter slot of each rule in `rules` (see `RuleBook`).
-    var ruleSlots: [Int]
+    /// This connection's copy of the rules and their counter slots, refreshed when the rule book's
+    /// generation moves on.
+    var rules: RuleBook.Edition
     let allocator: ByteBufferAllocator
     var state = State.open
     var input = ByteBuffer()
@@ -80,8 +78,7 @@ struct RequestProcessor {
         self.allocator = allocator
         self.connectionID = services.statistics.connectionOpened()
         self.authenticated = services.auth == nil
-        let edition = services.ruleBook.current
-        (rules, rulesGeneration, ruleSlots) = (edition.rules, edition.generation, edition.slots)
+        self.rules = services.ruleBook.current
         self.resp = services.respLimits
         self.output = allocator.buffer(capacity: 512)
     }
@@ -97,10 +94,7 @@ struct RequestProcessor {
     /// buffer, so NIO can reuse its receive buffer for the next read instead of allocating another.
     mutating func receive(_ incoming: inout ByteBuffer) {
         guard state == .open else { return }
-        if services.ruleBook.generation != rulesGeneration {
-            let edition = services.ruleBook.current
-            (rules, rulesGeneration, ruleSlots) = (edition.rules, edition.generation, edition.slots)
-        }
+        services.ruleBook.refresh(&rules)
         if input.readableBytes == 0 {
             processInput(&incoming)
             if incoming.readableBytes > 0, state == .open {

@@ -14,6 +14,15 @@ public final class RuleBook: Sendable {
         public let generation: Int
         /// The counter slot of each rule, by its index in `rules.rules`.
         public let slots: [Int]
+
+        /// What a CHECK of `key` is decided under, and the counter slot it is counted in: the request's own
+        /// limit (`given`, slot 0), else the limit of the rule that matches; nil when neither (`no_rule`).
+        @inline(__always)
+        public func limit(for key: UnsafeRawBufferPointer, given: Limit?) -> (limit: Limit, slot: Int)? {
+            if let given { return (given, 0) }
+            guard let (index, limit) = rules.indexedLimit(for: key) else { return nil }
+            return (limit, slots[index])
+        }
     }
 
     private struct State {
@@ -32,6 +41,12 @@ public final class RuleBook: Sendable {
     }
 
     public var generation: Int { generationCounter.load(ordering: .acquiring) }
+
+    /// Brings a connection's copy up to date when a reload has moved the rules on.
+    @inline(__always)
+    public func refresh(_ edition: inout Edition) {
+        if generation != edition.generation { edition = current }
+    }
 
     public var current: Edition {
         state.withLock { $0.edition }
