@@ -5,15 +5,10 @@ import WireProtocol
 /// A response of the HTTP listener before it is written: a decision as forward-auth gateways read it
 /// (200, or the deny status, with the `RateLimit-*` headers and `Retry-After`), or an error. The body is
 /// what the line protocol answers the same request, so `curl` shows the same words as `nc`.
-struct CheckResponse: Equatable {
+struct CheckResponse {
     var status: HTTPResponseStatus
     var headers: [(name: String, value: String)]
     var body: String
-
-    static func == (lhs: CheckResponse, rhs: CheckResponse) -> Bool {
-        lhs.status == rhs.status && lhs.body == rhs.body
-            && lhs.headers.map { "\($0.name): \($0.value)" } == rhs.headers.map { "\($0.name): \($0.value)" }
-    }
 
     /// `denyStatus` is the status of a denial (429 unless configured otherwise).
     static func decision(_ decision: Decision, denyStatus: Int) -> CheckResponse {

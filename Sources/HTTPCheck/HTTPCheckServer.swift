@@ -13,13 +13,12 @@ public enum HTTPCheckServer {
         host: String, port: Int, denyStatus: Int, server: RateLimitServer, logger: Logger
     ) async throws -> SideListener {
         let checker = HTTPChecker(server: server, denyStatus: denyStatus)
-        let listener = try await SideListener.bind(
+        return try await SideListener.bind(
             .http, name: "HTTP checks", host: host, port: port, server: server, logger: logger,
             announce: { "http checks on http://\($0)/check" }
         ) { channel in
             try channel.pipeline.syncOperations.configureHTTPServerPipeline()
             try channel.pipeline.syncOperations.addHandler(CheckHTTPHandler(checker: checker, eventLoop: channel.eventLoop))
         }
-        return listener
     }
 }

@@ -30,7 +30,7 @@ public struct PlainHTTPResponse {
         let keepAlive = head.isKeepAlive
         if !keepAlive {
             fields.add(name: "Connection", value: "close")
-        } else if head.version.major == 1 && head.version.minor == 0 {
+        } else if head.version == .http1_0 {
             fields.add(name: "Connection", value: "keep-alive")
         }
         let response = HTTPResponseHead(version: head.version, status: status, headers: fields)
