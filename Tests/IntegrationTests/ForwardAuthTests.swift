@@ -23,13 +23,12 @@ struct ForwardAuthTests {
         #expect(denied.headers["ratelimit-remaining"] == "0")
     }
 
-    @Test(.enabled(if: ExternalTool.available("caddy")))
-    func caddyForwardAuth() throws {
-        let (daemon, http) = try Gateways.daemon()
+    /// Caddy with README's Caddyfile on free ports, asking the check port `checkPort`.
+    static func caddy(checkPort: Int) throws -> (GatewayProcess, front: Int) {
         let front = try RedisServerProcess.freePort()
         let application = try RedisServerProcess.freePort()
         let caddyfile = try Gateways.contrib("caddy/Caddyfile", [
-            ("forward_auth 127.0.0.1:7284", "forward_auth 127.0.0.1:\(http)"),
+            ("forward_auth 127.0.0.1:7284", "forward_auth 127.0.0.1:\(checkPort)"),
             ("http://127.0.0.1:8084", "http://127.0.0.1:\(front)"),
             ("127.0.0.1:8090", "127.0.0.1:\(application)"),
         ])
@@ -37,6 +36,13 @@ struct ForwardAuthTests {
             "caddy", executable: try #require(ExternalTool.find("caddy"), "scripts/test installs caddy"),
             arguments: ["run", "--config", "{dir}/Caddyfile", "--adapter", "caddyfile"],
             files: ["Caddyfile": caddyfile], readyPort: front)
+        return (caddy, front)
+    }
+
+    @Test(.enabled(if: ExternalTool.available("caddy")))
+    func caddyForwardAuth() throws {
+        let (daemon, http) = try Gateways.daemon()
+        let (caddy, front) = try Self.caddy(checkPort: http)
         let exchanges = try Gateways.countDown(port: front, headers: Self.spoofing)
         expectCountdown(exchanges, body: "hello from the application", caddy.output())
         // The denial is ratelimitd's own response, body and all.
@@ -99,21 +105,14 @@ struct ForwardAuthTests {
     @Test(.enabled(if: ExternalTool.available("caddy", "nginx")))
     func aCheckPortThatDoesNotAnswerFailsTheRequestClosed() throws {
         let dead = try RedisServerProcess.freePort()
-        let front = (caddy: try RedisServerProcess.freePort(), nginx: try RedisServerProcess.freePort())
-        let application = try RedisServerProcess.freePort()
-        let caddy = try GatewayProcess(
-            "caddy", executable: try #require(ExternalTool.find("caddy"), "scripts/test installs caddy"),
-            arguments: ["run", "--config", "{dir}/Caddyfile", "--adapter", "caddyfile"],
-            files: ["Caddyfile": try Gateways.contrib("caddy/Caddyfile", [
-                ("forward_auth 127.0.0.1:7284", "forward_auth 127.0.0.1:\(dead)"),
-                ("http://127.0.0.1:8084", "http://127.0.0.1:\(front.caddy)"), ("127.0.0.1:8090", "127.0.0.1:\(application)"),
-            ])], readyPort: front.caddy)
-        #expect(try HTTPExchange.get("http://127.0.0.1:\(front.caddy)/").status == 502, "\(caddy.output())")
+        let (caddy, caddyFront) = try Self.caddy(checkPort: dead)
+        #expect(try HTTPExchange.get("http://127.0.0.1:\(caddyFront)/").status == 502, "\(caddy.output())")
+        let nginxFront = try RedisServerProcess.freePort()
         let nginx = try NginxTests.nginx(site: try Gateways.contrib("nginx/auth_request.conf", [
-            ("listen 127.0.0.1:8082;", "listen 127.0.0.1:\(front.nginx);"),
+            ("listen 127.0.0.1:8082;", "listen 127.0.0.1:\(nginxFront);"),
             ("http://127.0.0.1:7284/check", "http://127.0.0.1:\(dead)/check"),
-        ]), frontPort: front.nginx)
-        #expect(try HTTPExchange.get("http://127.0.0.1:\(front.nginx)/").status == 500, "\(nginx.output("error.log"))")
+        ]), frontPort: nginxFront)
+        #expect(try HTTPExchange.get("http://127.0.0.1:\(nginxFront)/").status == 500, "\(nginx.output("error.log"))")
     }
 
     /// README's copies of the gateway files are the files the tests run.

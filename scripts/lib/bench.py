@@ -248,24 +248,33 @@ def grpc_request(key):
     return b"\x00" + len(message).to_bytes(4, "big") + message
 
 
+def h2load_logged(arguments):
+    """Runs h2load with `arguments` and its per-request log: its output, the latencies (µs, sorted) and the
+    statuses of the requests it logged."""
+    requests = tempfile.NamedTemporaryFile(delete=False)
+    requests.close()
+    output = run(["h2load", "--log-file", requests.name] + arguments)
+    rows = [line.split() for line in open(requests.name) if len(line.split()) >= 3]
+    os.unlink(requests.name)
+    return output, sorted(int(row[2]) for row in rows), [int(row[1]) for row in rows]
+
+
+def percentile(latencies, q):
+    return float(latencies[min(len(latencies) - 1, int(len(latencies) * q))]) if latencies else 0.0
+
+
 def h2load(port, connections, streams, seconds, body):
     """Calls ShouldRateLimit with h2load (nghttp2's HTTP/2 load generator, in C): the same bytes on every
     call, `connections` × `streams` calls outstanding. Latency percentiles come from its per-request log."""
-    requests = tempfile.NamedTemporaryFile(delete=False)
-    requests.close()
-    command = ["h2load", "-D", f"{seconds:g}", "--warm-up-time", "1", "-c", str(connections), "-m", str(streams),
-               "-d", body, "-H", "content-type: application/grpc", "-H", "te: trailers", "--log-file", requests.name,
-               f"http://127.0.0.1:{port}/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit"]
-    output = run(command)
-    latencies = sorted(int(line.split()[2]) for line in open(requests.name) if len(line.split()) >= 3)
-    os.unlink(requests.name)
+    output, latencies, _ = h2load_logged([
+        "-D", f"{seconds:g}", "--warm-up-time", "1", "-c", str(connections), "-m", str(streams),
+        "-d", body, "-H", "content-type: application/grpc", "-H", "te: trailers",
+        f"http://127.0.0.1:{port}/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit"])
     counts = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored", output)
     status = re.search(r"status codes: (\d+) 2xx", output)
-
-    def percentile(q):
-        return float(latencies[min(len(latencies) - 1, int(len(latencies) * q))]) if latencies else 0.0
     return {"rps": float(re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", output).group(1)),
-            "p50": percentile(0.5), "p90": percentile(0.9), "p99": percentile(0.99), "p999": percentile(0.999),
+            "p50": percentile(latencies, 0.5), "p90": percentile(latencies, 0.9), "p99": percentile(latencies, 0.99),
+            "p999": percentile(latencies, 0.999),
             "allowed": int(status.group(1)), "denied": 0,
             "errors": int(counts.group(3)) + int(counts.group(4)) + int(counts.group(2)) - int(status.group(1)),
             "command": f"h2load -D {seconds:g} --warm-up-time 1 -c {connections} -m {streams} -d BODY "
@@ -276,18 +285,10 @@ def h2load(port, connections, streams, seconds, body):
 def h1load(url, connections, seconds):
     """GETs `url` with h2load over HTTP/1.1 (`--h1`), keep-alive, one request outstanding per connection:
     requests per second and latency percentiles (µs) from its per-request log."""
-    requests = tempfile.NamedTemporaryFile(delete=False)
-    requests.close()
-    output = run(["h2load", "--h1", "-D", f"{seconds:g}", "--warm-up-time", "1", "-c", str(connections), "-m", "1",
-                  "--log-file", requests.name, url])
-    latencies = sorted(int(line.split()[2]) for line in open(requests.name) if len(line.split()) >= 3)
-    statuses = [int(line.split()[1]) for line in open(requests.name) if len(line.split()) >= 3]
-    os.unlink(requests.name)
-
-    def percentile(q):
-        return float(latencies[min(len(latencies) - 1, int(len(latencies) * q))]) if latencies else 0.0
+    output, latencies, statuses = h2load_logged(
+        ["--h1", "-D", f"{seconds:g}", "--warm-up-time", "1", "-c", str(connections), "-m", "1", url])
     return {"rps": float(re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", output).group(1)),
-            "p50": percentile(0.5), "p99": percentile(0.99),
+            "p50": percentile(latencies, 0.5), "p99": percentile(latencies, 0.99),
             "ok": sum(1 for status in statuses if status == 200), "other": sum(1 for status in statuses if status != 200)}
 
 
